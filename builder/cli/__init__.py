@@ -1,0 +1,107 @@
+"""The `pgha-build` command line: a thin click layer over the pipeline.
+
+One module per group of commands; each command loads the cluster through the App in ctx.obj
+(once), builds a Context and runs pipeline steps. Expected failures print one line (and a hint)
+and exit with the documented code; tracebacks only with --debug.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import click
+
+from builder import __version__
+from builder import log as logmod
+from builder.config import load
+from builder.context import Context
+from builder.errors import EXIT_CODES_HELP, ConfigError, PghaError, ToolFailed
+from builder.model import Cluster
+from builder.run import Runner
+
+
+@dataclass
+class App:
+    cluster_file: Path | None
+    output: Path
+    debug: bool = False
+    runner: Runner = field(default_factory=Runner)
+    _cluster: Cluster | None = None
+
+    @property
+    def cluster(self) -> Cluster:
+        if self._cluster is None:
+            self._cluster = load(self.cluster_file)
+        return self._cluster
+
+    def context(self, force: bool = False) -> Context:
+        return Context.create(self.cluster, self.output, self.runner, force=force)
+
+
+pass_app = click.make_pass_decorator(App)
+
+
+class PghaGroup(click.Group):
+    """Turns expected failures (PghaError) into one printed line and the documented exit code."""
+
+    def invoke(self, ctx: click.Context) -> object:
+        try:
+            return super().invoke(ctx)
+        except PghaError as err:
+            app = ctx.obj
+            if isinstance(app, App) and app.debug:
+                raise
+            _print_error(err)
+            ctx.exit(err.exit_code)
+        except KeyboardInterrupt:
+            click.echo("interrupted", err=True)
+            ctx.exit(130)
+
+
+@click.group(
+    cls=PghaGroup,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+    epilog=EXIT_CODES_HELP,
+)
+@click.option("-c", "--cluster", "cluster_file", type=click.Path(path_type=Path),
+              envvar="PGHA_CLUSTER", show_envvar=True,
+              help="Cluster file (YAML). Default: the built-in reference lab.")
+@click.option("-o", "--output", type=click.Path(path_type=Path), default=Path("output"),
+              show_default=True, help="Output folder; artifacts go to OUTPUT/<cluster>/.")
+@click.option("-v", "--verbose", count=True, help="More output (-v shows every command run).")
+@click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors.")
+@click.option("--debug", is_flag=True, help="Show tracebacks (implies -v).")
+@click.version_option(__version__, prog_name="pgha-build")
+@click.pass_context
+def cli(ctx: click.Context, cluster_file: Path | None, output: Path, verbose: int,
+        quiet: bool, debug: bool) -> None:
+    """Build everything to deploy a Patroni PostgreSQL HA cluster on RHEL 8 from one YAML file:
+    role RPMs, kickstarts, first-boot seeds, images, and a local lab that proves it works.
+
+    \b
+    Start:  pgha-build init cluster.yaml && pgha-build -c cluster.yaml check
+    Build:  pgha-build build        (specs, RPMs + repo, kickstarts, manifest)
+    """
+    logmod.setup(-1 if quiet else (max(verbose, 1) if debug else verbose))
+    ctx.obj = App(cluster_file=cluster_file, output=output, debug=debug)
+
+
+def _print_error(err: PghaError) -> None:
+    click.echo(f"error: {err.message}", err=True)
+    if isinstance(err, ConfigError):
+        for problem in err.problems:
+            click.echo(f"  {problem}", err=True)
+    if isinstance(err, ToolFailed) and err.stderr_tail:
+        for line in err.stderr_tail.splitlines():
+            click.echo(f"  | {line}", err=True)
+    if err.hint:
+        click.echo(f"hint: {err.hint}", err=True)
+
+
+def main() -> None:
+    cli(prog_name="pgha-build")
+
+
+# Register the command modules (each adds its commands to `cli`).
+from builder.cli import build_cmds, model_cmds  # noqa: F401

@@ -1,0 +1,70 @@
+"""Commands about the cluster description itself: init, check, show, schema."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+import yaml
+
+from builder import kickstart, validate
+from builder.cli import App, cli, pass_app
+from builder.errors import PghaError
+from builder.fsutil import atomic_write
+from builder.model import Cluster, resolved_dict
+from builder.paths import PROJECT_ROOT
+
+EXAMPLE = PROJECT_ROOT / "examples" / "cluster.yaml"
+
+
+@cli.command()
+@click.argument("path", type=click.Path(path_type=Path), default=Path("cluster.yaml"))
+@click.option("--force", is_flag=True, help="Overwrite an existing file.")
+def init(path: Path, force: bool) -> None:
+    """Write a commented cluster file (the built-in reference lab) to PATH."""
+    if path.exists() and not force:
+        raise PghaError(f"{path} already exists", hint="pass --force to overwrite it")
+    atomic_write(path, EXAMPLE.read_text())
+    click.echo(f"wrote {path}: edit it, then run `pgha-build -c {path} check`")
+
+
+@cli.command()
+@click.option("--deep", is_flag=True,
+              help="Also validate generated configs with the real tools (patroni, haproxy, etcd).")
+@pass_app
+def check(app: App, deep: bool) -> None:
+    """Validate the cluster file (every error with its YAML path) and the kickstarts."""
+    cluster = app.cluster
+    report = validate.check(cluster)
+    for warning in report.warnings:
+        click.echo(f"warning: {warning}", err=True)
+    kickstart.check_all(app.context())
+    if deep:
+        from builder import deepcheck
+
+        deepcheck.run(app.context())
+    db = len([n for n in cluster.nodes if "db" in n.roles])
+    click.echo(f"ok: cluster '{cluster.name}' is valid ({len(cluster.nodes)} nodes, "
+               f"{db} database), kickstarts pass pykickstart's RHEL 8 parser")
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="JSON instead of YAML.")
+@pass_app
+def show(app: App, as_json: bool) -> None:
+    """Print the fully resolved cluster (every default filled in)."""
+    data = resolved_dict(app.cluster)
+    if as_json:
+        click.echo(json.dumps(data, indent=2))
+    else:
+        click.echo(yaml.safe_dump(data, sort_keys=False), nl=False)
+
+
+@cli.command()
+def schema() -> None:
+    """Print the JSON Schema of the cluster file (for editor completion)."""
+    data = Cluster.model_json_schema()
+    data = {"$schema": "https://json-schema.org/draft/2020-12/schema",
+            "title": "pgha-build cluster file", **data}
+    click.echo(json.dumps(data, indent=2))

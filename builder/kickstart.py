@@ -1,0 +1,75 @@
+"""Kickstarts: render one RHEL 8 kickstart per role (pure), validate it with pykickstart's RHEL 8
+handler (the parser Anaconda uses), and the `kickstart` stage that writes them.
+
+A kickstart passes only with no error and no warning: deprecations count as failures, since
+Anaconda may drop a deprecated command in a later RHEL 8 minor release.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+from pykickstart.errors import KickstartError
+from pykickstart.parser import KickstartParser
+from pykickstart.version import RHEL8, makeVersion
+
+from builder import __version__, render, roles
+from builder.context import Context
+from builder.errors import ValidationFailed
+from builder.fsutil import atomic_write
+from builder.roles import Role
+from builder.state import Artifact, input_key, save, up_to_date
+
+ROLE_TEMPLATE = Path("kickstart/role.ks.j2")
+
+
+def role_context(ctx: Context, role: Role) -> dict[str, object]:
+    context = render.base_context(ctx.cluster)
+    volume = render.render_string(role.data_volume, context) if role.data_volume else None
+    return {**context, "role": role, "data_volume": volume}
+
+
+def render_role(ctx: Context, role: Role) -> str:
+    return render.render_file(render.PROJECT_ROOT / ROLE_TEMPLATE, role_context(ctx, role))
+
+
+def validate(text: str, name: str) -> list[str]:
+    """Problems pykickstart's RHEL 8 parser finds: errors and warnings, each with its line."""
+    parser = KickstartParser(makeVersion(RHEL8), errorsAreFatal=True)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            parser.readKickstartFromString(text)
+        except KickstartError as exc:
+            line = getattr(exc, "lineno", None)
+            where = f" line {line}" if line else ""
+            lines = [ln.strip() for ln in str(exc).strip().splitlines() if ln.strip()]
+            detail = " ".join(lines[1:] or lines) or type(exc).__name__
+            return [f"{name}{where}: {detail}"]
+    return [f"{name}: warning: {w.message}" for w in caught]
+
+
+def check_all(ctx: Context, role_names: list[str] | None = None) -> dict[str, str]:
+    """Render and validate the kickstart of each role; raise on any problem."""
+    names = role_names or sorted({r for n in ctx.cluster.nodes for r in n.roles})
+    rendered = {n: render_role(ctx, roles.get(n)) for n in names}
+    problems = [p for n, text in rendered.items() for p in validate(text, f"{n}.ks")]
+    if problems:
+        raise ValidationFailed(f"kickstart validation failed: {'; '.join(problems)}",
+                               hint="fix the kickstart templates under kickstart/")
+    return rendered
+
+
+def write_kickstarts(ctx: Context, role_names: list[str] | None = None) -> list[Artifact]:
+    rendered = check_all(ctx, role_names)
+    key = input_key("kickstart", __version__, sorted(rendered.items()))
+    stage = "kickstart" if role_names is None else f"kickstart-{'-'.join(role_names)}"
+    arts = [Artifact("kickstart", f"kickstart/{n}.ks", role=n) for n in rendered]
+    if not ctx.force and up_to_date(ctx.out, stage, key):
+        ctx.messages.append("kickstart: up to date")
+        return arts
+    for name, text in rendered.items():
+        atomic_write(ctx.out.kickstart / f"{name}.ks", text)
+    ctx.messages.append(f"kickstart: wrote {len(rendered)} kickstart(s) to {ctx.out.kickstart}")
+    return save(ctx.out, stage, key, arts)

@@ -1,0 +1,217 @@
+"""The typed cluster: every field, its default and its single-field rules.
+
+Why pydantic v2 rather than dataclasses plus a hand-written schema: one declaration gives the
+typed model, per-field validation that reports *every* error with its location at once, the
+defaults, and the JSON Schema that `pgha-build schema` publishes for editors. Rules that span
+fields (unique addresses, etcd quorum, Patroni timing, ports) live in `validate.py`, so they can
+be reported together with paths and tested one by one.
+
+This module holds no I/O. `config.py` turns YAML into this model; `show` prints it resolved.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+
+# Version of the resolved model as carried in seeds; bump on incompatible change.
+SCHEMA_VERSION = 1
+
+NAME_RE = r"^[a-z][a-z0-9-]{0,30}[a-z0-9]$|^[a-z]$"
+MAC_RE = r"^([0-9a-f]{2}:){5}[0-9a-f]{2}$"
+
+# Named timing profiles: Patroni timings plus the HAProxy checks that go with them.
+PROFILES: dict[str, dict[str, dict[str, int]]] = {
+    "default": {
+        "patroni": {"ttl": 30, "loop_wait": 10, "retry_timeout": 10},
+        "check": {"inter_ms": 3000, "fall": 3, "rise": 2},
+    },
+    "fast": {
+        "patroni": {"ttl": 20, "loop_wait": 1, "retry_timeout": 3},
+        "check": {"inter_ms": 1000, "fall": 2, "rise": 1},
+    },
+}
+
+
+def _ipv4(value: Any) -> Any:
+    if isinstance(value, ipaddress.IPv4Address):
+        return value
+    try:
+        return ipaddress.IPv4Address(str(value))
+    except ValueError:
+        raise ValueError(f"{value} is not an IPv4 address") from None
+
+
+def _ipv4_net(value: Any) -> Any:
+    if isinstance(value, ipaddress.IPv4Network):
+        return value
+    try:
+        return ipaddress.IPv4Network(str(value), strict=True)
+    except ValueError as exc:
+        raise ValueError(f"{value} is not an IPv4 network in CIDR form ({exc})") from None
+
+
+def _mac(value: Any) -> Any:
+    if value is None:
+        return None
+    text = str(value).lower().replace("-", ":")
+    if not re.match(MAC_RE, text):
+        raise ValueError(f"{value} is not a MAC address (expected aa:bb:cc:dd:ee:ff)")
+    return text
+
+
+IPv4 = Annotated[ipaddress.IPv4Address, BeforeValidator(_ipv4)]
+IPv4Net = Annotated[ipaddress.IPv4Network, BeforeValidator(_ipv4_net)]
+Mac = Annotated[str | None, BeforeValidator(_mac)]
+Port = Annotated[int, Field(ge=1, le=65535)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Node(Strict):
+    name: str = Field(pattern=NAME_RE, description="Short host name, e.g. db1")
+    roles: list[str] = Field(min_length=1, description="Role names from roles/ (db, haproxy)")
+    address: IPv4 = Field(description="Static IPv4 address inside network.cidr")
+    mac: Mac = Field(default=None, description="MAC address, for PXE installs")
+
+
+class Network(Strict):
+    cidr: IPv4Net = Field(default="10.77.0.0/24", validate_default=True)  # type: ignore[assignment]
+    gateway: IPv4 = Field(default="10.77.0.1", validate_default=True)  # type: ignore[assignment]
+    dns: list[IPv4] = Field(default_factory=lambda: [ipaddress.IPv4Address("10.77.0.1")])
+    domain: str = Field(default="pgha.lab", pattern=r"^[a-z0-9]([a-z0-9.-]*[a-z0-9])?$")
+
+
+class Ports(Strict):
+    postgres: Port = 5432
+    patroni_rest: Port = 8008
+    etcd_client: Port = 2379
+    etcd_peer: Port = 2380
+
+
+class HealthCheck(Strict):
+    """HAProxy's health check of Patroni's REST API."""
+
+    inter_ms: int = Field(default=3000, ge=100, le=60000)
+    fall: int = Field(default=3, ge=1, le=20)
+    rise: int = Field(default=2, ge=1, le=20)
+
+
+class LoadBalancer(Strict):
+    primary_port: Port = Field(default=5000, description="read-write, routed to the primary")
+    replica_port: Port = Field(default=6000, description="read-only, routed to the replicas")
+    stats_port: Port = Field(default=7000, description="HAProxy stats page")
+    virtual_ip: IPv4 | None = Field(default=None, description="keepalived VIP (2+ LB nodes)")
+    check: HealthCheck = Field(default_factory=HealthCheck)
+
+
+class Patroni(Strict):
+    ttl: int = Field(default=30, description="leader key TTL, seconds (>= 20)")
+    loop_wait: int = Field(default=10, description="seconds between HA loops (>= 1)")
+    retry_timeout: int = Field(default=10, description="DCS and PostgreSQL retry, seconds (>= 3)")
+    maximum_lag_on_failover: int = Field(default=1048576, ge=0, description="bytes")
+    synchronous_mode: bool = Field(
+        default=True, description="no acknowledged commit is lost on failover"
+    )
+    synchronous_mode_strict: bool = False
+    parameters: dict[str, str | int | float | bool] = Field(
+        default_factory=dict, description="PostgreSQL parameters for bootstrap.dcs"
+    )
+
+
+class Repos(Strict):
+    """Package repositories used by kickstarts and images (URLs as the installer sees them)."""
+
+    baseos: str = "http://mirror.pgha.lab/rhel8/BaseOS/x86_64/os/"
+    appstream: str = "http://mirror.pgha.lab/rhel8/AppStream/x86_64/os/"
+    pgdg: str | None = Field(default=None, description="default: PGDG for postgres_version")
+    pgdg_extras: str = (
+        "https://download.postgresql.org/pub/repos/yum/common/pgdg-rhel8-extras/redhat/rhel-8-x86_64/"
+    )
+    pgha: str = Field(default="http://10.77.0.1:8080/repo/", description="this tool's RPMs")
+
+
+class Admin(Strict):
+    user: str = Field(default="pgha", pattern=r"^[a-z_][a-z0-9_-]{0,31}$")
+    ssh_key: str | None = Field(default=None, description="OpenSSH public key line")
+
+
+class Cluster(Strict):
+    """A whole cluster. Everything has a default: `Cluster()` is the reference lab."""
+
+    name: str = Field(default="pgha", pattern=NAME_RE)
+    platform: Literal["rhel8", "debian12"] = Field(
+        default="rhel8", description="rhel8 for real machines; debian12 for the local lab"
+    )
+    postgres_version: int = Field(default=16, ge=13, le=17)
+    profile: Literal["default", "fast"] = Field(
+        default="default", description="timing profile: fills unset Patroni and check timings"
+    )
+    network: Network = Field(default_factory=Network)
+    nodes: list[Node] = Field(
+        default_factory=lambda: [
+            Node(name="db1", roles=["db"], address="10.77.0.11"),  # type: ignore[arg-type]
+            Node(name="db2", roles=["db"], address="10.77.0.12"),  # type: ignore[arg-type]
+            Node(name="db3", roles=["db"], address="10.77.0.13"),  # type: ignore[arg-type]
+            Node(name="lb1", roles=["haproxy"], address="10.77.0.10"),  # type: ignore[arg-type]
+        ],
+        min_length=1,
+    )
+    ports: Ports = Field(default_factory=Ports)
+    load_balancer: LoadBalancer = Field(default_factory=LoadBalancer)
+    patroni: Patroni = Field(default_factory=Patroni)
+    repos: Repos = Field(default_factory=Repos)
+    admin: Admin = Field(default_factory=Admin)
+    pins: dict[str, str] = Field(
+        default_factory=dict, description="package -> exact version for Requires"
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _apply_profile(cls, data: Any) -> Any:
+        """Fill Patroni and health-check timings the file leaves unset from the profile."""
+        if not isinstance(data, dict):
+            return data
+        profile = PROFILES.get(str(data.get("profile", "default")))
+        if profile is None:
+            return data
+        data = dict(data)
+        patroni = data.get("patroni")
+        lb = data.get("load_balancer")
+        if (patroni is None or isinstance(patroni, dict)) and (lb is None or isinstance(lb, dict)):
+            data["patroni"] = {**profile["patroni"], **(patroni or {})}
+            lb = dict(lb or {})
+            check = lb.get("check")
+            if check is None or isinstance(check, dict):
+                lb["check"] = {**profile["check"], **(check or {})}
+            data["load_balancer"] = lb
+        return data
+
+    @model_validator(mode="after")
+    def _resolve_pgdg(self) -> Cluster:
+        if self.repos.pgdg is None:
+            url = (
+                "https://download.postgresql.org/pub/repos/yum/"
+                f"{self.postgres_version}/redhat/rhel-8-x86_64/"
+            )
+            object.__setattr__(self.repos, "pgdg", url)
+        return self
+
+    def nodes_with_role(self, role: str) -> list[Node]:
+        return [n for n in self.nodes if role in n.roles]
+
+    def node(self, name: str) -> Node:
+        for n in self.nodes:
+            if n.name == name:
+                return n
+        raise KeyError(name)
+
+
+def resolved_dict(cluster: Cluster) -> dict[str, Any]:
+    """The resolved model as plain data (JSON types), with the schema version first."""
+    return {"schema_version": SCHEMA_VERSION, **cluster.model_dump(mode="json")}

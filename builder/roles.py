@@ -1,0 +1,131 @@
+"""Role definitions as data: roles/<name>/role.yaml, read and checked into typed Role objects.
+
+A role says what a node of that kind runs (packages, services in start order, firewalld
+services, capabilities such as `etcd_member`), which static files its RPM ships, which
+directories it owns, and which per-node files its seed carries. Code branches on these fields,
+never on a role's name. The `common` role is shared by every package and is not assignable to
+nodes.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from pathlib import Path
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from builder.errors import ConfigError
+from builder.paths import ROLES_DIR
+
+COMMON = "common"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class PayloadFile(_Strict):
+    """A file shipped in the role's RPM; `src` is a jinja template under the role folder."""
+
+    src: str
+    dest: str
+    mode: str = Field(default="0644", pattern=r"^0[0-7]{3}$")
+    owner: str = "root"
+    group: str = "root"
+    config: bool = False
+    render: bool = Field(default=True, description="jinja template (else copied as is)")
+
+
+class Directory(_Strict):
+    path: str
+    mode: str = Field(default="0755", pattern=r"^0[0-7]{3}$")
+    owner: str = "root"
+    group: str = "root"
+
+
+class SeedFile(_Strict):
+    """A per-node file rendered into the seed (may hold secrets); never in an RPM."""
+
+    src: str
+    dest: str
+    mode: str = Field(default="0644", pattern=r"^0[0-7]{3}$")
+    owner: str = "root"
+    group: str = "root"
+    when: str | None = Field(default=None, description="a model flag that must be true")
+
+
+class FirewallService(_Strict):
+    name: str
+    description: str
+    ports: list[str] = Field(default_factory=list, description="Ports/load_balancer fields")
+    protocols: list[str] = Field(default_factory=list, description="e.g. vrrp")
+
+
+class Role(_Strict):
+    name: str
+    summary: str
+    description: str
+    assignable: bool = True
+    etcd_member: bool = False
+    postgres: bool = False
+    load_balancer: bool = False
+    requires: list[str] = Field(default_factory=list)
+    requires_pre: list[str] = Field(
+        default_factory=list, description="installed first: they create the owning users"
+    )
+    services: list[str] = Field(default_factory=list, description="start order")
+    disable_services: list[str] = Field(default_factory=list)
+    enable_units: list[str] = Field(default_factory=list, description="enabled by %post")
+    firewall: list[FirewallService] = Field(default_factory=list)
+    files: list[PayloadFile] = Field(default_factory=list)
+    directories: list[Directory] = Field(default_factory=list)
+    seed_files: list[SeedFile] = Field(default_factory=list)
+    ports: list[str] = Field(default_factory=list, description="ports this role listens on")
+    data_volume: str | None = Field(
+        default=None, description="mount point of the data logical volume (kickstart)"
+    )
+    selinux_booleans: list[str] = Field(default_factory=list, description="set on in %post")
+    sysctl_files: list[str] = Field(default_factory=list, description="applied in %post")
+
+    @property
+    def folder(self) -> Path:
+        return ROLES_DIR / self.name
+
+    @property
+    def package(self) -> str:
+        return "pgha-common" if self.name == COMMON else f"pgha-role-{self.name}"
+
+
+def _load(path: Path) -> Role:
+    try:
+        data = yaml.safe_load(path.read_text())
+        return Role.model_validate(data)
+    except (OSError, yaml.YAMLError, ValidationError) as exc:
+        raise ConfigError(
+            f"role definition {path} is invalid: {str(exc).splitlines()[0]}",
+            hint="fix the role.yaml (see roles/db/role.yaml for the fields)",
+        ) from exc
+
+
+@cache
+def all_roles() -> dict[str, Role]:
+    roles = {}
+    for path in sorted(ROLES_DIR.glob("*/role.yaml")):
+        role = _load(path)
+        if role.name != path.parent.name:
+            raise ConfigError(f"{path}: name '{role.name}' differs from its folder")
+        roles[role.name] = role
+    return roles
+
+
+def assignable_roles() -> dict[str, Role]:
+    return {n: r for n, r in all_roles().items() if r.assignable}
+
+
+def get(name: str) -> Role:
+    try:
+        return all_roles()[name]
+    except KeyError:
+        known = ", ".join(sorted(assignable_roles()))
+        raise ConfigError(f"unknown role '{name}'", hint=f"known roles: {known}") from None
