@@ -141,6 +141,28 @@ class Admin(Strict):
     ssh_key: str | None = Field(default=None, description="OpenSSH public key line")
 
 
+class Image(Strict):
+    """How role images are built (`pgha-build images`) and where PXE installs come from."""
+
+    install_source: str | None = Field(
+        default=None, description="RHEL 8 install tree (dir or URL) or DVD ISO; or --install-source"
+    )
+    cloud_image: str | None = Field(
+        default=None, description="RHEL 8 KVM Guest Image (qcow2) for --backend cloud-image"
+    )
+    disk_gb: int = Field(default=20, ge=10, le=2048, description="virtual disk size, GiB")
+    memory_mib: int = Field(default=2048, ge=1536, le=262144, description="installer VM memory")
+    vcpus: int = Field(default=2, ge=1, le=64)
+    timeout_min: int = Field(default=60, ge=5, le=1440, description="install time limit, minutes")
+    network: str = Field(
+        default="default", description="libvirt network of the installer VM, or 'user' (NAT)"
+    )
+    http_port: Port = Field(default=8090, description="port of the built-in HTTP server")
+    formats: list[Literal["qcow2", "raw", "vmdk", "vhdx", "ova"]] = Field(
+        default_factory=lambda: ["qcow2"], min_length=1, description="default image formats"
+    )
+
+
 class Cluster(Strict):
     """A whole cluster. Everything has a default: `Cluster()` is the reference lab."""
 
@@ -170,6 +192,7 @@ class Cluster(Strict):
     pins: dict[str, str] = Field(
         default_factory=dict, description="package -> exact version for Requires"
     )
+    image: Image = Field(default_factory=Image)
 
     @model_validator(mode="before")
     @classmethod
