@@ -43,5 +43,5 @@ class Context:
     @classmethod
     def create(cls, cluster: Cluster, output_dir: Path, runner: Runner | None = None,
                force: bool = False) -> Context:
-        return cls(cluster=cluster, out=OutputPaths(output_dir / cluster.name),
+        return cls(cluster=cluster, out=OutputPaths(output_dir.resolve() / cluster.name),
                    runner=runner or Runner(), epoch=source_date_epoch(), force=force)

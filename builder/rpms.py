@@ -7,7 +7,10 @@ the hash of its spec, its payload and the rpmbuild options: an unchanged package
 
 from __future__ import annotations
 
+import fcntl
+import os
 import shutil
+import tempfile
 from pathlib import Path
 
 from builder import __version__
@@ -44,9 +47,16 @@ def rpm_names(pkg: Package) -> tuple[str, str]:
     return f"{nvr}.noarch.rpm", f"{nvr}.src.rpm"
 
 
-def _build_one(ctx: Context, pkg: Package) -> None:
+def _build_one(ctx: Context, pkg: Package, key: str) -> None:
+    """rpmbuild in a private _topdir named after the input key.
+
+    The SRPM header keeps the expanded spec, paths included, so the _topdir must not depend on
+    the output folder for builds to be byte-identical; a lock keeps two identical builds apart.
+    """
     spec = ctx.out.specs / f"{pkg.name}.spec"
-    topdir = ctx.out.work / f"rpmbuild-{pkg.name}"
+    topdir = Path(tempfile.gettempdir()) / f"pgha-rpmbuild-{key[:20]}"
+    lock = topdir.with_suffix(".lock").open("w")
+    fcntl.flock(lock, fcntl.LOCK_EX)
     shutil.rmtree(topdir, ignore_errors=True)
     (topdir / "SOURCES").mkdir(parents=True)
     shutil.copy2(ctx.out.specs / pkg.source, topdir / "SOURCES" / pkg.source)
@@ -59,10 +69,13 @@ def _build_one(ctx: Context, pkg: Package) -> None:
         for built, name in ((topdir / "RPMS" / "noarch" / rpm, rpm),
                             (topdir / "SRPMS" / srpm, srpm)):
             tmp = ctx.out.rpms / f".{name}.tmp"
-            shutil.copy2(built, tmp)
+            shutil.copyfile(built, tmp)
+            os.utime(tmp, (ctx.epoch, ctx.epoch))  # repodata records file times
             tmp.replace(ctx.out.rpms / name)
     finally:
         shutil.rmtree(topdir, ignore_errors=True)
+        Path(lock.name).unlink(missing_ok=True)
+        lock.close()
 
 
 def _package_key(ctx: Context, pkg: Package) -> str:
@@ -88,7 +101,7 @@ def build_rpms(ctx: Context) -> list[Artifact]:
             continue
         require("rpmbuild")
         log.info("rpmbuild %s", pkg.name)
-        _build_one(ctx, pkg)
+        _build_one(ctx, pkg, keys[pkg.name])
         arts += save(ctx.out, stage, keys[pkg.name], pkg_arts)
         built.append(pkg.name)
     _drop_stale(ctx, {a.path for a in arts})

@@ -1,0 +1,178 @@
+"""The role RPMs, built for real with rpmbuild and inspected with rpm, rpmlint, createrepo_c."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from builder import config, pipeline
+from builder.context import Context
+from builder.lint import lint_rpms
+from builder.run import RecordingRunner
+
+pytestmark = pytest.mark.integration
+
+
+def rpm_q(path: Path, *args: str) -> str:
+    return subprocess.run(["rpm", "-qp", *args, str(path)], capture_output=True, text=True,
+                          check=True).stdout
+
+
+def rpm_of(ctx: Context, name: str) -> Path:
+    (path,) = ctx.out.rpms.glob(f"{name}-[0-9]*.noarch.rpm")
+    return path
+
+
+def test_packages_and_names(built: Context) -> None:
+    names = sorted(p.name for p in built.out.rpms.glob("*.rpm"))
+    assert names == [
+        "pgha-common-0.1.0-1.el8.noarch.rpm", "pgha-common-0.1.0-1.el8.src.rpm",
+        "pgha-role-db-0.1.0-1.el8.noarch.rpm", "pgha-role-db-0.1.0-1.el8.src.rpm",
+        "pgha-role-haproxy-0.1.0-1.el8.noarch.rpm", "pgha-role-haproxy-0.1.0-1.el8.src.rpm",
+    ]
+
+
+@pytest.mark.parametrize("name", ["pgha-common", "pgha-role-db", "pgha-role-haproxy"])
+def test_rhel8_installable_headers(built: Context, name: str) -> None:
+    qf = "%{PAYLOADCOMPRESSOR} %{ARCH} %{RELEASE} %{BUILDHOST} %{BUILDTIME}\n"
+    comp, arch, release, host, btime = rpm_q(rpm_of(built, name), "--qf", qf).split()
+    assert comp in ("xz", "gzip") and arch == "noarch" and release.endswith(".el8")
+    assert host == "pgha-build" and int(btime) == built.epoch
+
+
+def test_db_requires_real_rhel8_packages(built: Context) -> None:
+    reqs = rpm_q(rpm_of(built, "pgha-role-db"), "--requires")
+    for pkg in ("postgresql16-server", "postgresql16-contrib", "patroni", "patroni-etcd", "etcd",
+                "pgha-common = 0.1.0"):
+        assert pkg in reqs, reqs
+    assert "haproxy" in rpm_q(rpm_of(built, "pgha-role-haproxy"), "--requires")
+
+
+def test_files_modes_and_owners(built: Context) -> None:
+    qf = "[%{FILEMODES:perms} %{FILEUSERNAME} %{FILEGROUPNAME} %{FILEFLAGS:fflags} %{FILENAMES}\n]"
+    rows = {line.split()[-1]: line.split() for line in
+            rpm_q(rpm_of(built, "pgha-role-db"), "--qf", qf).splitlines()}
+    assert rows["/etc/patroni"][:3] == ["drwxr-x---", "postgres", "postgres"]
+    assert rows["/etc/pgha/roles.d/db"][:3] == ["-rw-r--r--", "root", "root"]
+    assert "c" in rows["/etc/security/limits.d/90-pgha-postgres.conf"][3]
+    for path in ("/usr/lib/systemd/system/patroni.service.d/50-pgha.conf",
+                 "/usr/lib/systemd/system/etcd.service.d/50-pgha.conf",
+                 "/usr/lib/firewalld/services/pgha-postgresql.xml",
+                 "/usr/lib/sysctl.d/90-pgha-db.conf"):
+        assert path in rows
+    common = rpm_q(rpm_of(built, "pgha-common"), "-l")
+    assert "/usr/lib/systemd/system/pgha-firstboot.service" in common
+
+
+def test_scriptlets_have_no_unexpanded_macros(built: Context) -> None:
+    for name in ("pgha-common", "pgha-role-db", "pgha-role-haproxy"):
+        scripts = rpm_q(rpm_of(built, name), "--scripts")
+        assert "%" not in scripts.replace("%{", ""), scripts
+        assert "%systemd" not in scripts and "%{" not in scripts
+    common = rpm_q(rpm_of(built, "pgha-common"), "--scripts")
+    assert "systemctl --no-reload preset pgha-firstboot.service" in common
+    haproxy = rpm_q(rpm_of(built, "pgha-role-haproxy"), "--scripts")
+    assert "setsebool -P haproxy_connect_any=1" in haproxy
+
+
+def test_scriptlet_runs_with_stub_systemctl(built: Context, tmp_path: Path) -> None:
+    """Run the common package's %post with a stub systemctl first in PATH, as rpm would."""
+    post = rpm_q(rpm_of(built, "pgha-common"), "--qf", "%{POSTIN}")
+    stub = tmp_path / "bin"
+    stub.mkdir()
+    log = tmp_path / "calls"
+    (stub / "systemctl").write_text(f'#!/bin/sh\necho "$@" >> {log}\n')
+    (stub / "systemctl").chmod(0o755)
+    script = post.replace("/usr/bin/systemctl", str(stub / "systemctl"))
+    subprocess.run(["sh", "-c", script, "post", "1"], check=True)
+    assert log.read_text().split() == ["--no-reload", "preset", "pgha-firstboot.service"]
+    log.unlink()
+    subprocess.run(["sh", "-c", script, "post", "2"], check=True)  # upgrade: no preset
+    assert not log.exists()
+
+
+def test_install_into_folder(built: Context, tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    rpms = [rpm_of(built, n) for n in ("pgha-common", "pgha-role-db")]
+    subprocess.run(["rpm", "--root", str(root), "--dbpath", str(root / "rpmdb"), "-i",
+                    "--nodeps", "--noscripts", *map(str, rpms)], check=True,
+                   capture_output=True, env={**os.environ, "HOME": str(tmp_path)})
+    assert (root / "etc/pgha/roles.d/db").read_text() == "db\n"
+    dropin = root / "usr/lib/systemd/system/patroni.service.d/50-pgha.conf"
+    assert "After=network-online.target etcd.service pgha-firstboot.service" in dropin.read_text()
+    xml = (root / "usr/lib/firewalld/services/pgha-postgresql.xml").read_text()
+    assert 'port="5432"' in xml and 'port="8008"' in xml
+    assert oct((root / "etc/patroni").stat().st_mode & 0o777) == "0o750"
+
+
+def test_repository_metadata_lists_packages(built: Context) -> None:
+    import gzip
+
+    (primary,) = (built.out.rpms / "repodata").glob("*-primary.xml.gz")
+    text = gzip.decompress(primary.read_bytes()).decode()
+    for name in ("pgha-common", "pgha-role-db", "pgha-role-haproxy"):
+        assert f"<name>{name}</name>" in text
+
+
+def test_rpmlint_has_no_errors(built: Context) -> None:
+    assert ", 0 errors" in lint_rpms(built)
+
+
+def test_rpmlint_catches_errors(built: Context, tmp_path: Path) -> None:
+    """The lint step is not a rubber stamp: a package with an error fails it."""
+    from builder.errors import ValidationFailed
+
+    bad = Context.create(built.cluster, tmp_path)
+    bad.out.rpms.mkdir(parents=True)
+    shutil.copy(rpm_of(built, "pgha-role-db"), bad.out.rpms)
+    lintrc = tmp_path / "strict.toml"
+    lintrc.write_text('ValidLicenses = ["GPL-2.0-only"]\n')
+    import builder.lint as lint
+
+    orig = lint.SPECS_DIR
+    try:
+        lint.SPECS_DIR = tmp_path
+        (tmp_path / "rpmlint.toml").write_text(lintrc.read_text())
+        with pytest.raises(ValidationFailed, match="error"):
+            lint_rpms(bad)
+    finally:
+        lint.SPECS_DIR = orig
+
+
+def test_reproducible_and_cached(built: Context, tmp_path: Path) -> None:
+    again = Context.create(config.load(None), tmp_path, RecordingRunner())
+    pipeline.run_steps(again, pipeline.BUILD)
+    for rpm in built.out.rpms.glob("*.rpm"):
+        assert (again.out.rpms / rpm.name).read_bytes() == rpm.read_bytes(), rpm.name
+    runner = RecordingRunner()
+    warm = Context.create(config.load(None), tmp_path, runner)
+    pipeline.run_steps(warm, pipeline.BUILD)
+    assert runner.ran("rpmbuild") == 0 and runner.ran("createrepo_c") == 0
+    assert "rpms: up to date, rpmbuild not run" in warm.messages
+
+
+def test_changed_input_rebuilds_only_what_changed(tmp_path: Path) -> None:
+    runner = RecordingRunner()
+    ctx = Context.create(config.load(None), tmp_path, runner)
+    pipeline.run_steps(ctx, pipeline.BUILD)
+    assert runner.ran("rpmbuild") == 3
+    changed = config.from_data({"load_balancer": {"stats_port": 7001}})
+    runner2 = RecordingRunner()
+    pipeline.run_steps(Context.create(changed, tmp_path, runner2), pipeline.BUILD)
+    assert runner2.ran("rpmbuild") == 1  # only pgha-role-haproxy carries that port
+    assert runner2.ran("createrepo_c") == 1
+
+
+def test_manifest_and_sha256sums(built: Context) -> None:
+    import json
+
+    manifest = json.loads(built.out.manifest.read_text())
+    kinds = {a["kind"] for a in manifest["artifacts"]}
+    assert {"rpm", "srpm", "spec", "kickstart", "repodata"} <= kinds
+    for art in manifest["artifacts"]:
+        assert art["size"] == (built.out.root / art["path"]).stat().st_size
+    subprocess.run(["sha256sum", "-c", "--quiet", "SHA256SUMS"], cwd=built.out.root, check=True)
