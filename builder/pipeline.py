@@ -14,6 +14,7 @@ from builder.kickstart import write_kickstarts
 from builder.log import log, step
 from builder.manifest import write_manifest
 from builder.rpms import build_rpms
+from builder.seeds import write_seeds
 from builder.specs import write_specs
 
 Step = tuple[str, Callable[[Context], Any]]
@@ -21,9 +22,10 @@ Step = tuple[str, Callable[[Context], Any]]
 SPECS: Step = ("specs", write_specs)
 RPMS: Step = ("rpms", build_rpms)
 KICKSTART: Step = ("kickstart", write_kickstarts)
+SEEDS: Step = ("seeds", write_seeds)
 MANIFEST: Step = ("manifest", write_manifest)
 
-BUILD: list[Step] = [SPECS, RPMS, KICKSTART, MANIFEST]
+BUILD: list[Step] = [SPECS, RPMS, KICKSTART, SEEDS, MANIFEST]
 
 
 def run_steps(ctx: Context, steps: list[Step]) -> None:

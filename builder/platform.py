@@ -7,8 +7,15 @@ HAProxy: a setting of the model, not special cases in code.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
+
+# Layout fields that are places on the node (data, sockets, configs): `rooted` prefixes these.
+# Binaries and system folders (bin dirs, unitdir, python) stay where the platform has them.
+ROOTED_FIELDS = (
+    "pg_data_dir", "pg_home", "pg_socket_dir", "pgpass", "patroni_config", "etcd_config",
+    "etcd_data_dir", "haproxy_config", "haproxy_state_dir", "keepalived_config",
+)
 
 
 @dataclass(frozen=True)
@@ -29,9 +36,23 @@ class Layout:
     unitdir: str
     firewalld_services_dir: str
     python: str
+    pgpass: str = "/var/lib/pgsql/.pgpass_patroni"
+    etcd_bin: str = "/usr/bin/etcd"
+    haproxy_bin: str = "/usr/sbin/haproxy"
+    haproxy_state_dir: str = "/var/lib/haproxy"
+    keepalived_bin: str = "/usr/sbin/keepalived"
+    nic: str = "eth0"  # the node's network interface (network-config, keepalived)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def rooted(self, prefix: str) -> Layout:
+        """This layout with every node-local place (ROOTED_FIELDS) under `prefix`, for a node
+        whose files live in a folder (the local lab); binaries are unchanged."""
+        if not prefix:
+            return self
+        base = prefix.rstrip("/")
+        return replace(self, **{f: base + getattr(self, f) for f in ROOTED_FIELDS})
 
 
 def layout(platform: str, pg: int) -> Layout:
@@ -72,5 +93,6 @@ def layout(platform: str, pg: int) -> Layout:
             unitdir="/usr/lib/systemd/system",
             firewalld_services_dir="/usr/lib/firewalld/services",
             python="/usr/bin/python3",
+            pgpass="/var/lib/postgresql/.pgpass_patroni",
         )
     raise ValueError(f"unknown platform {platform}")

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 from functools import cache
 from pathlib import Path
+from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from builder.errors import ConfigError
 from builder.paths import ROLES_DIR
@@ -52,7 +53,29 @@ class SeedFile(_Strict):
     mode: str = Field(default="0644", pattern=r"^0[0-7]{3}$")
     owner: str = "root"
     group: str = "root"
-    when: str | None = Field(default=None, description="a model flag that must be true")
+    when: str | None = Field(default=None, description="a jinja expression that must be true")
+    check: Literal["patroni", "haproxy", "etcd_env"] | None = Field(
+        default=None, description="how `check --deep` validates it with the real tool"
+    )
+
+
+class ServiceExec(_Strict):
+    """How a service runs outside systemd (seed.json `services`); strings are templates."""
+
+    user: str
+    argv: list[str]
+    env_file: str | None = None
+    when: str | None = Field(default=None, description="a jinja expression that must be true")
+
+
+class HealthProbe(_Strict):
+    """A health check of a service on the node's address (seed.json `health`)."""
+
+    service: str
+    kind: Literal["tcp", "http"]
+    port: str = Field(description="a Ports/load_balancer field name")
+    path: str = "/"
+    expect: list[int] = Field(default_factory=lambda: [200])
 
 
 class FirewallService(_Strict):
@@ -81,12 +104,27 @@ class Role(_Strict):
     files: list[PayloadFile] = Field(default_factory=list)
     directories: list[Directory] = Field(default_factory=list)
     seed_files: list[SeedFile] = Field(default_factory=list)
+    service_exec: dict[str, ServiceExec] = Field(
+        default_factory=dict, description="service name -> how to run it (every service)"
+    )
+    health: list[HealthProbe] = Field(default_factory=list)
+    protected_dirs: list[str] = Field(default_factory=list, description="never touched")
+    seed_directories: list[Directory] = Field(
+        default_factory=list, description="per-node folders the agent creates if missing"
+    )
     ports: list[str] = Field(default_factory=list, description="ports this role listens on")
     data_volume: str | None = Field(
         default=None, description="mount point of the data logical volume (kickstart)"
     )
     selinux_booleans: list[str] = Field(default_factory=list, description="set on in %post")
     sysctl_files: list[str] = Field(default_factory=list, description="applied in %post")
+
+    @model_validator(mode="after")
+    def _every_service_runs(self) -> Role:
+        missing = [s for s in self.services if s not in self.service_exec]
+        if missing and self.service_exec:
+            raise ValueError(f"services without service_exec: {', '.join(missing)}")
+        return self
 
     @property
     def folder(self) -> Path:

@@ -1,0 +1,66 @@
+"""Commands about per-node seeds: `seeds` writes them, `render` prints what a node would get."""
+
+from __future__ import annotations
+
+import click
+
+from builder.cli import App, cli, pass_app
+from builder.errors import PghaError
+
+
+def _check_hosts(app: App, hosts: tuple[str, ...]) -> None:
+    names = [n.name for n in app.cluster.nodes]
+    for host in hosts:
+        if host not in names:
+            raise PghaError(f"unknown host '{host}'", hint=f"hosts: {', '.join(names)}")
+
+
+@cli.command()
+@click.option("--host", "hosts", multiple=True, metavar="HOST",
+              help="Only this node (repeatable). Default: every node.")
+@click.option("--rotate-secrets", is_flag=True,
+              help="Generate new passwords (the running cluster must be changed to match).")
+@click.option("--force", is_flag=True, help="Rewrite even if inputs are unchanged.")
+@pass_app
+def seeds(app: App, hosts: tuple[str, ...], rotate_secrets: bool, force: bool) -> None:
+    """Write each node's seed: OUTPUT/<cluster>/seeds/<host>/ and <host>-cidata.iso."""
+    from builder import pipeline, secrets
+    from builder import seeds as seedmod
+
+    _check_hosts(app, hosts)
+    ctx = app.context(force or rotate_secrets)
+    sec = secrets.load_or_create(ctx.out, ctx.cluster.name, rotate=rotate_secrets)
+    step = ("seeds", lambda c: seedmod.write_seeds(c, list(hosts) or None, sec))
+    pipeline.run_steps(ctx, [step, pipeline.MANIFEST])
+    if rotate_secrets:
+        click.echo(f"rotated the secrets in {ctx.out.secrets}", err=True)
+    click.echo(f"seeds of {', '.join(hosts) or 'every node'} in {ctx.out.seeds}")
+
+
+@cli.command()
+@click.option("--host", required=True, metavar="HOST", help="The node to render.")
+@click.option("--file", "file_path", metavar="PATH",
+              help="Print only this file's content (its path on the node).")
+@pass_app
+def render(app: App, host: str, file_path: str | None) -> None:
+    """Print the files HOST's seed carries, each after a header `==> path owner:group mode`.
+
+    The output holds the cluster's passwords: do not paste it anywhere public.
+    """
+    from builder import secrets
+    from builder import seeds as seedmod
+
+    _check_hosts(app, (host,))
+    ctx = app.context()
+    sec = secrets.load_or_create(ctx.out, ctx.cluster.name)
+    files = seedmod.render_seed(ctx, ctx.cluster.node(host), sec)["files"]
+    if file_path is not None:
+        match = [f for f in files if f["path"] == file_path]
+        if not match:
+            raise PghaError(f"{host} gets no file {file_path}",
+                            hint=f"its files: {', '.join(f['path'] for f in files)}")
+        click.echo(match[0]["content"], nl=False)
+        return
+    for f in files:
+        click.echo(f"==> {f['path']} {f['owner']}:{f['group']} {f['mode']}")
+        click.echo(f["content"], nl=not f["content"].endswith("\n"))
