@@ -1,0 +1,71 @@
+"""Applying a validated seed to the node: the ordered steps, then the done marker.
+
+Boundary: runs after seed.validate succeeded (nothing is written before that). Steps, in order:
+hostname, network, files, firewall, disable services, start services with health waits, then
+<root>/var/lib/pgha/done-<instance_id>. A failing step raises and leaves no marker, so the next
+run (next boot) applies the seed again; every step is safe to repeat. Paths listed in
+protected_dirs are never created, written or emptied (Root.guard).
+"""
+
+import json
+import time
+
+from pgha_agent import __version__, health, system
+from pgha_agent.log import LOG
+
+MARKER_DIR = "/var/lib/pgha"
+
+
+def marker_path(instance_id):
+    return "{}/done-{}".format(MARKER_DIR, instance_id)
+
+
+def write_files(root, seed):
+    for entry in seed.files:
+        data = entry["content"].encode("utf-8")
+        mode = int(entry["mode"], 8)
+        root.write_file(entry["path"], data, mode, entry["owner"], entry["group"])
+        LOG.info("wrote %s (%04o %s:%s, %d bytes, sha256 %s...)", entry["path"], mode,
+                 entry["owner"], entry["group"], len(data), entry["sha256"][:12])
+
+
+def report_protected(root, seed):
+    for prot in seed.protected_dirs:
+        state = "exists: left untouched" if root.exists(prot) else "absent: not created"
+        LOG.info("protected %s (%s)", prot, state)
+
+
+def start_services(root, seed, starter, timeout):
+    starter.prepare()
+    for name in seed.disable_services:
+        starter.disable(name)
+    for svc in seed.services:
+        starter.start(svc)
+        health.wait(svc["name"], seed.checks_for(svc["name"]), lambda: starter.check(svc),
+                    timeout)
+    rest = seed.unassigned_checks()
+    if rest:
+        health.wait("node", rest, lambda: None, timeout)
+
+
+def write_marker(root, seed, origin):
+    record = {"instance_id": seed.instance_id, "cluster": seed.cluster,
+              "node": seed.node["name"], "roles": seed.roles, "seed": origin,
+              "agent": __version__,
+              "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    root.makedirs(MARKER_DIR, 0o700)
+    path = marker_path(seed.instance_id)
+    root.write_file(path, (json.dumps(record, indent=2, sort_keys=True) + "\n").encode(), 0o600)
+    LOG.info("done: %s configured, marker %s", seed.instance_id, path)
+
+
+def apply(root, seed, starter, origin, network="auto", timeout=300):
+    """Every step in order; raises AgentError subclasses on failure."""
+    root.protected = list(seed.protected_dirs)
+    report_protected(root, seed)
+    system.set_hostname(root, seed.node)
+    system.configure_network(root, seed.node, seed.instance_id, network)
+    write_files(root, seed)
+    system.open_firewall(root, seed.firewall_services)
+    start_services(root, seed, starter, timeout)
+    write_marker(root, seed, origin)

@@ -1,0 +1,137 @@
+"""Reading the bytes of pgha/seed.json from one place: a directory, an ISO file, a block device
+or a URL.
+
+Boundary: each reader returns the raw bytes (nothing is parsed here) or raises SeedUnreadable
+with one line. Anything mounted or extracted lives in a temporary directory outside --root and
+is unmounted/removed before the reader returns. URLs are retried with a timeout per attempt.
+"""
+
+import os
+import shutil
+import tempfile
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+
+from pgha_agent import run
+from pgha_agent.errors import ApplyFailed, SeedUnreadable
+from pgha_agent.log import LOG
+
+SEED_JSON = "pgha/seed.json"
+MAX_SEED_BYTES = 16 * 1024 * 1024
+ISO_MAGIC_OFFSET = 0x8001
+
+
+def read_dir(directory):
+    """Bytes of <directory>/pgha/seed.json, or None if the directory holds no seed."""
+    path = os.path.join(directory, SEED_JSON)
+    if not os.path.exists(path):
+        return None
+    try:
+        with open(path, "rb") as fh:
+            return fh.read(MAX_SEED_BYTES + 1)
+    except OSError as exc:
+        raise SeedUnreadable("cannot read seed {}: {}".format(path, exc.strerror))
+
+
+def is_iso(path):
+    """True if the file has an ISO 9660 volume descriptor ("CD001" at 0x8001)."""
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(ISO_MAGIC_OFFSET)
+            return fh.read(5) == b"CD001"
+    except OSError:
+        return False
+
+
+def read_iso(path):
+    """Bytes of pgha/seed.json inside an ISO image: xorriso (no root needed) or a loop mount."""
+    if run.which("xorriso"):
+        tmp = tempfile.mkdtemp(prefix="pgha-seed-")
+        try:
+            out = os.path.join(tmp, "seed.json")
+            run.run(["xorriso", "-osirrox", "on", "-indev", path,
+                     "-extract", "/" + SEED_JSON, out], error=SeedUnreadable)
+            data = read_dir_file(out)
+            if data is None:
+                raise SeedUnreadable("ISO {} holds no /{}".format(path, SEED_JSON))
+            return data
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    if os.geteuid() == 0:
+        return read_mounted(path, ["-o", "loop,ro"])
+    raise SeedUnreadable("cannot read ISO {}: install xorriso or run as root (loop mount)".format(
+        path))
+
+
+def read_dir_file(path):
+    if not os.path.isfile(path):
+        return None
+    with open(path, "rb") as fh:
+        return fh.read(MAX_SEED_BYTES + 1)
+
+
+def read_mounted(device, options):
+    """Mount device read-only on a temporary directory, read the seed, unmount."""
+    mnt = tempfile.mkdtemp(prefix="pgha-cidata-")
+    try:
+        run.run(["mount"] + options + [device, mnt], error=SeedUnreadable)
+        try:
+            data = read_dir(mnt)
+        finally:
+            try:
+                run.run(["umount", mnt], error=ApplyFailed)
+            except ApplyFailed as exc:
+                LOG.warning("could not unmount %s: %s", mnt, exc)
+        if data is None:
+            raise SeedUnreadable("{} holds no {}".format(device, SEED_JSON))
+        return data
+    finally:
+        if not os.path.ismount(mnt):
+            shutil.rmtree(mnt, ignore_errors=True)
+
+
+def seed_url(base):
+    """The seed.json URL for a seed base URL (`http://h/db1/` -> `http://h/db1/pgha/seed.json`)."""
+    if base.endswith(".json"):
+        return base
+    return base.rstrip("/") + "/" + SEED_JSON
+
+
+def redact(url):
+    """A URL without user:password, fit for logs."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url
+    netloc = parts.hostname or ""
+    if parts.port:
+        netloc += ":{}".format(parts.port)
+    return urllib.parse.urlunsplit((parts.scheme, "***@" + netloc, parts.path, parts.query, ""))
+
+
+def _permanent(exc):
+    """4xx answers (other than timeouts/throttling) will not get better by retrying."""
+    return isinstance(exc, urllib.error.HTTPError) and 400 <= exc.code < 500 \
+        and exc.code not in (408, 425, 429)
+
+
+def fetch(url, retries, timeout, delay):
+    """GET url with up to `retries` extra attempts, `timeout` seconds each, backing off."""
+    attempts = retries + 1
+    for attempt in range(1, attempts + 1):
+        try:
+            with urllib.request.urlopen(url, timeout=timeout) as resp:
+                data = resp.read(MAX_SEED_BYTES + 1)
+            LOG.info("fetched %s (attempt %d/%d)", redact(url), attempt, attempts)
+            return data
+        except (urllib.error.URLError, OSError, ValueError) as exc:
+            reason = getattr(exc, "reason", None) or exc
+            if _permanent(exc) or attempt == attempts:
+                raise SeedUnreadable("cannot fetch seed {} after {} attempt(s): {}".format(
+                    redact(url), attempt, reason))
+            wait = min(delay * (2 ** (attempt - 1)), 30.0)
+            LOG.warning("fetching %s failed (attempt %d/%d: %s); retrying in %.1fs",
+                        redact(url), attempt, attempts, reason, wait)
+            time.sleep(wait)
+    raise SeedUnreadable("cannot fetch seed {}".format(redact(url)))

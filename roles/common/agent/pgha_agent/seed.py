@@ -1,0 +1,249 @@
+"""Validation of pgha/seed.json (docs/seed-format.md, schema_version 1) before anything is written.
+
+Boundary: takes the raw bytes of a seed and the Root, returns a validated Seed or raises
+SeedInvalid with ONE line naming the offending field (for example `files[2].sha256`). It checks
+the schema version, every field's presence and type, names that become paths or unit names,
+every checksum, that every role is baked into the image (/etc/pgha/roles.d/<role>), and that no
+file lies inside a protected directory. It writes nothing and never logs file contents.
+"""
+
+import hashlib
+import ipaddress
+import json
+import posixpath
+import re
+
+from pgha_agent import SCHEMA_VERSIONS
+from pgha_agent.errors import SeedInvalid
+
+ROLES_DIR = "/etc/pgha/roles.d"
+
+INSTANCE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+ROLE = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
+UNIT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9@._:-]*$")
+ACCOUNT = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*\$?$")
+LABEL = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
+MAC = re.compile(r"^([0-9A-Fa-f]{2}:){5}[0-9A-Fa-f]{2}$")
+MODE = re.compile(r"^0?[0-7]{3,4}$")
+SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+_TYPES = {"str": str, "int": int, "list": list, "dict": dict}
+_NAMES = {"str": "a string", "int": "an integer", "list": "a list", "dict": "an object"}
+
+
+def _bad(where, problem):
+    return SeedInvalid("seed rejected: {}: {}".format(where, problem))
+
+
+def _field(obj, key, where, kind, nullable=False, default=None, required=True):
+    """obj[key] checked to be of `kind`; missing or null handled as the flags say."""
+    path = "{}.{}".format(where, key) if where else key
+    if key not in obj:
+        if required:
+            raise _bad(path, "missing")
+        return default
+    value = obj[key]
+    if value is None and nullable:
+        return None
+    if isinstance(value, bool) or not isinstance(value, _TYPES[kind]):
+        raise _bad(path, "expected {}, got {}".format(
+            _NAMES[kind] + (" or null" if nullable else ""), type(value).__name__))
+    return value
+
+
+def _list_of(obj, key, where, kind, pattern=None):
+    items = _field(obj, key, where, "list")
+    prefix = "{}.{}".format(where, key) if where else key
+    for i, item in enumerate(items):
+        at = "{}[{}]".format(prefix, i)
+        if isinstance(item, bool) or not isinstance(item, _TYPES[kind]):
+            raise _bad(at, "expected {}, got {}".format(_NAMES[kind], type(item).__name__))
+        if pattern is not None:
+            _match(pattern, item, at)
+    return items
+
+
+def _match(pattern, value, where, what="value"):
+    if pattern.match(value) is None:
+        raise _bad(where, "invalid {} {!r}".format(what, value))
+    return value
+
+
+def _abs_path(value, where):
+    if not value.startswith("/") or posixpath.normpath(value) != value or value == "/":
+        raise _bad(where, "must be a normalised absolute path other than /, got {!r}".format(
+            value))
+    return value
+
+
+def _ip(value, where):
+    try:
+        return ipaddress.ip_address(value)
+    except ValueError:
+        raise _bad(where, "invalid IP address {!r}".format(value))
+
+
+def _check_version(data):
+    version = data.get("schema_version")
+    if isinstance(version, bool) or not isinstance(version, int):
+        raise _bad("schema_version", "missing or not an integer")
+    if version not in SCHEMA_VERSIONS:
+        raise _bad("schema_version", "unsupported version {} (this agent reads {})".format(
+            version, ", ".join(str(v) for v in SCHEMA_VERSIONS)))
+
+
+def _check_node(data):
+    node = _field(data, "node", "", "dict")
+    _match(LABEL, _field(node, "name", "node", "str"), "node.name", "host name")
+    fqdn = _field(node, "fqdn", "node", "str", nullable=True, required=False)
+    if fqdn is not None:
+        if len(fqdn) > 253 or not all(LABEL.match(x) for x in fqdn.split(".")):
+            raise _bad("node.fqdn", "invalid host name {!r}".format(fqdn))
+    address = _ip(_field(node, "address", "node", "str"), "node.address")
+    prefix = _field(node, "prefix", "node", "int")
+    if not 0 < prefix <= address.max_prefixlen:
+        raise _bad("node.prefix", "out of range: {}".format(prefix))
+    gateway = _field(node, "gateway", "node", "str", nullable=True, required=False)
+    if gateway is not None:
+        _ip(gateway, "node.gateway")
+    for i, dns in enumerate(_list_of(node, "dns", "node", "str") if "dns" in node else []):
+        _ip(dns, "node.dns[{}]".format(i))
+    domain = _field(node, "domain", "node", "str", nullable=True, required=False)
+    if domain is not None and not all(LABEL.match(x) for x in domain.split(".")):
+        raise _bad("node.domain", "invalid domain {!r}".format(domain))
+    mac = _field(node, "mac", "node", "str", nullable=True, required=False)
+    if mac is not None:
+        _match(MAC, mac, "node.mac", "MAC address")
+
+
+def _check_roles(data, root):
+    roles = _list_of(data, "roles", "", "str", ROLE)
+    if not roles:
+        raise _bad("roles", "empty: a node has at least one role")
+    for role in roles:
+        marker = posixpath.join(ROLES_DIR, role)
+        if not root.exists(marker):
+            raise _bad("roles", "role '{}' is not baked into this image ({} is missing; "
+                                "install pgha-role-{})".format(role, marker, role))
+
+
+def _check_services(data):
+    names = []
+    for i, svc in enumerate(_field(data, "services", "", "list")):
+        at = "services[{}]".format(i)
+        if not isinstance(svc, dict):
+            raise _bad(at, "expected an object")
+        names.append(_match(UNIT, _field(svc, "name", at, "str"), at + ".name", "unit name"))
+        _match(ACCOUNT, _field(svc, "user", at, "str"), at + ".user", "user name")
+        if not _list_of(svc, "argv", at, "str"):
+            raise _bad(at + ".argv", "empty")
+        env_file = _field(svc, "env_file", at, "str", nullable=True, required=False)
+        if env_file is not None:
+            _abs_path(env_file, at + ".env_file")
+    if len(set(names)) != len(names):
+        raise _bad("services", "a service is listed twice")
+    _list_of(data, "disable_services", "", "str", UNIT)
+    _list_of(data, "firewall_services", "", "str", UNIT)
+    return names
+
+
+def _check_health(data, services):
+    for i, check in enumerate(_field(data, "health", "", "list")):
+        at = "health[{}]".format(i)
+        if not isinstance(check, dict):
+            raise _bad(at, "expected an object")
+        kind = _field(check, "kind", at, "str")
+        if kind == "tcp":
+            _field(check, "host", at, "str")
+            port = _field(check, "port", at, "int")
+            if not 0 < port < 65536:
+                raise _bad(at + ".port", "out of range: {}".format(port))
+        elif kind == "http":
+            url = _field(check, "url", at, "str")
+            if not url.startswith(("http://", "https://")):
+                raise _bad(at + ".url", "not an http(s) URL")
+            _list_of(check, "expect", at, "int") if "expect" in check else None
+        else:
+            raise _bad(at + ".kind", "unknown kind {!r} (tcp, http)".format(kind))
+        service = _field(check, "service", at, "str", nullable=True, required=False)
+        if service is not None and service not in services:
+            raise _bad(at + ".service", "'{}' is not in services".format(service))
+
+
+def _check_files(data, protected):
+    seen = set()
+    for i, entry in enumerate(_field(data, "files", "", "list")):
+        at = "files[{}]".format(i)
+        if not isinstance(entry, dict):
+            raise _bad(at, "expected an object")
+        path = _abs_path(_field(entry, "path", at, "str"), at + ".path")
+        if path in seen:
+            raise _bad(at + ".path", "{} is listed twice".format(path))
+        seen.add(path)
+        for prot in protected:
+            if path == prot or path.startswith(prot + "/"):
+                raise _bad(at + ".path", "{} is inside protected directory {}".format(
+                    path, prot))
+        _match(ACCOUNT, _field(entry, "owner", at, "str"), at + ".owner", "user name")
+        _match(ACCOUNT, _field(entry, "group", at, "str"), at + ".group", "group name")
+        _match(MODE, _field(entry, "mode", at, "str"), at + ".mode", "octal mode")
+        digest = _match(SHA256, _field(entry, "sha256", at, "str").lower(), at + ".sha256",
+                        "sha256")
+        actual = hashlib.sha256(_field(entry, "content", at, "str").encode("utf-8"))
+        if actual.hexdigest() != digest:
+            raise _bad(at + ".sha256", "checksum mismatch for {} (content corrupted or "
+                                       "edited)".format(path))
+
+
+def decode(raw):
+    """The JSON object in raw bytes, or SeedInvalid."""
+    try:
+        data = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise SeedInvalid("seed rejected: seed.json is not UTF-8")
+    except ValueError as exc:
+        raise SeedInvalid("seed rejected: seed.json is not valid JSON ({})".format(exc))
+    if not isinstance(data, dict):
+        raise SeedInvalid("seed rejected: seed.json is not a JSON object")
+    return data
+
+
+def validate(raw, root):
+    """Parse and check a seed; returns a Seed. Raises SeedInvalid; writes nothing."""
+    data = decode(raw)
+    _check_version(data)
+    _field(data, "cluster", "", "str")
+    _match(INSTANCE_ID, _field(data, "instance_id", "", "str"), "instance_id", "instance id")
+    _check_node(data)
+    _check_roles(data, root)
+    services = _check_services(data)
+    _check_health(data, services)
+    protected = [_abs_path(p, "protected_dirs[{}]".format(i))
+                 for i, p in enumerate(_list_of(data, "protected_dirs", "", "str"))]
+    _check_files(data, protected)
+    return Seed(data)
+
+
+class Seed(object):
+    """A validated seed: read-only accessors over the checked JSON object."""
+
+    def __init__(self, data):
+        self.data = data
+
+    def __getattr__(self, key):
+        try:
+            return self.__dict__["data"][key]
+        except KeyError:
+            raise AttributeError(key)
+
+    def checks_for(self, service):
+        return [c for c in self.data["health"] if c.get("service") == service]
+
+    def unassigned_checks(self):
+        return [c for c in self.data["health"] if c.get("service") is None]
+
+    def summary(self):
+        return "cluster {} node {} ({}), instance {}, roles {}, {} file(s), services {}".format(
+            self.cluster, self.node["name"], self.node["address"], self.instance_id,
+            ",".join(self.roles), len(self.files),
+            ",".join(s["name"] for s in self.services) or "none")
