@@ -12,13 +12,16 @@ from pathlib import Path
 
 import click
 
+from typing import TYPE_CHECKING
+
 from builder import __version__
 from builder import log as logmod
-from builder.config import load
-from builder.context import Context
 from builder.errors import EXIT_CODES_HELP, ConfigError, PghaError, ToolFailed
-from builder.model import Cluster
 from builder.run import Runner
+
+if TYPE_CHECKING:  # the model (pydantic) loads only when a command needs the cluster
+    from builder.context import Context
+    from builder.model import Cluster
 
 
 @dataclass
@@ -32,10 +35,14 @@ class App:
     @property
     def cluster(self) -> Cluster:
         if self._cluster is None:
+            from builder.config import load
+
             self._cluster = load(self.cluster_file)
         return self._cluster
 
     def context(self, force: bool = False) -> Context:
+        from builder.context import Context
+
         return Context.create(self.cluster, self.output, self.runner, force=force)
 
 

@@ -6,13 +6,10 @@ import json
 from pathlib import Path
 
 import click
-import yaml
 
-from builder import kickstart, validate
 from builder.cli import App, cli, pass_app
 from builder.errors import PghaError
 from builder.fsutil import atomic_write
-from builder.model import Cluster, resolved_dict
 from builder.paths import PROJECT_ROOT
 
 EXAMPLE = PROJECT_ROOT / "examples" / "cluster.yaml"
@@ -35,6 +32,8 @@ def init(path: Path, force: bool) -> None:
 @pass_app
 def check(app: App, deep: bool) -> None:
     """Validate the cluster file (every error with its YAML path) and the kickstarts."""
+    from builder import kickstart, validate
+
     cluster = app.cluster
     report = validate.check(cluster)
     for warning in report.warnings:
@@ -54,6 +53,10 @@ def check(app: App, deep: bool) -> None:
 @pass_app
 def show(app: App, as_json: bool) -> None:
     """Print the fully resolved cluster (every default filled in)."""
+    import yaml
+
+    from builder.model import resolved_dict
+
     data = resolved_dict(app.cluster)
     if as_json:
         click.echo(json.dumps(data, indent=2))
@@ -64,6 +67,8 @@ def show(app: App, as_json: bool) -> None:
 @cli.command()
 def schema() -> None:
     """Print the JSON Schema of the cluster file (for editor completion)."""
+    from builder.model import Cluster
+
     data = Cluster.model_json_schema()
     data = {"$schema": "https://json-schema.org/draft/2020-12/schema",
             "title": "pgha-build cluster file", **data}
