@@ -55,6 +55,13 @@ class Layout:
         return replace(self, **{f: base + getattr(self, f) for f in ROOTED_FIELDS})
 
 
+# The local lab's overrides of its platform's layout (builder/lab runs platform debian12):
+# Patroni from the venv that scripts/setup makes, since pip's patroni under /root (mode 0700
+# here) cannot be run by the postgres user.
+LAB_VENV = "/opt/pgha-lab/venv"
+LAB_OVERRIDES: dict[str, dict[str, str]] = {"debian12": {"patroni_bin": f"{LAB_VENV}/bin/patroni"}}
+
+
 def layout(platform: str, pg: int) -> Layout:
     if platform == "rhel8":
         return Layout(
@@ -76,7 +83,7 @@ def layout(platform: str, pg: int) -> Layout:
             python="/usr/libexec/platform-python",
         )
     if platform == "debian12":
-        return Layout(
+        lay = Layout(
             pg_bin_dir=f"/usr/lib/postgresql/{pg}/bin",
             pg_data_dir=f"/var/lib/postgresql/{pg}/main",
             pg_home="/var/lib/postgresql",
@@ -95,4 +102,5 @@ def layout(platform: str, pg: int) -> Layout:
             python="/usr/bin/python3",
             pgpass="/var/lib/postgresql/.pgpass_patroni",
         )
+        return replace(lay, **LAB_OVERRIDES["debian12"])
     raise ValueError(f"unknown platform {platform}")
