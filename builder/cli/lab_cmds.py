@@ -1,0 +1,160 @@
+"""`pgha-build lab ...`: the cluster booted on this machine in network namespaces (root).
+
+The lab modules are imported inside the commands, so `pgha-build --help` stays light.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from typing import TYPE_CHECKING
+
+import click
+
+from builder.cli import App, cli, pass_app
+from builder.errors import PghaError
+
+if TYPE_CHECKING:
+    from builder.lab.lab import Lab
+
+
+def _lab(app: App) -> Lab:
+    from builder.lab.lab import Lab, lab_cluster
+
+    return Lab.of(lab_cluster(app.cluster), app.output, app.runner)
+
+
+def _require_running(lab: Lab) -> None:
+    if not lab.running():
+        raise PghaError(f"lab '{lab.cluster.name}' is not running", hint="pgha-build lab up")
+
+
+@cli.group()
+def lab() -> None:
+    """The cluster on this machine: one network namespace per node, real etcd, PostgreSQL 15,
+    Patroni and HAProxy, reached from the host on 127.0.0.1 (needs root)."""
+
+
+@lab.command()
+@click.option("--nodes", "only", metavar="NODE[,NODE...]",
+              help="Boot only these nodes (e.g. bring a killed node back). Default: all.")
+@click.option("--timeout", default=120, show_default=True, help="Seconds to wait for health.")
+@pass_app
+def up(app: App, only: str | None, timeout: int) -> None:
+    """Build what is missing, boot every node from its seed, wait until healthy."""
+    from builder.lab.lab import up as lab_up
+
+    lab_ = _lab(app)
+    names = [n.strip() for n in only.split(",") if n.strip()] if only else None
+    for name in names or []:
+        lab_.net.node(name)
+    t = lab_up(lab_, names, timeout=timeout)
+    p = lab_.ports()
+    su = lab_.secrets().superuser.username
+    click.echo(f"lab '{lab_.cluster.name}' is up: writes after {t['rw_s']:.1f}s, reads after "
+               f"{t['ro_s']:.1f}s ({t['total_s']:.1f}s in all, build included)")
+    click.echo(f"  read-write  127.0.0.1:{p['rw']}  -> HAProxy {lab_.lb.address}:{p['rw']} "
+               "-> primary")
+    click.echo(f"  read-only   127.0.0.1:{p['ro']}  -> HAProxy {lab_.lb.address}:{p['ro']} "
+               "-> replicas")
+    click.echo(f"  stats       http://127.0.0.1:{p['stats']}/  (user and password in "
+               f"{lab_.ctx.out.secrets})")
+    click.echo(f"  psql: pgha-build lab psql [--ro]   or   psql -h 127.0.0.1 -p {p['rw']} -U {su}")
+    click.echo("  inside a node: ip netns exec "
+               f"{lab_.net.node(lab_.cluster.nodes[0].name).netns} <command>")
+
+
+@lab.command()
+@click.option("--json", "as_json", is_flag=True, help="JSON instead of a table.")
+@pass_app
+def status(app: App, as_json: bool) -> None:
+    """Members, roles, lag, timeline, and HAProxy's backends."""
+    from builder.lab.status import collect, table
+
+    data = collect(_lab(app))
+    click.echo(json.dumps(data, indent=2) if as_json else table(data))
+
+
+@lab.command()
+@click.option("--ro", is_flag=True, help="The read-only port (replicas) instead.")
+@click.argument("psql_args", nargs=-1)
+@pass_app
+def psql(app: App, ro: bool, psql_args: tuple[str, ...]) -> None:
+    """A psql session through HAProxy (127.0.0.1:5000, or 6000 with --ro)."""
+    lab_ = _lab(app)
+    _require_running(lab_)
+    exe = shutil.which("psql")
+    if exe is None:
+        raise PghaError("psql not found", hint="apt-get install postgresql-client")
+    su = lab_.secrets().superuser
+    port = lab_.ports()["ro" if ro else "rw"]
+    env = {**os.environ, "PGPASSWORD": su.password}
+    os.execve(exe, [exe, "-h", "127.0.0.1", "-p", str(port), "-U", su.username, "postgres",
+                    *psql_args], env)
+
+
+@lab.command()
+@click.argument("node")
+@pass_app
+def kill(app: App, node: str) -> None:
+    """SIGKILL every process of NODE (a crashed host)."""
+    from builder.lab import faults
+
+    lab_ = _lab(app)
+    _require_running(lab_)
+    click.echo(f"killed {faults.kill(lab_, node)} process(es) of {node}")
+
+
+@lab.command()
+@click.argument("node")
+@pass_app
+def partition(app: App, node: str) -> None:
+    """Cut NODE off the network (its link down)."""
+    from builder.lab import faults
+
+    lab_ = _lab(app)
+    _require_running(lab_)
+    faults.partition(lab_, node)
+    click.echo(f"{node} is cut off (pgha-build lab heal {node})")
+
+
+@lab.command()
+@click.argument("node")
+@pass_app
+def heal(app: App, node: str) -> None:
+    """Reconnect NODE after a partition."""
+    from builder.lab import faults
+
+    lab_ = _lab(app)
+    _require_running(lab_)
+    faults.heal(lab_, node)
+    click.echo(f"{node} is connected again")
+
+
+@lab.command()
+@click.option("--to", "candidate", metavar="NODE", help="The new primary (default: Patroni's).")
+@pass_app
+def switchover(app: App, candidate: str | None) -> None:
+    """A planned switchover through Patroni's REST API."""
+    from builder.lab import faults
+
+    lab_ = _lab(app)
+    _require_running(lab_)
+    result = faults.switchover(lab_, candidate)
+    click.echo(f"switched over from {result['from']} to {result['to']}")
+
+
+@lab.command()
+@pass_app
+def down(app: App) -> None:
+    """Stop everything; remove namespaces, links, routes and the lab's data."""
+    from builder.lab.lab import down as lab_down
+    from builder.lab.lab import leftovers
+
+    lab_ = _lab(app)
+    lab_down(lab_)
+    left = leftovers(lab_)
+    if left:
+        raise PghaError("lab down left things behind: " + "; ".join(left))
+    click.echo(f"lab '{lab_.cluster.name}' is down: no process, namespace, route or file left")

@@ -1,0 +1,114 @@
+"""Clients of the running lab: SQL through the relays on 127.0.0.1, HTTP to Patroni's REST API.
+
+SQL uses psycopg2 (PyPI psycopg2-binary, or Debian python3-psycopg2). HTTP goes only to lab
+addresses, after `net.assert_local_route` (see Endpoints.rest).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from typing import Any
+
+from builder.errors import PghaError
+
+PROBE_TABLE = "pgha_lab_probe"
+# Never through a proxy from the environment: lab requests go straight to lab addresses.
+_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+def psycopg2() -> Any:
+    try:
+        import psycopg2 as mod  # type: ignore[import-untyped]
+    except ImportError:
+        raise PghaError("the lab needs psycopg2 for its SQL checks",
+                        hint="pip install psycopg2-binary (or apt-get install python3-psycopg2)"
+                        ) from None
+    return mod
+
+
+@dataclass(frozen=True)
+class Sql:
+    """Where and how to reach PostgreSQL through the load balancer, from the host."""
+
+    host: str
+    rw_port: int
+    ro_port: int
+    user: str
+    password: str
+
+    def connect(self, port: int, timeout: int = 2) -> Any:
+        conn = psycopg2().connect(host=self.host, port=port, user=self.user,
+                                  password=self.password, dbname="postgres",
+                                  connect_timeout=timeout, application_name="pgha-lab")
+        conn.autocommit = True
+        return conn
+
+    def query(self, port: int, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        conn = self.connect(port)
+        try:
+            with conn.cursor() as cur:
+                cur.execute(sql, args)
+                return list(cur.fetchall()) if cur.description else []
+        finally:
+            conn.close()
+
+    def can_write(self) -> bool:
+        try:
+            rows = self.query(self.rw_port,
+                              f"CREATE TABLE IF NOT EXISTS {PROBE_TABLE} (t timestamptz); "
+                              f"INSERT INTO {PROBE_TABLE} VALUES (now()); "
+                              "SELECT pg_is_in_recovery()")
+        except Exception:  # noqa: BLE001 - any failure means "not yet"
+            return False
+        return rows == [(False,)]
+
+    def can_read(self) -> bool:
+        try:
+            return self.query(self.ro_port, "SELECT pg_is_in_recovery()") == [(True,)]
+        except Exception:  # noqa: BLE001
+            return False
+
+
+def wait_until(what: str, check: Any, timeout: float, interval: float = 0.2) -> float:
+    """Poll `check()` until true; return the seconds waited, or raise after `timeout`."""
+    start = time.monotonic()
+    while True:
+        if check():
+            return time.monotonic() - start
+        if time.monotonic() - start > timeout:
+            raise PghaError(f"timed out after {timeout:.0f}s waiting for {what}",
+                            hint="see `pgha-build lab status` and the logs under "
+                                 "output/<cluster>/lab/<node>/root/var/log/pgha/")
+        time.sleep(interval)
+
+
+def http(method: str, url: str, auth: tuple[str, str] | None = None,
+         body: dict[str, Any] | None = None, timeout: float = 3) -> tuple[int, Any]:
+    """One HTTP request; returns (status, parsed JSON or text). Connection errors -> (0, str)."""
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(url, data=data, method=method)
+    if data is not None:
+        req.add_header("Content-Type", "application/json")
+    if auth:
+        token = base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
+        req.add_header("Authorization", f"Basic {token}")
+    try:
+        with _OPENER.open(req, timeout=timeout) as resp:
+            return resp.status, _decode(resp.read())
+    except urllib.error.HTTPError as err:
+        return err.code, _decode(err.read())
+    except (OSError, TimeoutError) as err:
+        return 0, str(err)
+
+
+def _decode(raw: bytes) -> Any:
+    text = raw.decode(errors="replace")
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text

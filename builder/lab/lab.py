@@ -1,0 +1,254 @@
+"""`lab up` and `lab down`: the lab's cluster, its folders, and the order things happen in.
+
+The lab runs the cluster with platform debian12 (Debian's PostgreSQL 15, etcd 3.4, HAProxy 2.6;
+Patroni from /opt/pgha-lab/venv, see scripts/setup). Everything it makes lives under
+output/<cluster>/lab/: build/ (the lab's RPMs, specs and secrets), one folder per node, the
+relay's pid and log, and state.json. The relay (builder.lab.relay) is the one long-running
+process started here, with subprocess.Popen (it must outlive this command); node processes
+are started by each node's agent.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from builder import pipeline
+from builder import secrets as secretsmod
+from builder.context import Context
+from builder.errors import PghaError
+from builder.lab import net, nodes
+from builder.lab.health import Sql, wait_until
+from builder.log import log
+from builder.model import Cluster
+from builder.run import Runner, require
+from builder.secrets import Secrets
+
+LAB_PG = 15
+HOST = "127.0.0.1"
+PYTHON = "/usr/bin/python3"
+
+
+def lab_cluster(cluster: Cluster, profile: str | None = None,
+                synchronous: bool | None = None) -> Cluster:
+    """The cluster as the lab runs it: platform debian12 with Debian's PostgreSQL 15.
+    `profile` re-applies a timing profile (dropping explicit timings); `synchronous` sets
+    Patroni's synchronous_mode."""
+    data = cluster.model_dump(mode="json")
+    data.update(platform="debian12", postgres_version=LAB_PG)
+    data["repos"].pop("pgdg", None)
+    if profile is not None:
+        data["profile"] = profile
+        for key in ("ttl", "loop_wait", "retry_timeout"):
+            data["patroni"].pop(key, None)
+        data["load_balancer"].pop("check", None)
+    if synchronous is not None:
+        data["patroni"]["synchronous_mode"] = synchronous
+    return Cluster.model_validate(data)
+
+
+@dataclass(frozen=True)
+class Lab:
+    """One lab: the (lab) cluster, where its files are, and how to reach it."""
+
+    cluster: Cluster
+    dir: Path
+    runner: Runner
+
+    @classmethod
+    def of(cls, cluster: Cluster, output: Path, runner: Runner | None = None) -> Lab:
+        return cls(cluster, output.resolve() / cluster.name / "lab", runner or Runner())
+
+    @property
+    def net(self) -> net.LabNet:
+        return net.LabNet.of(self.cluster)
+
+    @property
+    def ctx(self) -> Context:
+        return Context.create(self.cluster, self.dir / "build", self.runner)
+
+    def node_dirs(self, name: str) -> nodes.NodeDirs:
+        return nodes.NodeDirs(self.dir / name)
+
+    @property
+    def lb(self) -> net.NodeNet:
+        lbs = [n for n in self.cluster.nodes if "haproxy" in n.roles]
+        if not lbs:
+            raise PghaError("the cluster has no load balancer node (role haproxy)")
+        return self.net.node(lbs[0].name)
+
+    @property
+    def db_nodes(self) -> list[net.NodeNet]:
+        return [self.net.node(n.name) for n in self.cluster.nodes if "db" in n.roles]
+
+    def secrets(self) -> Secrets:
+        return secretsmod.load_or_create(self.ctx.out, self.cluster.name)
+
+    def ports(self) -> dict[str, int]:
+        lb = self.cluster.load_balancer
+        return {"rw": lb.primary_port, "ro": lb.replica_port, "stats": lb.stats_port}
+
+    def sql(self) -> Sql:
+        su = self.secrets().superuser
+        p = self.ports()
+        return Sql(HOST, p["rw"], p["ro"], su.username, su.password)
+
+    def rest_auth(self) -> tuple[str, str]:
+        r = self.secrets().restapi
+        return r.username, r.password
+
+    def rest_url(self, node: net.NodeNet, path: str) -> str:
+        net.assert_local_route(self.runner, self.net, node.address)
+        return f"http://{node.address}:{self.cluster.ports.patroni_rest}{path}"
+
+    @property
+    def state_file(self) -> Path:
+        return self.dir / "state.json"
+
+    def running(self) -> bool:
+        return self.state_file.exists()
+
+
+def preflight(lab: Lab) -> None:
+    if os.geteuid() != 0:
+        raise PghaError("the lab needs root (network namespaces, users, rpm --root)",
+                        hint="run it as root, e.g. sudo pgha-build lab up")
+    require("ip", "rpm", "rpmbuild", "etcd", "haproxy")
+    lay = lab.ctx.cluster
+    from builder.platform import layout
+
+    wanted = layout(lay.platform, lay.postgres_version)
+    for what, path in (("PostgreSQL", wanted.pg_bin_dir), ("Patroni", wanted.patroni_bin)):
+        if not Path(path).exists():
+            raise PghaError(f"lab: {what} not found at {path}",
+                            hint="run scripts/setup (Debian packages and the Patroni venv)")
+
+
+def up(lab: Lab, only: list[str] | None = None, timeout: float = 120) -> dict[str, Any]:
+    """Build what is missing, boot the nodes, wait until healthy; return timings."""
+    t0 = time.monotonic()
+    preflight(lab)
+    ctx = lab.ctx
+    pipeline.run_steps(ctx, [pipeline.SPECS, pipeline.RPMS])
+    sec = lab.secrets()
+    t_built = time.monotonic()
+    net.up(lab.runner, lab.net)
+    names = only or [n.name for n in lab.cluster.nodes]
+    _write_state(lab, started=time.time())
+    for node in (lab.cluster.node(n) for n in names):
+        dirs = lab.node_dirs(node.name)
+        nodes.install(lab.runner, dirs, nodes.rpms_for(node, ctx.out.rpms, _version()))
+        nodes.write_seed(ctx, node, sec, dirs)
+        nodes.boot(lab.runner, PYTHON, dirs, lab.net.node(node.name).netns)
+    start_relay(lab)
+    t_booted = time.monotonic()
+    sql = lab.sql()
+    wait_until("writes through the read-write port", sql.can_write, timeout)
+    t_rw = time.monotonic()
+    wait_until("reads through the read-only port", sql.can_read, timeout)
+    t_ro = time.monotonic()
+    return {"build_s": t_built - t0, "boot_s": t_booted - t_built,
+            "rw_s": t_rw - t_built, "ro_s": t_ro - t_built, "total_s": t_ro - t0}
+
+
+def _version() -> str:
+    from builder import __version__
+
+    return __version__
+
+
+def _write_state(lab: Lab, **extra: Any) -> None:
+    lab.dir.mkdir(parents=True, exist_ok=True)
+    data = {"cluster": lab.cluster.name, "network": lab.net.cidr,
+            "nodes": [n.name for n in lab.cluster.nodes], **extra}
+    lab.state_file.write_text(json.dumps(data, indent=2) + "\n")
+
+
+def start_relay(lab: Lab) -> None:
+    """127.0.0.1:<port> -> LB:<port> for the read-write, read-only and stats ports."""
+    stop_relay(lab)
+    lb = lab.lb
+    net.assert_local_route(lab.runner, lab.net, lb.address)
+    forwards = [f"{HOST}:{p}={lb.address}:{p}" for p in lab.ports().values()]
+    log_file = (lab.dir / "relay.log").open("ab")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "builder.lab.relay", "--cidr", lab.net.cidr, *forwards],
+        stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+        start_new_session=True, cwd=str(Path(__file__).resolve().parents[2]))
+    (lab.dir / "relay.pid").write_text(f"{proc.pid}\n")
+    wait_until("the 127.0.0.1 relay", lambda: _relay_ready(lab), 10, 0.05)
+
+
+def _relay_ready(lab: Lab) -> bool:
+    return b"relay: ready" in (lab.dir / "relay.log").read_bytes()
+
+
+def _our_relay(pid: int) -> bool:
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+    return b"builder.lab.relay" in cmdline
+
+
+def stop_relay(lab: Lab) -> None:
+    pid_file = lab.dir / "relay.pid"
+    if not pid_file.exists():
+        return
+    pid = int(pid_file.read_text().strip() or 0)
+    if pid and _our_relay(pid):
+        os.kill(pid, signal.SIGTERM)
+        for _ in range(100):
+            if not _our_relay(pid):
+                break
+            time.sleep(0.02)
+        else:
+            os.kill(pid, signal.SIGKILL)
+    pid_file.unlink()
+    (lab.dir / "relay.log").unlink(missing_ok=True)
+
+
+def down(lab: Lab) -> None:
+    """Stop every lab process, remove namespaces, links, routes and the lab folder."""
+    if lab.dir.exists():
+        stop_relay(lab)
+    for node in lab.net.nodes:
+        if node.netns in net.namespaces(lab.runner):
+            nodes.kill(lab.runner, node)
+    net.down(lab.runner, lab.net)
+    if lab.dir.exists():
+        import shutil
+
+        shutil.rmtree(lab.dir)
+    log.debug("lab %s is down", lab.cluster.name)
+
+
+def leftovers(lab: Lab) -> list[str]:
+    """Anything of the lab still there: processes, network objects, files."""
+    found = net.leftovers(lab.runner, lab.net)
+    found += [f"process {pid}" for pid in _lab_pids(lab)]
+    if lab.dir.exists():
+        found.append(f"folder {lab.dir}")
+    return found
+
+
+def _lab_pids(lab: Lab) -> list[int]:
+    """Processes whose command line or working folder points into the lab folder."""
+    marker = str(lab.dir).encode()
+    pids = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            if marker in (proc / "cmdline").read_bytes() or _our_relay(int(proc.name)):
+                pids.append(int(proc.name))
+        except OSError:
+            continue
+    return pids

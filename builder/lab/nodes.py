@@ -1,0 +1,122 @@
+"""One lab node: its folder, the role RPMs installed into it, its seed, and its first boot.
+
+A node's folder (output/<cluster>/lab/<node>/) holds `root/` (what would be the machine's /:
+the RPM payloads, then everything the agent writes, the data directories, logs under
+root/var/log/pgha/ and pid files under root/run/pgha/) and `seed/` (its NoCloud seed folder).
+The seed is rendered with root_prefix=<root>, so every path inside the configs points into the
+node's folder; the agent from root/usr/libexec/pgha/ then runs with --root <root>
+--services process --netns <netns>, which starts the role services inside the namespace.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from builder import seeds
+from builder.context import Context
+from builder.errors import PghaError
+from builder.lab.net import NodeNet
+from builder.log import log
+from builder.model import Node
+from builder.rpms import DIST
+from builder.run import Runner
+from builder.secrets import Secrets
+
+AGENT = "usr/libexec/pgha/pgha-firstboot"
+# The files a real image gets from its packages' users (postgres, etcd, haproxy): copied from
+# this machine, so that `rpm --root` gives the role's folders their real owners.
+ACCOUNT_FILES = ("/etc/passwd", "/etc/group")
+
+
+@dataclass(frozen=True)
+class NodeDirs:
+    base: Path
+
+    @property
+    def root(self) -> Path:
+        return self.base / "root"
+
+    @property
+    def seed(self) -> Path:
+        return self.base / "seed"
+
+    @property
+    def logs(self) -> Path:
+        return self.root / "var" / "log" / "pgha"
+
+    @property
+    def pids(self) -> Path:
+        return self.root / "run" / "pgha"
+
+    @property
+    def installed_marker(self) -> Path:
+        return self.base / ".rpms-installed"
+
+
+def rpms_for(node: Node, rpms_dir: Path, version: str) -> list[Path]:
+    names = ["pgha-common", *(f"pgha-role-{r}" for r in node.roles)]
+    paths = [rpms_dir / f"{n}-{version}-1{DIST}.noarch.rpm" for n in names]
+    missing = [p.name for p in paths if not p.is_file()]
+    if missing:
+        raise PghaError(f"lab: RPMs missing in {rpms_dir}: {', '.join(missing)}",
+                        hint="run `pgha-build rpms` for the lab cluster (lab up does)")
+    return paths
+
+
+def install(runner: Runner, dirs: NodeDirs, rpms: list[Path]) -> None:
+    """Install the role RPMs' payloads into the node's root (once)."""
+    if dirs.installed_marker.exists():
+        return
+    shutil.rmtree(dirs.root, ignore_errors=True)
+    (dirs.root / "etc").mkdir(parents=True)
+    for folder in (dirs.base, dirs.root):
+        os.chmod(folder, 0o755)
+    for account in ACCOUNT_FILES:
+        shutil.copy2(account, dirs.root / account.lstrip("/"))
+    runner.run(["rpm", "--root", dirs.root, "-i", "--nodeps", "--noscripts",
+                "--define", "_dbpath /var/lib/rpm", *rpms], env={"HOME": str(dirs.base)})
+    dirs.installed_marker.touch()
+
+
+def write_seed(ctx: Context, node: Node, secrets: Secrets, dirs: NodeDirs) -> None:
+    """Render the node's seed with every path under its root, into its seed folder."""
+    seed = seeds.render_seed(ctx, node, secrets, root_prefix=str(dirs.root))
+    shutil.rmtree(dirs.seed, ignore_errors=True)
+    for rel, text in seeds.seed_files(ctx, node, seed).items():
+        path = dirs.seed / rel
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        path.write_text(text)
+        os.chmod(path, 0o600)
+    os.chmod(dirs.seed, 0o700)
+
+
+def boot(runner: Runner, python: str, dirs: NodeDirs, netns: str) -> None:
+    """Run the node's own first-boot agent: it writes the configs and starts the services."""
+    agent = dirs.root / AGENT
+    if not agent.is_file():
+        raise PghaError(f"lab: the first-boot agent is missing at {agent}",
+                        hint="the pgha-common RPM should ship it; rebuild with `pgha-build rpms`")
+    runner.run([python, agent, "--root", dirs.root, "--seed", dirs.seed,
+                "--services", "process", "--netns", netns])
+    log.debug("booted %s", dirs.base.name)
+
+
+def kill(runner: Runner, node: NodeNet, sig: int = signal.SIGKILL, wait: float = 5) -> int:
+    """Send `sig` to every process in the node's namespace; with SIGKILL wait until gone."""
+    from builder.lab.net import pids_in
+
+    pids = pids_in(runner, node.netns)
+    for pid in pids:
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            pass
+    deadline = time.monotonic() + wait
+    while sig == signal.SIGKILL and pids_in(runner, node.netns) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return len(pids)

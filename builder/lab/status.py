@@ -1,0 +1,90 @@
+"""`lab status`: Patroni members (role, state, timeline, lag) and HAProxy's backends.
+
+Reads Patroni's REST API (/cluster) on the first db node that answers and HAProxy's stats page
+as CSV, both on lab addresses after the route check.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from typing import Any
+
+from builder.lab.health import http
+from builder.lab.lab import HOST, Lab
+from builder.lab.net import namespaces
+
+
+def cluster_view(lab: Lab, timeout: float = 1.5) -> dict[str, Any] | None:
+    """Patroni's /cluster from the first db node that answers (None if none does)."""
+    for node in lab.db_nodes:
+        code, body = http("GET", lab.rest_url(node, "/cluster"), timeout=timeout)
+        if code == 200 and isinstance(body, dict):
+            return body
+    return None
+
+
+def leader(lab: Lab) -> str | None:
+    view = cluster_view(lab)
+    for m in (view or {}).get("members", []):
+        if m.get("role") == "leader":
+            return str(m["name"])
+    return None
+
+
+def backends(lab: Lab) -> list[dict[str, str]]:
+    """HAProxy's view: one row per (listener, server) with its UP/DOWN status."""
+    lb = lab.lb
+    stats = lab.secrets().haproxy_stats
+    url = f"http://{lb.address}:{lab.ports()['stats']}/;csv"
+    from builder.lab.net import assert_local_route
+
+    assert_local_route(lab.runner, lab.net, lb.address)
+    code, body = http("GET", url, auth=(stats.username, stats.password), timeout=1.5)
+    if code != 200 or not isinstance(body, str):
+        return []
+    rows = csv.DictReader(io.StringIO(body.lstrip("# ")))
+    return [{"listener": r["pxname"], "server": r["svname"], "status": r["status"]}
+            for r in rows if r["pxname"] in ("primary", "replicas")
+            and r["svname"] not in ("FRONTEND", "BACKEND")]
+
+
+def collect(lab: Lab) -> dict[str, Any]:
+    present = namespaces(lab.runner)
+    running = lab.running() and all(n.netns in present for n in lab.net.nodes)
+    view = cluster_view(lab) if running else None
+    ports = lab.ports()
+    return {
+        "cluster": lab.cluster.name,
+        "running": running,
+        "members": [_member(m) for m in (view or {}).get("members", [])],
+        "backends": backends(lab) if running else [],
+        "endpoints": {"read_write": f"{HOST}:{ports['rw']}", "read_only": f"{HOST}:{ports['ro']}",
+                      "stats": f"http://{HOST}:{ports['stats']}/"},
+    }
+
+
+def _member(m: dict[str, Any]) -> dict[str, Any]:
+    return {"name": m.get("name"), "host": m.get("host"), "role": m.get("role"),
+            "state": m.get("state"), "timeline": m.get("timeline"),
+            "lag": m.get("lag", m.get("receive_lag"))}
+
+
+def table(data: dict[str, Any]) -> str:
+    if not data["running"]:
+        return f"lab '{data['cluster']}' is not running (pgha-build lab up)"
+    lines = [f"{'member':<8} {'host':<14} {'role':<14} {'state':<12} {'TL':>3} {'lag':>8}"]
+    for m in data["members"]:
+        lag = "" if m["lag"] is None else str(m["lag"])
+        lines.append(f"{m['name']:<8} {m['host'] or '':<14} {m['role'] or '':<14} "
+                     f"{m['state'] or '':<12} {m['timeline'] or '':>3} {lag:>8}")
+    if not data["members"]:
+        lines.append("(no Patroni member answers)")
+    lines.append("")
+    lines.append(f"{'haproxy':<10} {'server':<8} status")
+    for b in data["backends"]:
+        lines.append(f"{b['listener']:<10} {b['server']:<8} {b['status']}")
+    e = data["endpoints"]
+    lines += ["", (f"read-write {e['read_write']}   read-only {e['read_only']}   "
+                   f"stats {e['stats']}")]
+    return "\n".join(lines)
