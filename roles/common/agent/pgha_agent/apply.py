@@ -1,7 +1,7 @@
 """Applying a validated seed to the node: the ordered steps, then the done marker.
 
 Boundary: runs after seed.validate succeeded (nothing is written before that). Steps, in order:
-hostname, network, files, firewall, disable services, start services with health waits, then
+hostname, network, directories, files, firewall, disable services, start services with health waits, then
 <root>/var/lib/pgha/done-<instance_id>. A failing step raises and leaves no marker, so the next
 run (next boot) applies the seed again; every step is safe to repeat. Paths listed in
 protected_dirs are never created, written or emptied (Root.guard).
@@ -18,6 +18,14 @@ MARKER_DIR = "/var/lib/pgha"
 
 def marker_path(instance_id):
     return "{}/done-{}".format(MARKER_DIR, instance_id)
+
+
+def make_directories(root, seed):
+    for entry in seed.directories:
+        mode = int(entry["mode"], 8)
+        root.ensure_dir(entry["path"], mode, entry["owner"], entry["group"])
+        LOG.info("directory %s (%04o %s:%s)", entry["path"], mode, entry["owner"],
+                 entry["group"])
 
 
 def write_files(root, seed):
@@ -65,6 +73,7 @@ def apply(root, seed, starter, origin, network="auto", timeout=300):
     report_protected(root, seed)
     system.set_hostname(root, seed.node)
     system.configure_network(root, seed.node, seed.instance_id, network)
+    make_directories(root, seed)
     write_files(root, seed)
     system.open_firewall(root, seed.firewall_services)
     start_services(root, seed, starter, timeout)

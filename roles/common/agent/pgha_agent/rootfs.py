@@ -80,6 +80,21 @@ class Root(object):
             return -1, -1
         return lookup_ids(owner, group)
 
+    def ensure_dir(self, node_path, mode, owner="root", group="root"):
+        """Create node_path if missing; set its own mode and owner (never recursively)."""
+        self.guard(node_path)
+        self.makedirs(posixpath.dirname(node_path))
+        target = self.path(node_path)
+        if not os.path.isdir(target):
+            self.makedirs(node_path, mode)
+        uid, gid = self._ownership(node_path, owner, group)
+        try:
+            if uid != -1 or gid != -1:
+                os.chown(target, uid, gid)
+            os.chmod(target, mode)
+        except OSError as exc:
+            raise ApplyFailed("cannot set owner/mode of {}: {}".format(node_path, exc.strerror))
+
     def write_file(self, node_path, data, mode=0o644, owner="root", group="root"):
         """Atomically replace node_path with data (bytes), with owner, group and mode."""
         self.guard(node_path)

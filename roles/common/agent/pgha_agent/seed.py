@@ -170,6 +170,30 @@ def _check_health(data, services):
             raise _bad(at + ".service", "'{}' is not in services".format(service))
 
 
+def _not_protected(path, protected, where):
+    for prot in protected:
+        if path == prot or path.startswith(prot + "/"):
+            raise _bad(where, "{} is inside protected directory {}".format(path, prot))
+
+
+def _owner_mode(entry, at):
+    _match(ACCOUNT, _field(entry, "owner", at, "str"), at + ".owner", "user name")
+    _match(ACCOUNT, _field(entry, "group", at, "str"), at + ".group", "group name")
+    _match(MODE, _field(entry, "mode", at, "str"), at + ".mode", "octal mode")
+
+
+def _check_directories(data, protected):
+    """Optional `directories` (added compatibly to schema 1): created with owner and mode."""
+    for i, entry in enumerate(_field(data, "directories", "", "list", required=False,
+                                     default=[])):
+        at = "directories[{}]".format(i)
+        if not isinstance(entry, dict):
+            raise _bad(at, "expected an object")
+        path = _abs_path(_field(entry, "path", at, "str"), at + ".path")
+        _not_protected(path, protected, at + ".path")
+        _owner_mode(entry, at)
+
+
 def _check_files(data, protected):
     seen = set()
     for i, entry in enumerate(_field(data, "files", "", "list")):
@@ -180,13 +204,8 @@ def _check_files(data, protected):
         if path in seen:
             raise _bad(at + ".path", "{} is listed twice".format(path))
         seen.add(path)
-        for prot in protected:
-            if path == prot or path.startswith(prot + "/"):
-                raise _bad(at + ".path", "{} is inside protected directory {}".format(
-                    path, prot))
-        _match(ACCOUNT, _field(entry, "owner", at, "str"), at + ".owner", "user name")
-        _match(ACCOUNT, _field(entry, "group", at, "str"), at + ".group", "group name")
-        _match(MODE, _field(entry, "mode", at, "str"), at + ".mode", "octal mode")
+        _not_protected(path, protected, at + ".path")
+        _owner_mode(entry, at)
         digest = _match(SHA256, _field(entry, "sha256", at, "str").lower(), at + ".sha256",
                         "sha256")
         actual = hashlib.sha256(_field(entry, "content", at, "str").encode("utf-8"))
@@ -213,6 +232,7 @@ def validate(raw, root):
     data = decode(raw)
     _check_version(data)
     _field(data, "cluster", "", "str")
+    _field(data, "generator", "", "str", nullable=True, required=False)
     _match(INSTANCE_ID, _field(data, "instance_id", "", "str"), "instance_id", "instance id")
     _check_node(data)
     _check_roles(data, root)
@@ -220,6 +240,7 @@ def validate(raw, root):
     _check_health(data, services)
     protected = [_abs_path(p, "protected_dirs[{}]".format(i))
                  for i, p in enumerate(_list_of(data, "protected_dirs", "", "str"))]
+    _check_directories(data, protected)
     _check_files(data, protected)
     return Seed(data)
 
@@ -235,6 +256,10 @@ class Seed(object):
             return self.__dict__["data"][key]
         except KeyError:
             raise AttributeError(key)
+
+    @property
+    def directories(self):
+        return self.data.get("directories") or []
 
     def checks_for(self, service):
         return [c for c in self.data["health"] if c.get("service") == service]

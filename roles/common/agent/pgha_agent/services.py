@@ -145,10 +145,19 @@ class ProcessStarter(object):
                        "--regid={}".format(drop.pw_gid), "--init-groups", "--"]
         return prefix + argv, None
 
+    def _env_path(self, env_file):
+        """env_file is a node path (under --root); one already inside --root is used as is
+        (seeds rendered with a root prefix, as the lab does)."""
+        path = self.root.path(env_file)
+        base = self.root.base.rstrip("/") + "/"
+        if not os.path.exists(path) and env_file.startswith(base) and not self.root.live:
+            return env_file
+        return path
+
     def _env(self, svc, account):
         env = clean_env(account)
         if svc.get("env_file"):
-            path = self.root.path(svc["env_file"])
+            path = self._env_path(svc["env_file"])
             try:
                 with open(path) as fh:
                     env.update(parse_env_file(fh.read()))
