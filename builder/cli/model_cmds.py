@@ -32,7 +32,7 @@ def init(path: Path, force: bool) -> None:
 @pass_app
 def check(app: App, deep: bool) -> None:
     """Validate the cluster file (every error with its YAML path) and the kickstarts."""
-    from builder import kickstart, validate
+    from builder import kickstart, roles, validate
 
     cluster = app.cluster
     report = validate.check(cluster)
@@ -43,7 +43,8 @@ def check(app: App, deep: bool) -> None:
         from builder import deepcheck
 
         deepcheck.run(app.context())
-    db = len([n for n in cluster.nodes if "db" in n.roles])
+    known = roles.all_roles()
+    db = len([n for n in cluster.nodes if any(known[r].postgres for r in n.roles)])
     click.echo(f"ok: cluster '{cluster.name}' is valid ({len(cluster.nodes)} nodes, "
                f"{db} database), kickstarts pass pykickstart's RHEL 8 parser")
 
