@@ -81,8 +81,8 @@ class Node(Strict):
 
 
 class Network(Strict):
-    cidr: IPv4Net = Field(default="10.77.0.0/24", validate_default=True)  # type: ignore[assignment]
-    gateway: IPv4 = Field(default="10.77.0.1", validate_default=True)  # type: ignore[assignment]
+    cidr: IPv4Net = Field(default="10.77.0.0/24", validate_default=True)
+    gateway: IPv4 = Field(default="10.77.0.1", validate_default=True)
     dns: list[IPv4] = Field(default_factory=lambda: [ipaddress.IPv4Address("10.77.0.1")])
     domain: str = Field(default="pgha.lab", pattern=r"^[a-z0-9]([a-z0-9.-]*[a-z0-9])?$")
 

@@ -14,6 +14,7 @@ import subprocess
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from builder.errors import ToolFailed, ToolMissing
 from builder.log import log
@@ -109,7 +110,9 @@ class RecordingRunner(Runner):
 
     calls: list[list[str]] = field(default_factory=list)
 
-    def run(self, argv, **kwargs):  # type: ignore[no-untyped-def,override]
+    def run(
+        self, argv: Sequence[str | Path], **kwargs: Any
+    ) -> subprocess.CompletedProcess[bytes]:
         self.calls.append([str(a) for a in argv])
         return super().run(argv, **kwargs)
 
