@@ -174,29 +174,30 @@ def seed_files(ctx: Context, node: Node, seed: dict[str, Any]) -> dict[str, str]
     }
 
 
-def _write_dir(dest: Path, files: dict[str, str], epoch: int) -> None:
-    """Write the seed folder beside dest, then swap it into place."""
+def _stage_dir(dest: Path, files: dict[str, str], epoch: int) -> Path:
+    """Write the seed folder in a private temporary folder beside dest; return it."""
     dest.parent.mkdir(parents=True, exist_ok=True)
     os.chmod(dest.parent, 0o700)
     tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
-    try:
-        for rel, text in files.items():
-            path = tmp / rel
-            path.parent.mkdir(mode=0o700, exist_ok=True)
-            path.write_text(text)
-            os.chmod(path, 0o600)
-            os.utime(path, (epoch, epoch))
-        for folder in (tmp / "pgha", tmp):
-            os.chmod(folder, 0o700)
-            os.utime(folder, (epoch, epoch))
-        old = dest.with_name(f".{dest.name}.old")
-        shutil.rmtree(old, ignore_errors=True)
-        if dest.exists():
-            dest.rename(old)
-        tmp.rename(dest)
-        shutil.rmtree(old, ignore_errors=True)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    for rel, text in files.items():
+        path = tmp / rel
+        path.parent.mkdir(mode=0o700, exist_ok=True)
+        path.write_text(text)
+        os.chmod(path, 0o600)
+        os.utime(path, (epoch, epoch))
+    for folder in (tmp / "pgha", tmp):
+        os.chmod(folder, 0o700)
+        os.utime(folder, (epoch, epoch))
+    return tmp
+
+
+def _swap(tmp: Path, dest: Path) -> None:
+    old = dest.with_name(f".{dest.name}.old")
+    shutil.rmtree(old, ignore_errors=True)
+    if dest.exists():
+        dest.rename(old)
+    tmp.rename(dest)
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def _write_iso(ctx: Context, folder: Path, iso: Path) -> None:
@@ -223,8 +224,12 @@ def write_seed(ctx: Context, node: Node, secrets: Secrets) -> list[Artifact]:
                          host=node.name, secret=True))
     if not ctx.force and up_to_date(ctx.out, stage, key):
         return arts
-    _write_dir(ctx.out.seeds / node.name, files, ctx.epoch)
-    _write_iso(ctx, ctx.out.seeds / node.name, ctx.out.seeds / f"{node.name}-cidata.iso")
+    tmp = _stage_dir(ctx.out.seeds / node.name, files, ctx.epoch)
+    try:  # the ISO first: if it fails, the old folder and ISO both stay as they were
+        _write_iso(ctx, tmp, ctx.out.seeds / f"{node.name}-cidata.iso")
+        _swap(tmp, ctx.out.seeds / node.name)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
     return save(ctx.out, stage, key, arts)
 
 

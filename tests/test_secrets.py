@@ -1,0 +1,65 @@
+"""Secrets: generated once, reused, rotated on demand, 0600, and a corrupt file is an error."""
+
+from __future__ import annotations
+
+import stat
+
+import pytest
+
+from builder import secrets
+from builder.errors import PghaError
+from builder.paths import OutputPaths
+
+
+def _mode(path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def test_generated_once_and_reused(tmp_path):
+    out = OutputPaths(tmp_path / "pgha")
+    first = secrets.load_or_create(out, "pgha")
+    assert _mode(out.secrets) == 0o600
+    assert secrets.load_or_create(out, "pgha") == first
+    assert len(set(first.values())) == len(secrets.CREDENTIALS)
+    assert all(len(v) == secrets.PASSWORD_LENGTH and v.isalnum() for v in first.values())
+
+
+def test_rotation_replaces_every_password(tmp_path):
+    out = OutputPaths(tmp_path / "pgha")
+    first = secrets.load_or_create(out, "pgha")
+    second = secrets.load_or_create(out, "pgha", rotate=True)
+    assert not set(first.values()) & set(second.values())
+    assert secrets.load_or_create(out, "pgha") == second
+    assert _mode(out.secrets) == 0o600
+
+
+def test_loose_mode_is_tightened(tmp_path):
+    out = OutputPaths(tmp_path / "pgha")
+    secrets.load_or_create(out, "pgha")
+    out.secrets.chmod(0o644)
+    secrets.load_or_create(out, "pgha")
+    assert _mode(out.secrets) == 0o600
+
+
+@pytest.mark.parametrize("text", [
+    "{{{ not yaml", "- a list\n", "version: 1\n", "version: 9\nsuperuser: {}\n",
+    "",
+])
+def test_corrupt_file_is_one_line_error_and_kept(tmp_path, text):
+    out = OutputPaths(tmp_path / "pgha")
+    out.root.mkdir(parents=True)
+    out.secrets.write_text(text)
+    with pytest.raises(PghaError) as err:
+        secrets.load_or_create(out, "pgha")
+    assert str(out.secrets) in err.value.message
+    assert "\n" not in err.value.message
+    assert "--rotate-secrets" in (err.value.hint or "")
+    assert out.secrets.read_text() == text  # never silently regenerated
+
+
+def test_bad_password_is_corrupt(tmp_path):
+    out = OutputPaths(tmp_path / "pgha")
+    sec = secrets.load_or_create(out, "pgha")
+    out.secrets.write_text(out.secrets.read_text().replace(sec.rewind.password, "short"))
+    with pytest.raises(PghaError, match="rewind.password"):
+        secrets.load_or_create(out, "pgha")
