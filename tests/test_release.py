@@ -10,14 +10,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import test_release_fakeapi as fakeapi
 from click.testing import CliRunner, Result
-from test_release_fakeapi import REPO, TOKEN, FakeForge, fake_gitea, fake_github  # noqa: F401
+from test_release_fakeapi import REPO, TOKEN, FakeForge
 
 from builder import config
 from builder.cli import cli, release_cmds
 from builder.forge import repo_from_remote
 from builder.httpclient import RetryPolicy
 
+fake_github = fakeapi.fake_github  # the fixtures, shared with the fake's own tests
+fake_gitea = fakeapi.fake_gitea
 SECRET = "s3cr3t-Superuser-Pa55word"
 PUBLISHED = ["SHA256SUMS", "db.ks", "db.qcow2", "manifest.json",
              "pgha-db-1.0-1.el8.noarch.rpm", "pgha-db-1.0-1.el8.src.rpm"]

@@ -97,17 +97,17 @@ class FakeForge:
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+    def log_message(self, format: str, *args: Any) -> None:
         pass
 
     @property
     def fake(self) -> FakeForge:
         return self.server.fake  # type: ignore[attr-defined,no-any-return]
 
-    def do_GET(self) -> None:  # noqa: N802
+    def do_GET(self) -> None:
         self._dispatch()
 
-    do_POST = do_PATCH = do_DELETE = do_GET  # noqa: N815
+    do_POST = do_PATCH = do_DELETE = do_GET
 
     def reply(self, status: int, body: Any = None, headers: dict[str, str] | None = None,
               raw: bytes | None = None) -> None:
