@@ -111,4 +111,4 @@ def main() -> None:
 
 
 # Register the command modules (each adds its commands to `cli`).
-from builder.cli import build_cmds, lab_cmds, model_cmds, release_cmds, seed_cmds  # noqa: F401
+from builder.cli import build_cmds, image_cmds, lab_cmds, model_cmds, release_cmds, seed_cmds  # noqa: F401

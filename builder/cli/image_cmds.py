@@ -1,0 +1,113 @@
+"""Commands that make machines: images (per role), pxe (lab installs), serve (HTTP for both)."""
+
+from __future__ import annotations
+
+import click
+
+from builder.cli import App, cli, pass_app
+from builder.errors import ConfigError, PghaError
+
+FORMATS_HELP = "Comma-separated: qcow2,raw,vmdk,vhdx,ova. Default: image.formats (qcow2)."
+
+
+def _formats(value: str | None, app: App) -> tuple[str, ...]:
+    from builder import imageformats
+
+    if value is None:
+        return tuple(app.cluster.image.formats)
+    try:
+        return tuple(imageformats.parse_formats(value))
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+@cli.command()
+@click.option("--role", required=True, metavar="ROLE", help="The role to bake (db, haproxy).")
+@click.option("--format", "formats", metavar="LIST", help=FORMATS_HELP)
+@click.option("--backend", type=click.Choice(["virt-install", "cloud-image"]),
+              default="virt-install", show_default=True,
+              help="Install from RHEL 8 media, or customise a RHEL 8 KVM Guest Image.")
+@click.option("--install-source", metavar="PATH_OR_URL",
+              help="RHEL 8 DVD ISO, install tree or URL (default: image.install_source).")
+@click.option("--cloud-image", metavar="QCOW2", help="KVM Guest Image for --backend cloud-image.")
+@click.option("--deps-repo", type=click.Path(exists=True, file_okay=False), metavar="DIR",
+              help="cloud-image: a local dnf repository of the role's dependencies (offline).")
+@click.option("--kvm/--no-kvm", default=None, help="Default: KVM when /dev/kvm works.")
+@click.option("--qcow2-compression", type=click.Choice(["zlib", "zstd"]), default="zlib",
+              show_default=True, help="zstd is faster but needs qemu >= 5.1 to read.")
+@click.option("--blueprint", is_flag=True,
+              help="Also write an image-builder blueprint (TOML) beside the kickstarts.")
+@click.option("--dry-run", is_flag=True, help="Print the commands instead of running them.")
+@click.option("--force", is_flag=True, help="Rebuild even if inputs are unchanged.")
+@pass_app
+def images(app: App, role: str, formats: str | None, backend: str, install_source: str | None,
+           cloud_image: str | None, deps_repo: str | None, kvm: bool | None,
+           qcow2_compression: str, blueprint: bool, dry_run: bool, force: bool) -> None:
+    """Build a bootable RHEL 8 disk image of one role, in each format, cached on its inputs."""
+    from builder import cloudimage, pipeline, roles
+    from builder import images as imagemod
+
+    roles.get(role)
+    ctx = app.context(force)
+    opts = imagemod.ImageOptions(
+        role=role, formats=_formats(formats, app), backend=backend,  # type: ignore[arg-type]
+        install_source=install_source, cloud_image=cloud_image, deps_repo=deps_repo, kvm=kvm,
+        compression=qcow2_compression, dry_run=dry_run)  # type: ignore[arg-type]
+    if blueprint:
+        for path in cloudimage.write_blueprint(ctx, role):
+            click.echo(f"wrote {path}")
+    if not dry_run:
+        pipeline.run_steps(ctx, [pipeline.SPECS, pipeline.RPMS])
+        ctx.messages.clear()
+    result = imagemod.build_images(ctx, opts)
+    if dry_run:
+        click.echo("\n".join(result.dry_run) or "# nothing to do: every image is up to date")
+        return
+    pipeline.run_steps(ctx, [pipeline.MANIFEST])
+    for art in result.artifacts:
+        click.echo(f"{ctx.out.root / art.path}")
+
+
+@cli.command()
+@click.option("--install-source", metavar="PATH_OR_URL",
+              help="RHEL 8 install tree or URL for the kernel, initrd and inst.repo.")
+@click.option("--force", is_flag=True, help="Rewrite even if inputs are unchanged.")
+@pass_app
+def pxe(app: App, install_source: str | None, force: bool) -> None:
+    """Write host kickstarts, a BIOS+UEFI TFTP tree and dnsmasq.conf to OUTPUT/<cluster>/pxe/."""
+    from builder import pipeline
+    from builder import pxe as pxemod
+
+    ctx = app.context(force)
+    step = ("pxe", lambda c: pxemod.build_pxe(c, install_source))
+    pipeline.run_steps(ctx, [pipeline.KICKSTART, step, pipeline.MANIFEST])
+    click.echo(f"PXE tree in {ctx.out.pxe}; start `pgha-build serve` and dnsmasq with "
+               f"{ctx.out.pxe / 'dnsmasq.conf'}")
+
+
+@cli.command()
+@click.option("--bind", metavar="ADDR:PORT",
+              help="Default: the host and port of repos.pgha (what the kickstarts use).")
+@click.option("--install-source", metavar="DIR", help="Also serve this install tree at /install/.")
+@pass_app
+def serve(app: App, bind: str | None, install_source: str | None) -> None:
+    """Serve kickstarts, the pgha repository, seeds (each only to its host) and the PXE tree."""
+    from builder import httpserve
+    from builder import serve as servemod
+
+    cluster = app.cluster
+    try:
+        address = servemod.parse_bind(bind) if bind else servemod.default_bind(cluster)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    ctx = app.context()
+    mounts = servemod.mounts(cluster, ctx.out, install_source or cluster.image.install_source)
+    try:
+        server = httpserve.Server(address, mounts)
+    except OSError as exc:
+        raise PghaError(f"cannot listen on {address[0]}:{address[1]}: {exc.strerror}",
+                        hint="use --bind with an address of this host and a free port") from None
+    click.echo(f"serving {ctx.out.root} on {server.url} (read-only; Ctrl-C stops)", err=True)
+    for mount in mounts:
+        click.echo(f"  {server.url}{mount.prefix} <- {mount.root}", err=True)
+    httpserve.serve_until_interrupted(server)
