@@ -28,6 +28,7 @@ from builder.lab import net, nodes
 from builder.lab.health import Sql, wait_until
 from builder.log import log
 from builder.model import Cluster
+from builder.platform import Layout, layout
 from builder.run import Runner, require
 from builder.secrets import Secrets
 
@@ -69,6 +70,10 @@ class Lab:
     @property
     def net(self) -> net.LabNet:
         return net.LabNet.of(self.cluster)
+
+    @property
+    def layout(self) -> Layout:
+        return layout(self.cluster.platform, self.cluster.postgres_version)
 
     @property
     def ctx(self) -> Context:
@@ -121,10 +126,7 @@ def preflight(lab: Lab) -> None:
         raise PghaError("the lab needs root (network namespaces, users, rpm --root)",
                         hint="run it as root, e.g. sudo pgha-build lab up")
     require("ip", "rpm", "rpmbuild", "etcd", "haproxy")
-    lay = lab.ctx.cluster
-    from builder.platform import layout
-
-    wanted = layout(lay.platform, lay.postgres_version)
+    wanted = lab.layout
     for what, path in (("PostgreSQL", wanted.pg_bin_dir), ("Patroni", wanted.patroni_bin)):
         if not Path(path).exists():
             raise PghaError(f"lab: {what} not found at {path}",
@@ -142,11 +144,16 @@ def up(lab: Lab, only: list[str] | None = None, timeout: float = 120) -> dict[st
     net.up(lab.runner, lab.net)
     names = only or [n.name for n in lab.cluster.nodes]
     _write_state(lab, started=time.time())
-    for node in (lab.cluster.node(n) for n in names):
-        dirs = lab.node_dirs(node.name)
-        nodes.install(lab.runner, dirs, nodes.rpms_for(node, ctx.out.rpms, _version()))
+    for addr in (lab.net.node(n).address for n in names):
+        net.assert_local_route(lab.runner, lab.net, addr)  # the agents' health checks
+    all_dirs = {n: lab.node_dirs(n) for n in names}
+    for name, dirs in all_dirs.items():
+        node = lab.cluster.node(name)
+        nodes.install(lab.runner, dirs, lab.layout, nodes.rpms_for(node, ctx.out.rpms, _version()))
         nodes.write_seed(ctx, node, sec, dirs)
-        nodes.boot(lab.runner, PYTHON, dirs, lab.net.node(node.name).netns)
+    agents = {n: nodes.boot(PYTHON, d, lab.net.node(n).netns, timeout)
+              for n, d in all_dirs.items()}
+    nodes.wait_booted(agents, all_dirs)
     start_relay(lab)
     t_booted = time.monotonic()
     sql = lab.sql()
@@ -172,7 +179,10 @@ def _write_state(lab: Lab, **extra: Any) -> None:
 
 
 def start_relay(lab: Lab) -> None:
-    """127.0.0.1:<port> -> LB:<port> for the read-write, read-only and stats ports."""
+    """127.0.0.1:<port> -> LB:<port> for the read-write, read-only and stats ports (kept if
+    it already runs: clients stay connected while a node rejoins)."""
+    if _relay_pid(lab):
+        return
     stop_relay(lab)
     lb = lab.lb
     net.assert_local_route(lab.runner, lab.net, lb.address)
@@ -190,23 +200,31 @@ def _relay_ready(lab: Lab) -> bool:
     return b"relay: ready" in (lab.dir / "relay.log").read_bytes()
 
 
-def _our_relay(pid: int) -> bool:
+def _our_relay(pid: int, cidr: str) -> bool:
     try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
     except OSError:
         return False
-    return b"builder.lab.relay" in cmdline
+    return b"builder.lab.relay" in cmdline and cidr.encode() in cmdline
+
+
+def _relay_pid(lab: Lab) -> int | None:
+    try:
+        pid = int((lab.dir / "relay.pid").read_text().strip())
+    except (OSError, ValueError):
+        return None
+    return pid if _our_relay(pid, lab.net.cidr) else None
 
 
 def stop_relay(lab: Lab) -> None:
     pid_file = lab.dir / "relay.pid"
     if not pid_file.exists():
         return
-    pid = int(pid_file.read_text().strip() or 0)
-    if pid and _our_relay(pid):
+    pid = _relay_pid(lab)
+    if pid:
         os.kill(pid, signal.SIGTERM)
         for _ in range(100):
-            if not _our_relay(pid):
+            if not _our_relay(pid, lab.net.cidr):
                 break
             time.sleep(0.02)
         else:
@@ -247,7 +265,8 @@ def _lab_pids(lab: Lab) -> list[int]:
         if not proc.name.isdigit():
             continue
         try:
-            if marker in (proc / "cmdline").read_bytes() or _our_relay(int(proc.name)):
+            if (marker in (proc / "cmdline").read_bytes()
+                    or _our_relay(int(proc.name), lab.net.cidr)):
                 pids.append(int(proc.name))
         except OSError:
             continue

@@ -6,6 +6,7 @@ root/var/log/pgha/ and pid files under root/run/pgha/) and `seed/` (its NoCloud 
 The seed is rendered with root_prefix=<root>, so every path inside the configs points into the
 node's folder; the agent from root/usr/libexec/pgha/ then runs with --root <root>
 --services process --netns <netns>, which starts the role services inside the namespace.
+The agents run with subprocess.Popen (in parallel, one per node); all else via the Runner.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,8 +25,9 @@ from builder.errors import PghaError
 from builder.lab.net import NodeNet
 from builder.log import log
 from builder.model import Node
+from builder.platform import Layout
 from builder.rpms import DIST
-from builder.run import Runner
+from builder.run import Runner, quote
 from builder.secrets import Secrets
 
 AGENT = "usr/libexec/pgha/pgha-firstboot"
@@ -68,16 +71,25 @@ def rpms_for(node: Node, rpms_dir: Path, version: str) -> list[Path]:
     return paths
 
 
-def install(runner: Runner, dirs: NodeDirs, rpms: list[Path]) -> None:
-    """Install the role RPMs' payloads into the node's root (once)."""
-    if dirs.installed_marker.exists():
-        return
-    shutil.rmtree(dirs.root, ignore_errors=True)
+def base_image(dirs: NodeDirs, lay: Layout) -> None:
+    """What the distribution's packages give a real node before the role RPMs: the accounts
+    (so `rpm --root` finds postgres, etcd, haproxy) and PostgreSQL's home folder."""
     (dirs.root / "etc").mkdir(parents=True)
     for folder in (dirs.base, dirs.root):
         os.chmod(folder, 0o755)
     for account in ACCOUNT_FILES:
         shutil.copy2(account, dirs.root / account.lstrip("/"))
+    home = dirs.root / lay.pg_home.lstrip("/")
+    home.mkdir(parents=True, exist_ok=True)
+    shutil.chown(home, lay.postgres_user, lay.postgres_user)
+
+
+def install(runner: Runner, dirs: NodeDirs, lay: Layout, rpms: list[Path]) -> None:
+    """Install the role RPMs' payloads into the node's root (once)."""
+    if dirs.installed_marker.exists():
+        return
+    shutil.rmtree(dirs.root, ignore_errors=True)
+    base_image(dirs, lay)
     runner.run(["rpm", "--root", dirs.root, "-i", "--nodeps", "--noscripts",
                 "--define", "_dbpath /var/lib/rpm", *rpms], env={"HOME": str(dirs.base)})
     dirs.installed_marker.touch()
@@ -95,15 +107,30 @@ def write_seed(ctx: Context, node: Node, secrets: Secrets, dirs: NodeDirs) -> No
     os.chmod(dirs.seed, 0o700)
 
 
-def boot(runner: Runner, python: str, dirs: NodeDirs, netns: str) -> None:
-    """Run the node's own first-boot agent: it writes the configs and starts the services."""
+def boot(python: str, dirs: NodeDirs, netns: str, timeout: float) -> subprocess.Popen[bytes]:
+    """Start the node's own first-boot agent (it writes the configs, starts the services and
+    waits for their health). Nodes boot in parallel: etcd needs its peers to become healthy.
+    --force: a node booted before (killed, now rejoining) is applied again; the agent never
+    touches an existing data directory and does not start a service that is still running."""
     agent = dirs.root / AGENT
     if not agent.is_file():
         raise PghaError(f"lab: the first-boot agent is missing at {agent}",
                         hint="the pgha-common RPM should ship it; rebuild with `pgha-build rpms`")
-    runner.run([python, agent, "--root", dirs.root, "--seed", dirs.seed,
-                "--services", "process", "--netns", netns])
-    log.debug("booted %s", dirs.base.name)
+    argv = [python, str(agent), "--root", str(dirs.root), "--seed", str(dirs.seed),
+            "--services", "process", "--netns", netns, "--force",
+            "--health-timeout", str(int(timeout))]
+    log.debug("$ %s", quote(argv))
+    with (dirs.base / "agent.log").open("ab") as out:
+        return subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def wait_booted(agents: dict[str, subprocess.Popen[bytes]], dirs: dict[str, NodeDirs]) -> None:
+    failed = [name for name, proc in agents.items() if proc.wait() != 0]
+    if failed:
+        tail = (dirs[failed[0]].base / "agent.log").read_text(errors="replace").splitlines()[-8:]
+        raise PghaError(f"lab: first boot failed on {', '.join(failed)}:\n  " + "\n  ".join(tail),
+                        hint=f"see {dirs[failed[0]].base}/agent.log and root/var/log/pgha/")
 
 
 def kill(runner: Runner, node: NodeNet, sig: int = signal.SIGKILL, wait: float = 5) -> int:

@@ -62,7 +62,8 @@ class Writer:
                 self.acked.append((row, time.monotonic()))
             except Exception:  # noqa: BLE001 - every failure is "not acknowledged"
                 self.failures.append(time.monotonic())
-                conn = _close(conn)
+                _close(conn)
+                conn = None
                 self._stop.wait(0.1)
                 continue
             self._stop.wait(self.interval)
