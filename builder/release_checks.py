@@ -24,6 +24,9 @@ if TYPE_CHECKING:
 CHUNK = 1 << 20
 MIN_SECRET_LEN = 8  # shorter values match too much by chance to be checked reliably
 MIN_LINE_LEN = 16  # lines of multi-line secrets (keys, certificates) checked on their own
+# Keys in secrets.yaml whose values are not secret (the file also records file version, cluster
+# name and user names next to the passwords); every other scalar is treated as a secret.
+NOT_SECRET_KEYS = {"version", "cluster", "username", "user", "name"}
 
 
 class SecretLeak(PghaError):
@@ -78,7 +81,8 @@ def secret_values(path: Path) -> list[tuple[str, bytes]]:
 def _leaves(data: Any, prefix: str) -> Iterator[tuple[str, str]]:
     if isinstance(data, dict):
         for key, value in data.items():
-            yield from _leaves(value, f"{prefix}.{key}" if prefix else str(key))
+            if str(key) not in NOT_SECRET_KEYS:
+                yield from _leaves(value, f"{prefix}.{key}" if prefix else str(key))
     elif isinstance(data, list):
         for i, value in enumerate(data):
             yield from _leaves(value, f"{prefix}[{i}]")

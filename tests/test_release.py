@@ -63,7 +63,9 @@ def out(tmp_path: Path) -> Path:
     output = tmp_path / "output"
     root = output / config.load(None).name
     write_build(root, default_files())
-    (root / "secrets.yaml").write_text(f"postgres:\n  superuser_password: {SECRET}\n"
+    (root / "secrets.yaml").write_text("version: 1\ncluster: pgha\n"
+                                       "superuser:\n  username: postgres\n"
+                                       f"postgres:\n  superuser_password: {SECRET}\n"
                                        "etcd:\n  tokens: [short, another-long-token-value]\n")
     return output
 
@@ -315,3 +317,21 @@ def test_gitea_replace(out: Path, fake_gitea: FakeForge, sleeps: list[float]) ->
 ])
 def test_repo_from_remote(url: str, repo: str | None) -> None:
     assert repo_from_remote(url) == repo
+
+
+@pytest.mark.integration
+def test_release_of_a_real_build(built: Any, fake_github: FakeForge, sleeps: list[float]) -> None:
+    """The real build's manifest: RPMs, SRPMs, role kickstarts go up; no secret ever does."""
+    out = built.out.root.parent
+    result = release(out, fake_github)
+    assert result.exit_code == 0, everything(result)
+    manifest = json.loads(built.out.manifest.read_text())
+    expected = {Path(e["path"]).name for e in manifest["artifacts"]
+                if e["kind"] in ("rpm", "srpm", "kickstart", "image") and not e["secret"]
+                and not e.get("host")} | {"SHA256SUMS", "manifest.json"}
+    assert set(fake_github.names()) == expected
+    assert any(n.endswith(".src.rpm") for n in expected)
+    secret_names = {Path(e["path"]).name for e in manifest["artifacts"] if e["secret"]}
+    assert not secret_names & set(fake_github.names())
+    again = release(out, fake_github)
+    assert f"0 uploaded, {len(expected)} skipped, 0 replaced" in again.stdout
