@@ -28,6 +28,9 @@ def seeds(app: App, hosts: tuple[str, ...], rotate_secrets: bool, force: bool) -
     from builder import seeds as seedmod
 
     _check_hosts(app, hosts)
+    if rotate_secrets and hosts:
+        raise PghaError("--rotate-secrets changes every node's passwords: it cannot be "
+                        "combined with --host", hint="run `pgha-build seeds --rotate-secrets`")
     ctx = app.context(force or rotate_secrets)
     sec = secrets.load_or_create(ctx.out, ctx.cluster.name, rotate=rotate_secrets)
     step = ("seeds", lambda c: seedmod.write_seeds(c, list(hosts) or None, sec))

@@ -1,0 +1,74 @@
+"""`pgha-build seeds` and `pgha-build render` through click's CliRunner."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from builder import secrets
+from builder.cli import cli
+from builder.paths import OutputPaths
+
+
+def _run(tmp_path, *args):
+    return CliRunner().invoke(cli, ["-o", str(tmp_path / "out"), *args])
+
+
+def test_render_prints_every_file_with_a_header(tmp_path):
+    res = _run(tmp_path, "render", "--host", "db1")
+    assert res.exit_code == 0, res.output
+    headers = [ln for ln in res.output.splitlines() if ln.startswith("==> ")]
+    assert headers == ["==> /etc/patroni/patroni.yml postgres:postgres 0600",
+                       "==> /etc/etcd/etcd.conf root:root 0644"]
+    sec = secrets.load(OutputPaths(tmp_path / "out" / "pgha").secrets)
+    assert sec.superuser.password in res.output
+
+
+def test_render_one_file(tmp_path):
+    res = _run(tmp_path, "render", "--host", "db3", "--file", "/etc/patroni/patroni.yml")
+    assert res.exit_code == 0, res.output
+    assert yaml.safe_load(res.output)["name"] == "db3"
+    res = _run(tmp_path, "render", "--host", "db3", "--file", "/etc/nope")
+    assert res.exit_code == 1 and "db3 gets no file /etc/nope" in res.output
+
+
+def test_unknown_host(tmp_path):
+    res = _run(tmp_path, "render", "--host", "db9")
+    assert res.exit_code == 1 and "unknown host 'db9'" in res.output
+
+
+def test_corrupt_secrets_is_one_line(tmp_path):
+    path = tmp_path / "out" / "pgha" / "secrets.yaml"
+    path.parent.mkdir(parents=True)
+    path.write_text("version: [")
+    res = _run(tmp_path, "render", "--host", "db1")
+    assert res.exit_code == 1
+    assert res.output.splitlines()[0] == f"error: secrets file {path} is corrupt: not valid YAML"
+
+
+@pytest.mark.integration
+def test_seeds_command_host_and_rotation(tmp_path):
+    res = _run(tmp_path, "seeds", "--host", "lb1")
+    assert res.exit_code == 0, res.output
+    out = OutputPaths(tmp_path / "out" / "pgha")
+    assert (out.seeds / "lb1-cidata.iso").is_file() and not (out.seeds / "db1").exists()
+    manifest = json.loads(out.manifest.read_text())
+    assert {a["path"] for a in manifest["artifacts"]} >= {"seeds/lb1/pgha/seed.json"}
+    assert all(a["secret"] for a in manifest["artifacts"] if a["path"].startswith("seeds/"))
+    assert "seeds/" not in out.sha256sums.read_text()
+    before = secrets.load(out.secrets)
+    seed = (out.seeds / "lb1" / "pgha" / "seed.json").read_text()
+    assert _run(tmp_path, "seeds", "--host", "lb1").exit_code == 0
+    assert secrets.load(out.secrets) == before
+    res = _run(tmp_path, "seeds", "--host", "lb1", "--rotate-secrets")
+    assert res.exit_code == 1 and "cannot be combined with --host" in res.output
+    assert secrets.load(out.secrets) == before
+    res = _run(tmp_path, "seeds", "--rotate-secrets")
+    assert res.exit_code == 0, res.output
+    after = secrets.load(out.secrets)
+    assert after != before
+    new_seed = (out.seeds / "lb1" / "pgha" / "seed.json").read_text()
+    assert new_seed != seed and after.haproxy_stats.password in new_seed
