@@ -129,3 +129,13 @@ def test_cli_import_stays_light() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_command_table_matches_modules() -> None:
+    import importlib
+
+    from builder.cli import COMMAND_MODULES
+
+    for module in set(COMMAND_MODULES.values()):
+        importlib.import_module(f"builder.cli.{module}")
+    assert set(cli.commands) == set(COMMAND_MODULES)
