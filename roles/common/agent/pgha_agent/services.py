@@ -10,7 +10,7 @@ systemd: `systemctl enable UNIT` then `systemctl start --no-block
 still activating while it waits for health: a normal start job would wait for the agent to
 finish and deadlock. ignore-dependencies starts the unit now; the agent itself keeps the order.
 
-process: runs `argv` as `user` in its own session, with a clean environment (PATH, HOME, USER,
+process: runs `argv` as `user` in its own session (working directory /), with a clean environment (PATH, HOME, USER,
 LOGNAME, SHELL, LANG) plus the KEY=VALUE lines of `env_file` (nothing inherited: no PGPASSWORD),
 output appended to <root>/var/log/pgha/<name>.log, pid in <root>/run/pgha/<name>.pid. As root it
 drops to the user (setgid, initgroups, setuid); otherwise it runs as the current user. With
@@ -191,7 +191,7 @@ class ProcessStarter(object):
             with open(logpath, "ab") as logfh:
                 proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=logfh,
                                         stderr=subprocess.STDOUT, env=self._env(svc, account),
-                                        cwd=self.root.base, preexec_fn=preexec,
+                                        cwd="/", preexec_fn=preexec,
                                         start_new_session=True, close_fds=True)
         except OSError as exc:
             raise ServiceFailed("{}: cannot start {}: {}".format(name, argv[0], exc.strerror))
