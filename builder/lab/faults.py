@@ -99,6 +99,15 @@ def set_config(lab: Lab, patch: dict[str, Any]) -> None:
     raise PghaError(f"could not change Patroni's configuration: {answer}")
 
 
+def synchronous_mode(lab: Lab) -> bool:
+    """Patroni's dynamic synchronous_mode (the model's value until someone changes it)."""
+    for node in lab.db_nodes:
+        code, answer = http("GET", lab.rest_url(node, "/config"), timeout=2)
+        if code == 200 and isinstance(answer, dict):
+            return bool(answer.get("synchronous_mode"))
+    return lab.cluster.patroni.synchronous_mode
+
+
 def sync_standbys(lab: Lab) -> list[str]:
     view = cluster_view(lab) or {}
     return [m["name"] for m in view.get("members", []) if m.get("role") == "sync_standby"]

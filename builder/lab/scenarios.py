@@ -1,0 +1,169 @@
+"""Fault scenarios with a writer, shared by the lab tests and the benchmark.
+
+Each scenario starts from a healthy cluster, runs a Writer (numbered rows through the
+read-write port), injects one fault, waits for the new primary and the writes, and returns an
+Outcome: RTO (fault to first acknowledged write after the outage), acknowledged rows and the
+acknowledged rows lost (RPO). The faulted node is brought back (rejoin) unless told not to.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from builder.lab import faults, net
+from builder.lab.health import wait_until
+from builder.lab.lab import Lab, up
+from builder.lab.status import cluster_view, leader
+from builder.lab.workload import Writer
+
+WARMUP_ROWS = 20
+
+
+@dataclass
+class Outcome:
+    name: str
+    rto: float
+    acked: int
+    lost: list[int]
+    old: str = ""
+    new: str = ""
+    rejoin_s: float | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def healthy(lab: Lab, timeout: float = 90) -> str:
+    """Wait for one leader, every replica streaming (and, in synchronous mode, a synchronous
+    standby: until there is one Patroni will not fail over), writes and reads; return the
+    leader."""
+    sync = faults.synchronous_mode(lab)
+
+    def ok() -> bool:
+        members = (cluster_view(lab) or {}).get("members", [])
+        leaders = [m for m in members if m.get("role") == "leader"]
+        streaming = [m for m in members if m.get("state") == "streaming"]
+        has_sync = any(m.get("role") == "sync_standby" for m in members)
+        return (len(leaders) == 1 and len(streaming) == len(lab.db_nodes) - 1
+                and (has_sync or not sync))
+
+    wait_until("a healthy cluster", ok, timeout, 0.25)
+    sql = lab.sql()
+    wait_until("writes", sql.can_write, timeout)
+    wait_until("reads", sql.can_read, timeout)
+    name = leader(lab)
+    assert name is not None
+    return name
+
+
+def new_leader(lab: Lab, old: str, timeout: float = 120) -> str:
+    wait_until("a new leader", lambda: leader(lab) not in (None, old), timeout, 0.2)
+    return str(leader(lab))
+
+
+def rejoin(lab: Lab, name: str, timeout: float = 120) -> float:
+    """Boot the node again (its agent, --force) and wait until the cluster is whole."""
+    t0 = time.monotonic()
+    up(lab, [name], timeout=timeout)
+    healthy(lab, timeout)
+    return time.monotonic() - t0
+
+
+def pg_rewind_ran(lab: Lab, name: str) -> bool:
+    log = lab.node_dirs(name).root / "var" / "log" / "pgha" / "patroni.log"
+    return "running pg_rewind" in Path(log).read_text(errors="replace")
+
+
+def run(lab: Lab, name: str, fault: Callable[[str], None], back: Callable[[str], None] | None,
+        before: Callable[[str], None] | None = None) -> Outcome:
+    """The common shape: writer on, optional `before(leader)`, fault at t0, new leader, writer
+    off, count; then `back(old)` (rejoin or heal) and wait until healthy again."""
+    old = healthy(lab)
+    writer = Writer(lab.sql()).start()
+    try:
+        writer.wait_acked(WARMUP_ROWS)
+        if before:
+            before(old)
+        t0 = time.monotonic()
+        fault(old)
+        new = new_leader(lab, old)
+        writer.wait_acked(WARMUP_ROWS, timeout=120)
+    finally:
+        writer.stop()
+    out = Outcome(name, writer.rto(t0), len(writer.acked), writer.lost(), old, new)
+    if back:
+        t1 = time.monotonic()
+        back(old)
+        healthy(lab, 120)
+        out.rejoin_s = time.monotonic() - t1
+    return out
+
+
+def kill_primary(lab: Lab) -> Outcome:
+    def back(old: str) -> None:
+        up(lab, [old], timeout=120)
+
+    out = run(lab, "kill", lambda n: faults.kill(lab, n), back)
+    out.notes.append("pg_rewind ran" if pg_rewind_ran(lab, out.old) else "no pg_rewind needed")
+    return out
+
+
+def partition_primary(lab: Lab) -> Outcome:
+    return run(lab, "partition", lambda n: faults.partition(lab, n),
+               lambda n: faults.heal(lab, n))
+
+
+def switchover(lab: Lab) -> Outcome:
+    return run(lab, "switchover", lambda n: faults.switchover(lab), None)
+
+
+def lagging_primary_dies(lab: Lab, synchronous: bool, lag_s: float = 2.0) -> Outcome:
+    """Stop the primary's walsenders (its replicas fall behind) for lag_s, then kill it."""
+    faults.set_synchronous(lab, synchronous)
+
+    def lag(old: str) -> None:
+        if not faults.stop_walsenders(lab, old):
+            raise AssertionError("no walsender to stop")
+        time.sleep(lag_s)
+
+    def back(old: str) -> None:
+        up(lab, [old], timeout=120)
+
+    mode = "sync" if synchronous else "async"
+    return run(lab, f"lag+kill ({mode})", lambda n: faults.kill(lab, n), back, before=lag)
+
+
+def etcd_member_loss(lab: Lab, hold_s: float) -> Outcome:
+    """Kill one etcd member (not on the primary's node); writes must go on."""
+    primary = healthy(lab)
+    victim = next(n.name for n in lab.db_nodes if n.name != primary)
+    writer = Writer(lab.sql()).start()
+    try:
+        writer.wait_acked(WARMUP_ROWS)
+        t0 = time.monotonic()
+        faults.kill_service(lab, victim, "etcd")
+        time.sleep(hold_s)
+        writer.wait_acked(WARMUP_ROWS)
+    finally:
+        writer.stop()
+    out = Outcome("etcd member loss", writer.rto(t0), len(writer.acked), writer.lost(),
+                  primary, str(leader(lab)))
+    out.notes.append(f"{len([t for t in writer.failures if t >= t0])} failed writes")
+    out.rejoin_s = rejoin(lab, victim)
+    return out
+
+
+def memory_mb(lab: Lab) -> float:
+    """Proportional set size of every lab process (all namespaces), in MB."""
+    total_kb = 0
+    for node in lab.net.nodes:
+        for pid in net.pids_in(lab.runner, node.netns):
+            try:
+                text = Path(f"/proc/{pid}/smaps_rollup").read_text()
+            except OSError:
+                continue
+            for line in text.splitlines():
+                if line.startswith("Pss:"):
+                    total_kb += int(line.split()[1])
+    return total_kb / 1024
