@@ -73,7 +73,6 @@ def _done_markers(root):
 def _find(root, args):
     fetch = sources.FetchOptions(args.url_retries, args.url_timeout, args.url_retry_delay)
     if args.seed:
-        LOG.info("seed source: --seed %s", args.seed)
         return sources.explicit(args.seed, fetch)
     return sources.discover(root, args.cmdline, fetch)
 

@@ -127,6 +127,8 @@ def fetch(url, retries, timeout, delay):
             return data
         except (urllib.error.URLError, OSError, ValueError) as exc:
             reason = getattr(exc, "reason", None) or exc
+            if isinstance(exc, urllib.error.HTTPError):
+                reason = "HTTP {} {}".format(exc.code, exc.reason)
             if _permanent(exc) or attempt == attempts:
                 raise SeedUnreadable("cannot fetch seed {} after {} attempt(s): {}".format(
                     redact(url), attempt, reason))

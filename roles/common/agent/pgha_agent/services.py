@@ -10,8 +10,9 @@ systemd: `systemctl enable UNIT` then `systemctl start --no-block
 still activating while it waits for health: a normal start job would wait for the agent to
 finish and deadlock. ignore-dependencies starts the unit now; the agent itself keeps the order.
 
-process: runs `argv` as `user` in its own session (working directory /), with a clean environment (PATH, HOME, USER,
-LOGNAME, SHELL, LANG) plus the KEY=VALUE lines of `env_file` (nothing inherited: no PGPASSWORD),
+process: runs `argv` as `user` in its own session (working directory /), with a clean
+environment (PATH, HOME, USER, LOGNAME, SHELL, LANG) plus the KEY=VALUE lines of `env_file`
+(nothing inherited: no PGPASSWORD),
 output appended to <root>/var/log/pgha/<name>.log, pid in <root>/run/pgha/<name>.pid. As root it
 drops to the user (setgid, initgroups, setuid); otherwise it runs as the current user. With
 --netns NAME the argv is prefixed with `ip netns exec NAME` (and, as root, `setpriv` drops

@@ -70,6 +70,7 @@ def explicit(seed, fetch):
         return _from_url(seed, fetch, "--seed URL")
     if seed.startswith("file://"):
         seed = seed[len("file://"):]
+    LOG.info("seed source: --seed %s", seed)
     return from_path(os.path.abspath(seed), "--seed")
 
 

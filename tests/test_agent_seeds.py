@@ -1,0 +1,251 @@
+"""pgha-firstboot's seed handling for real: every bad seed stops it with one line, a non-zero
+exit and nothing written; every seed source (directory, ISO via xorriso, URL with retries,
+kernel command line, /etc/pgha/seed, /etc/pgha/seed-url) is found and logged."""
+
+from __future__ import annotations
+
+import http.server
+import json
+import shutil
+import subprocess
+import threading
+from pathlib import Path
+
+import pytest
+
+from test_agent_support import (listing, make_root, make_seed, run_agent, seed_file,
+                                write_seed_dir)
+
+MARKER = "var/lib/pgha/done-pgha-db1-3f2a9c1e"
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    return make_root(tmp_path / "root")
+
+
+def _without(key: str) -> dict:
+    seed = make_seed()
+    del seed[key]
+    return seed
+
+
+def _node_without_address() -> dict:
+    seed = make_seed()
+    del seed["node"]["address"]
+    return seed
+
+
+def _bad_checksum() -> dict:
+    seed = make_seed()
+    seed["files"][0]["content"] += "tampered\n"
+    return seed
+
+
+BAD_SEEDS = {
+    "not-json": (b'{"schema_version": 1,', 4, "not valid JSON"),
+    "not-utf8": (b'\xff\xfe{}', 4, "not UTF-8"),
+    "not-an-object": (b"[1, 2]", 4, "not a JSON object"),
+    "wrong-version": (make_seed(schema_version=2), 4, "unsupported version 2"),
+    "version-missing": (_without("schema_version"), 4, "schema_version: missing"),
+    "wrong-checksum": (_bad_checksum(), 4, "files[0].sha256: checksum mismatch"),
+    "role-not-baked": (make_seed(roles=["haproxy"]), 4, "role 'haproxy' is not baked"),
+    "missing-field": (_without("files"), 4, "files: missing"),
+    "missing-node-address": (_node_without_address(), 4, "node.address: missing"),
+    "wrong-type": (make_seed(roles="db"), 4, "roles: expected a list, got str"),
+    "bad-instance-id": (make_seed(instance_id="../../etc/x"), 4, "invalid instance id"),
+    "relative-path": (make_seed(files=[seed_file("etc/x", "x")]), 4, "files[0].path"),
+    "file-in-protected-dir": (
+        make_seed(files=[seed_file("/var/lib/pgsql/16/data/postgresql.conf", "x")]), 4,
+        "inside protected directory"),
+    "unknown-health-kind": (make_seed(health=[{"kind": "icmp"}]), 4, "unknown kind 'icmp'"),
+    "bad-mode": (make_seed(files=[seed_file("/etc/x", "x", mode="rw")]), 4, "octal mode"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_SEEDS))
+def test_bad_seed_stops_with_one_line_and_writes_nothing(tmp_path, root, case):
+    seed, code, message = BAD_SEEDS[case]
+    seed_dir = write_seed_dir(tmp_path / "seed", seed)
+    before = listing(root)
+    res = run_agent("--root", root, "--seed", seed_dir, "--services", "process")
+    assert res.returncode == code, res.stderr
+    errors = [line for line in res.stderr.splitlines() if "error:" in line]
+    assert len(errors) == 1 and message in errors[0], res.stderr
+    assert errors[0].startswith("pgha-firstboot: error: seed rejected: ")
+    assert listing(root) == before
+    assert "s3cret" not in res.stderr
+
+
+def test_unreadable_seed_stops_and_writes_nothing(tmp_path, root):
+    seed_dir = tmp_path / "seed"
+    (seed_dir / "pgha" / "seed.json").mkdir(parents=True)  # unreadable even as root
+    before = listing(root)
+    res = run_agent("--root", root, "--seed", seed_dir, "--services", "process")
+    assert res.returncode == 3
+    assert "cannot read seed" in res.stderr and len(res.stderr.strip().splitlines()) == 2
+    assert listing(root) == before
+
+
+def test_no_seed_anywhere(root):
+    before = listing(root)
+    res = run_agent("--root", root, "--services", "process", "--cmdline", "ro quiet")
+    assert res.returncode == 3
+    assert "no seed found" in res.stderr
+    assert listing(root) == before
+
+
+def test_no_seed_but_already_configured_is_fine(tmp_path, root):
+    write_seed_dir(root / "etc/pgha/seed", make_seed())
+    assert run_agent("--root", root, "--services", "process", "--cmdline", "").returncode == 0
+    shutil.rmtree(root / "etc/pgha/seed")
+    res = run_agent("--root", root, "--services", "process", "--cmdline", "")
+    assert res.returncode == 0, res.stderr
+    assert "no seed found, but this node is already configured" in res.stderr
+
+
+@pytest.mark.parametrize("folder", ["etc/pgha/seed", "var/lib/cloud/seed/nocloud"])
+def test_seed_directory_is_discovered(root, folder):
+    write_seed_dir(root / folder, make_seed())
+    (root / "proc").mkdir()
+    (root / "proc/cmdline").write_text("BOOT_IMAGE=/vmlinuz ro quiet\n")
+    res = run_agent("--root", root, "--services", "process")
+    assert res.returncode == 0, res.stderr
+    assert f"seed source: directory /{folder}" in res.stderr
+    assert (root / MARKER).exists()
+
+
+def test_etc_pgha_seed_wins_over_cloud_seed(root):
+    write_seed_dir(root / "etc/pgha/seed", make_seed())
+    write_seed_dir(root / "var/lib/cloud/seed/nocloud", b"not json")
+    res = run_agent("--root", root, "--services", "process", "--cmdline", "")
+    assert res.returncode == 0, res.stderr
+    assert "seed source: directory /etc/pgha/seed" in res.stderr
+
+
+def test_iso_seed_via_xorriso(tmp_path, root):
+    seed_dir = write_seed_dir(tmp_path / "seed", make_seed())
+    iso = tmp_path / "db1-cidata.iso"
+    subprocess.run(["xorriso", "-as", "mkisofs", "-quiet", "-V", "cidata", "-J", "-r", "-o",
+                    str(iso), str(seed_dir)], check=True, capture_output=True)
+    res = run_agent("--root", root, "--seed", iso, "--services", "process")
+    assert res.returncode == 0, res.stderr
+    assert f"seed ok (--seed ISO {iso})" in res.stderr
+    assert (root / "etc/patroni/patroni.yml").read_text().startswith("scope: pgha")
+    assert (root / MARKER).exists()
+
+
+def test_iso_with_a_bad_seed_writes_nothing(tmp_path, root):
+    seed_dir = write_seed_dir(tmp_path / "seed", make_seed(schema_version=9))
+    iso = tmp_path / "bad.iso"
+    subprocess.run(["xorriso", "-as", "mkisofs", "-quiet", "-V", "cidata", "-J", "-r", "-o",
+                    str(iso), str(seed_dir)], check=True, capture_output=True)
+    before = listing(root)
+    res = run_agent("--root", root, "--seed", iso, "--services", "process")
+    assert res.returncode == 4 and "unsupported version 9" in res.stderr
+    assert listing(root) == before
+
+
+class _SeedServer:
+    """A local HTTP server for seeds: answers 503 to the first `failures` requests."""
+
+    def __init__(self, folder: Path, failures: int = 0):
+        self.requests: list[str] = []
+        owner = self
+
+        class Handler(http.server.SimpleHTTPRequestHandler):
+            def __init__(self, *args, **kwargs):
+                super().__init__(*args, directory=str(folder), **kwargs)
+
+            def do_GET(self):
+                owner.requests.append(self.path)
+                if len(owner.requests) <= failures:
+                    self.send_error(503, "not yet")
+                    return
+                super().do_GET()
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = "http://127.0.0.1:{}/".format(self.httpd.server_address[1])
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture
+def served(tmp_path):
+    servers = []
+
+    def serve(seed, failures=0):
+        write_seed_dir(tmp_path / "www" / "db1", seed)
+        servers.append(_SeedServer(tmp_path / "www", failures))
+        return servers[-1]
+
+    yield serve
+    for server in servers:
+        server.close()
+
+
+def test_url_seed_with_retries(root, served):
+    server = served(make_seed(), failures=2)
+    res = run_agent("--root", root, "--seed", server.url + "db1/", "--services", "process",
+                    "--url-retry-delay", "0.05")
+    assert res.returncode == 0, res.stderr
+    assert server.requests == ["/db1/pgha/seed.json"] * 3
+    assert res.stderr.count("retrying in") == 2
+    assert "(attempt 3/11)" in res.stderr
+    assert (root / MARKER).exists()
+
+
+def test_url_seed_gives_up_after_retries_and_writes_nothing(root, served):
+    server = served(make_seed(), failures=100)
+    before = listing(root)
+    res = run_agent("--root", root, "--seed", server.url + "db1", "--services", "process",
+                    "--url-retries", "2", "--url-retry-delay", "0.01")
+    assert res.returncode == 3
+    assert len(server.requests) == 3
+    assert "after 3 attempt(s)" in res.stderr
+    assert listing(root) == before
+
+
+def test_url_not_found_is_not_retried(root, served):
+    server = served(make_seed())
+    res = run_agent("--root", root, "--seed", server.url + "nope/", "--services", "process",
+                    "--url-retry-delay", "0.01")
+    assert res.returncode == 3 and len(server.requests) == 1
+    assert "Not Found" in res.stderr or "404" in res.stderr
+
+
+@pytest.mark.parametrize("form", ["pgha.seed={url}db1/", "ds=nocloud;s={url}db1/",
+                                  "ds=nocloud-net;seedfrom={url}db1"])
+def test_kernel_command_line_url(root, served, form):
+    server = served(make_seed())
+    (root / "proc").mkdir()
+    (root / "proc/cmdline").write_text("BOOT_IMAGE=/vmlinuz ro " + form.format(url=server.url)
+                                       + " quiet\n")
+    write_seed_dir(root / "etc/pgha/seed", b"never read: the command line wins")
+    res = run_agent("--root", root, "--services", "process")
+    assert res.returncode == 0, res.stderr
+    assert "seed source: kernel command line " + server.url + "db1/pgha/seed.json" in res.stderr
+
+
+def test_seed_url_file(root, served):
+    server = served(make_seed())
+    (root / "etc/pgha/seed-url").write_text("# where this node's seed lives\n"
+                                             + server.url + "db1/\n")
+    res = run_agent("--root", root, "--services", "process", "--cmdline", "ro")
+    assert res.returncode == 0, res.stderr
+    assert "seed source: /etc/pgha/seed-url" in res.stderr
+
+
+def test_marker_records_the_source(root, served):
+    server = served(make_seed())
+    assert run_agent("--root", root, "--seed", server.url + "db1/", "--services",
+                     "process").returncode == 0
+    record = json.loads((root / MARKER).read_text())
+    assert record["seed"] == "--seed URL " + server.url + "db1/pgha/seed.json"
