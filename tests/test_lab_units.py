@@ -1,0 +1,84 @@
+"""The lab's pure parts, without root or processes: names, the lab cluster, the relay's
+refusals, the writer's RTO arithmetic, the status table, the CLI's commands."""
+
+from __future__ import annotations
+
+import ipaddress
+
+import pytest
+from click.testing import CliRunner
+
+from builder import config, seeds
+from builder.cli import cli
+from builder.context import Context
+from builder.lab import net, relay
+from builder.lab.lab import lab_cluster
+from builder.lab.status import table
+from builder.lab.workload import Writer
+from builder.platform import LAB_VENV
+from builder.secrets import generate
+
+
+def test_lab_cluster_is_debian12_with_postgresql_15_and_the_venv_patroni(tmp_path) -> None:
+    cluster = lab_cluster(config.load(None))
+    assert (cluster.platform, cluster.postgres_version) == ("debian12", 15)
+    assert "/15/" in str(cluster.repos.pgdg)
+    ctx = Context.create(cluster, tmp_path)
+    seed = seeds.render_seed(ctx, cluster.node("db1"), generate(), root_prefix="/lab/db1/root")
+    patroni = next(s for s in seed["services"] if s["name"] == "patroni")
+    assert patroni["argv"][0] == f"{LAB_VENV}/bin/patroni"
+    assert patroni["argv"][1] == "/lab/db1/root/etc/patroni/patroni.yml"
+
+
+def test_profile_override_replaces_timings() -> None:
+    fast = lab_cluster(config.load(None), profile="fast", synchronous=False)
+    assert (fast.patroni.ttl, fast.patroni.loop_wait, fast.patroni.retry_timeout) == (20, 1, 3)
+    assert fast.load_balancer.check.inter_ms == 1000
+    assert fast.patroni.synchronous_mode is False
+
+
+def test_network_names_fit_linux_limits() -> None:
+    cluster = config.load(None).model_copy(update={"name": "a-very-long-cluster-name"})
+    lab_net = net.LabNet.of(cluster)
+    names = [lab_net.bridge, *(n.veth for n in lab_net.nodes)]
+    assert all(len(n) <= net.IFNAMSIZ for n in names)
+    assert len(set(names)) == len(names)
+    assert lab_net.contains("10.77.0.11") and not lab_net.contains("10.78.0.11")
+
+
+def test_relay_listens_on_loopback_and_forwards_only_into_the_lab() -> None:
+    cidr = ipaddress.IPv4Network("10.77.0.0/24")
+    assert relay.parse("127.0.0.1:5000=10.77.0.10:5000", cidr) == (
+        "127.0.0.1", 5000, "10.77.0.10", 5000)
+    with pytest.raises(SystemExit):
+        relay.parse("127.0.0.1:5000=192.0.2.1:5000", cidr)
+    with pytest.raises(SystemExit):
+        relay.parse("0.0.0.0:5000=10.77.0.10:5000", cidr)
+
+
+def test_writer_rto_is_fault_to_first_ack_after_the_outage() -> None:
+    w = Writer(sql=None)  # type: ignore[arg-type]
+    w.acked = [(1, 9.0), (2, 10.5), (3, 14.0), (4, 14.1)]
+    w.failures = [10.6, 12.0]
+    assert w.rto(10.0) == pytest.approx(4.0)
+    w.failures = []
+    assert w.rto(10.0) == pytest.approx(3.5)
+
+
+def test_status_table_when_down_and_up() -> None:
+    assert "not running" in table({"cluster": "pgha", "running": False})
+    data = {"cluster": "pgha", "running": True,
+            "members": [{"name": "db1", "host": "10.77.0.11", "role": "leader",
+                         "state": "running", "timeline": 1, "lag": None}],
+            "backends": [{"listener": "primary", "server": "db1", "status": "UP"}],
+            "endpoints": {"read_write": "127.0.0.1:5000", "read_only": "127.0.0.1:6000",
+                          "stats": "http://127.0.0.1:7000/"}}
+    text = table(data)
+    assert "leader" in text and "primary    db1      UP" in text and "127.0.0.1:5000" in text
+
+
+def test_lab_commands_are_registered() -> None:
+    result = CliRunner().invoke(cli, ["lab", "--help"])
+    assert result.exit_code == 0
+    for command in ("up", "status", "psql", "kill", "partition", "heal", "switchover", "down"):
+        assert command in result.output
