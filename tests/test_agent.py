@@ -226,3 +226,31 @@ def test_help_documents_exit_codes():
     assert res.returncode == 0
     for code in ("0  configured", "3  no seed found", "4  seed rejected", "6  a service"):
         assert code in res.stdout
+
+
+@pytest.fixture
+def netns():
+    """A scratch network namespace (root only)."""
+    import subprocess
+    name = f"pgha-t{os.getpid()}"
+    res = subprocess.run(["ip", "netns", "add", name], capture_output=True, text=True)
+    if res.returncode != 0:
+        pytest.skip(f"cannot create a network namespace here: {res.stderr.strip()}")
+    yield name
+    subprocess.run(["ip", "netns", "del", name], capture_output=True)
+
+
+@pytest.mark.skipif(not AS_ROOT, reason="network namespaces and setpriv need root")
+def test_process_starter_runs_services_in_a_netns_as_their_user(node, netns):
+    root, seed_dir = node
+    svc = {"name": "idle", "user": "nobody", "env_file": None,
+           "argv": ["/bin/sh", "-c", "exec sleep 300"]}
+    write_seed_dir(seed_dir, make_seed(services=[svc]))
+    res = run_agent("--root", root, "--seed", seed_dir, "--services", "process",
+                    "--netns", netns)
+    assert res.returncode == 0, res.stderr
+    assert f"ip netns exec {netns} setpriv" in res.stderr
+    pid = int((root / "run/pgha/idle.pid").read_text())
+    assert os.stat(f"/proc/{pid}/ns/net").st_ino == os.stat(f"/run/netns/{netns}").st_ino
+    assert os.stat(f"/proc/{pid}").st_uid == pwd.getpwnam("nobody").pw_uid
+    assert Path(f"/proc/{pid}/comm").read_text().strip() == "sleep"

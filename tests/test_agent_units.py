@@ -190,3 +190,22 @@ def test_process_starter_env_file_under_root_or_already_rooted(tmp_path):
     for env_file in ("/etc/etcd/etcd.conf", str(tmp_path / "etc/etcd/etcd.conf")):
         env = starter._env({"name": "etcd", "env_file": env_file}, me)
         assert env["ETCD_NAME"] == "db1" and env["USER"] == "me"
+
+
+def test_syslog_handler_when_live(tmp_path, monkeypatch):
+    from pgha_agent import log
+    devlog = str(tmp_path / "log")
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(devlog)
+    sock.settimeout(5)
+    monkeypatch.delenv("JOURNAL_STREAM", raising=False)
+    try:
+        log.setup(False, live=True, devlog=devlog)
+        log.LOG.info("hello journal")
+        message = sock.recv(4096)
+        assert b"pgha-firstboot[" in message and message.endswith(b"hello journal\x00")
+        log.setup(False, live=False, devlog=devlog)
+        assert len(log.LOG.handlers) == 1, "no syslog when --root is not /"
+    finally:
+        sock.close()
+        log.setup(False, live=False)
