@@ -10,9 +10,19 @@ import stat
 from pathlib import Path
 
 import pytest
-
-from test_agent_support import (AS_ROOT, PY36, free_port, http_service, listing, make_root,
-                                make_seed, run_agent, seed_file, stop_services, write_seed_dir)
+from test_agent_support import (
+    AS_ROOT,
+    PY36,
+    free_port,
+    http_service,
+    listing,
+    make_root,
+    make_seed,
+    run_agent,
+    seed_file,
+    stop_services,
+    write_seed_dir,
+)
 
 
 @pytest.fixture
@@ -32,18 +42,23 @@ def _proc_env(pid: int) -> dict[str, str]:
 
 
 def _full_seed(port: int) -> dict:
-    env = seed_file("/etc/pgha-test/web.env", "# comment\nWEB_MODE=\"primary\"\nexport "
-                    "WEB_NAME='db1'\n")
-    owned = seed_file("/etc/pgha-test/owned.conf", "secret-token-123\n", "0640",
-                      "nobody", "nogroup")
+    env = seed_file(
+        "/etc/pgha-test/web.env", "# comment\nWEB_MODE=\"primary\"\nexport WEB_NAME='db1'\n"
+    )
+    owned = seed_file(
+        "/etc/pgha-test/owned.conf", "secret-token-123\n", "0640", "nobody", "nogroup"
+    )
     seed = make_seed(
         services=[http_service("web", port, env_file="/etc/pgha-test/web.env")],
-        health=[{"kind": "tcp", "host": "127.0.0.1", "port": port, "service": "web"},
-                {"kind": "http", "url": f"http://127.0.0.1:{port}/", "service": "web",
-                 "expect": [200]}],
-        directories=[{"path": "/var/run/postgresql", "owner": "nobody", "group": "nogroup",
-                      "mode": "0755"}],
-        generator="pgha-build test")
+        health=[
+            {"kind": "tcp", "host": "127.0.0.1", "port": port, "service": "web"},
+            {"kind": "http", "url": f"http://127.0.0.1:{port}/", "service": "web", "expect": [200]},
+        ],
+        directories=[
+            {"path": "/var/run/postgresql", "owner": "nobody", "group": "nogroup", "mode": "0755"}
+        ],
+        generator="pgha-build test",
+    )
     seed["files"] += [env, owned]
     return seed
 
@@ -55,8 +70,16 @@ def test_full_run_writes_everything_and_starts_services(node, python):
     root, seed_dir = node
     port = free_port()
     write_seed_dir(seed_dir, _full_seed(port))
-    res = run_agent("--root", root, "--seed", seed_dir, "--services", "process", python=python,
-                    env={"PGPASSWORD": "must-not-leak"})
+    res = run_agent(
+        "--root",
+        root,
+        "--seed",
+        seed_dir,
+        "--services",
+        "process",
+        python=python,
+        env={"PGPASSWORD": "must-not-leak"},
+    )
     assert res.returncode == 0, res.stderr
     assert f"seed source: --seed {seed_dir}" in res.stderr
     assert "s3cret" not in res.stderr and "secret-token" not in res.stderr
@@ -97,8 +120,7 @@ def test_full_run_writes_everything_and_starts_services(node, python):
 def test_second_run_same_instance_is_a_noop(node):
     root, seed_dir = node
     write_seed_dir(seed_dir, _full_seed(free_port()))
-    assert run_agent("--root", root, "--seed", seed_dir, "--services",
-                     "process").returncode == 0
+    assert run_agent("--root", root, "--seed", seed_dir, "--services", "process").returncode == 0
     before = [e for e in listing(root) if not e[0].startswith("var/log/pgha")]
     again = run_agent("--root", root, "--seed", seed_dir, "--services", "process")
     assert again.returncode == 0, again.stderr
@@ -109,8 +131,7 @@ def test_second_run_same_instance_is_a_noop(node):
 def test_force_reapplies_without_starting_a_second_copy(node):
     root, seed_dir = node
     write_seed_dir(seed_dir, _full_seed(free_port()))
-    assert run_agent("--root", root, "--seed", seed_dir, "--services",
-                     "process").returncode == 0
+    assert run_agent("--root", root, "--seed", seed_dir, "--services", "process").returncode == 0
     pid = (root / "run/pgha/web.pid").read_text()
     (root / "etc/patroni/patroni.yml").write_text("edited by hand\n")
     res = run_agent("--root", root, "--seed", seed_dir, "--services", "process", "--force")
@@ -130,8 +151,10 @@ def test_protected_dirs_are_never_touched(node):
     res = run_agent("--root", root, "--seed", seed_dir, "--services", "process")
     assert res.returncode == 0, res.stderr
     assert listing(data) == before
-    assert (data.stat().st_mtime_ns, data.stat().st_mode) == (data_stat.st_mtime_ns,
-                                                              data_stat.st_mode)
+    assert (data.stat().st_mtime_ns, data.stat().st_mode) == (
+        data_stat.st_mtime_ns,
+        data_stat.st_mode,
+    )
     assert not (root / "var/lib/etcd/member").exists(), "an absent protected dir was created"
     assert "protected /var/lib/pgsql/16/data (exists: left untouched)" in res.stderr
 
@@ -152,8 +175,7 @@ def test_mac_binds_the_connection(node):
     seed = make_seed()
     seed["node"]["mac"] = "52:54:00:aa:bb:0c"
     write_seed_dir(seed_dir, seed)
-    assert run_agent("--root", root, "--seed", seed_dir, "--services",
-                     "process").returncode == 0
+    assert run_agent("--root", root, "--seed", seed_dir, "--services", "process").returncode == 0
     text = (root / "etc/NetworkManager/system-connections/pgha.nmconnection").read_text()
     assert "mac-address=52:54:00:AA:BB:0C" in text
 
@@ -161,13 +183,15 @@ def test_mac_binds_the_connection(node):
 def test_service_that_exits_fails_fast_without_marker(node):
     root, seed_dir = node
     port = free_port()
-    svc = {"name": "dies", "user": "nobody", "env_file": None,
-           "argv": ["/bin/sh", "-c", "exit 3"]}
-    seed = make_seed(services=[svc], health=[{"kind": "tcp", "host": "127.0.0.1",
-                                              "port": port, "service": "dies"}])
+    svc = {"name": "dies", "user": "nobody", "env_file": None, "argv": ["/bin/sh", "-c", "exit 3"]}
+    seed = make_seed(
+        services=[svc],
+        health=[{"kind": "tcp", "host": "127.0.0.1", "port": port, "service": "dies"}],
+    )
     write_seed_dir(seed_dir, seed)
-    res = run_agent("--root", root, "--seed", seed_dir, "--services", "process",
-                    "--health-timeout", "60")
+    res = run_agent(
+        "--root", root, "--seed", seed_dir, "--services", "process", "--health-timeout", "60"
+    )
     assert res.returncode == 6, res.stderr
     assert "dies exited with status 3" in res.stderr
     assert not list((root / "var/lib/pgha").glob("done-*"))
@@ -175,28 +199,43 @@ def test_service_that_exits_fails_fast_without_marker(node):
 
 def test_health_timeout_fails_without_marker(node):
     root, seed_dir = node
-    svc = {"name": "idle", "user": "nobody", "env_file": None,
-           "argv": ["/bin/sh", "-c", "exec sleep 60"]}
-    seed = make_seed(services=[svc], health=[{"kind": "tcp", "host": "127.0.0.1",
-                                              "port": free_port(), "service": "idle"}])
+    svc = {
+        "name": "idle",
+        "user": "nobody",
+        "env_file": None,
+        "argv": ["/bin/sh", "-c", "exec sleep 60"],
+    }
+    seed = make_seed(
+        services=[svc],
+        health=[{"kind": "tcp", "host": "127.0.0.1", "port": free_port(), "service": "idle"}],
+    )
     write_seed_dir(seed_dir, seed)
-    res = run_agent("--root", root, "--seed", seed_dir, "--services", "process",
-                    "--health-timeout", "1")
+    res = run_agent(
+        "--root", root, "--seed", seed_dir, "--services", "process", "--health-timeout", "1"
+    )
     assert res.returncode == 6, res.stderr
     assert "idle not healthy after" in res.stderr
-    assert not (root / "var/lib/pgha").exists() or not list(
-        (root / "var/lib/pgha").glob("done-*"))
+    assert not (root / "var/lib/pgha").exists() or not list((root / "var/lib/pgha").glob("done-*"))
 
 
 def test_http_check_rejects_an_unexpected_status(node):
     root, seed_dir = node
     port = free_port()
-    seed = make_seed(services=[http_service("web", port)],
-                     health=[{"kind": "http", "url": f"http://127.0.0.1:{port}/missing",
-                              "service": "web", "expect": [200]}])
+    seed = make_seed(
+        services=[http_service("web", port)],
+        health=[
+            {
+                "kind": "http",
+                "url": f"http://127.0.0.1:{port}/missing",
+                "service": "web",
+                "expect": [200],
+            }
+        ],
+    )
     write_seed_dir(seed_dir, seed)
-    res = run_agent("--root", root, "--seed", seed_dir, "--services", "process",
-                    "--health-timeout", "2")
+    res = run_agent(
+        "--root", root, "--seed", seed_dir, "--services", "process", "--health-timeout", "2"
+    )
     assert res.returncode == 6, res.stderr
     assert "status 404" in res.stderr
 
@@ -232,22 +271,26 @@ def test_help_documents_exit_codes():
 def netns():
     """A scratch network namespace (root only)."""
     import subprocess
+
     name = f"pgha-t{os.getpid()}"
-    res = subprocess.run(["ip", "netns", "add", name], capture_output=True, text=True)
+    res = subprocess.run(["ip", "netns", "add", name], capture_output=True, text=True, check=False)
     if res.returncode != 0:
         pytest.skip(f"cannot create a network namespace here: {res.stderr.strip()}")
     yield name
-    subprocess.run(["ip", "netns", "del", name], capture_output=True)
+    subprocess.run(["ip", "netns", "del", name], capture_output=True, check=False)
 
 
 @pytest.mark.skipif(not AS_ROOT, reason="network namespaces and setpriv need root")
 def test_process_starter_runs_services_in_a_netns_as_their_user(node, netns):
     root, seed_dir = node
-    svc = {"name": "idle", "user": "nobody", "env_file": None,
-           "argv": ["/bin/sh", "-c", "exec sleep 300"]}
+    svc = {
+        "name": "idle",
+        "user": "nobody",
+        "env_file": None,
+        "argv": ["/bin/sh", "-c", "exec sleep 300"],
+    }
     write_seed_dir(seed_dir, make_seed(services=[svc]))
-    res = run_agent("--root", root, "--seed", seed_dir, "--services", "process",
-                    "--netns", netns)
+    res = run_agent("--root", root, "--seed", seed_dir, "--services", "process", "--netns", netns)
     assert res.returncode == 0, res.stderr
     assert f"ip netns exec {netns} setpriv" in res.stderr
     pid = int((root / "run/pgha/idle.pid").read_text())

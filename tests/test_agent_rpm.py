@@ -13,9 +13,16 @@ from pathlib import Path
 
 import pytest
 import yaml
-
-from test_agent_support import (AS_ROOT, REPO, free_port, http_service, listing, run_agent,
-                                stop_services, write_seed_dir)
+from test_agent_support import (
+    AS_ROOT,
+    REPO,
+    free_port,
+    http_service,
+    listing,
+    run_agent,
+    stop_services,
+    write_seed_dir,
+)
 
 pytestmark = pytest.mark.integration
 AGENT_IN_RPM = "usr/libexec/pgha/pgha-firstboot"
@@ -23,7 +30,7 @@ AGENT_IN_RPM = "usr/libexec/pgha/pgha-firstboot"
 
 def _pgha_build(out: Path, *args: str) -> None:
     cmd = [sys.executable, "-c", "from builder.cli import main; main()", "-o", str(out), *args]
-    res = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
+    res = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600, check=False)
     assert res.returncode == 0, res.stdout + res.stderr
 
 
@@ -40,11 +47,27 @@ def build(tmp_path_factory) -> Path:
 def installed(build, tmp_path) -> Path:
     root = tmp_path / "root"
     (root / "etc").mkdir(parents=True)
-    rpms = [next((build / "rpms").glob(f"{name}-[0-9]*.noarch.rpm"))
-            for name in ("pgha-common", "pgha-role-db")]
-    res = subprocess.run(["rpm", "--root", str(root), "-ivh", "--nodeps", "--noscripts",
-                          "--define", "_dbpath /var/lib/rpm", *map(str, rpms)],
-                         capture_output=True, text=True, env={**os.environ, "HOME": str(tmp_path)})
+    rpms = [
+        next((build / "rpms").glob(f"{name}-[0-9]*.noarch.rpm"))
+        for name in ("pgha-common", "pgha-role-db")
+    ]
+    res = subprocess.run(
+        [
+            "rpm",
+            "--root",
+            str(root),
+            "-ivh",
+            "--nodeps",
+            "--noscripts",
+            "--define",
+            "_dbpath /var/lib/rpm",
+            *map(str, rpms),
+        ],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "HOME": str(tmp_path)},
+        check=False,
+    )
     assert res.returncode == 0, res.stdout + res.stderr
     yield root
     stop_services(root)
@@ -71,17 +94,20 @@ def _passwords(tree) -> list[str]:
 
 
 def _run_installed(root: Path, *args) -> subprocess.CompletedProcess:
-    return subprocess.run(["python3", str(root / AGENT_IN_RPM), "--root", str(root), *args,
-                           "--health-timeout", "60"], capture_output=True, text=True,
-                          timeout=180)
+    return subprocess.run(
+        ["python3", str(root / AGENT_IN_RPM), "--root", str(root), *args, "--health-timeout", "60"],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
 
 
 def test_installed_agent_accepts_every_builder_seed(build, installed):
     """--check on each db seed ISO the builder wrote; the lb seed is refused (no haproxy role)."""
     before = listing(installed)
     for host in ("db1", "db2", "db3"):
-        res = _run_installed(installed, "--seed", build / "seeds" / f"{host}-cidata.iso",
-                             "--check")
+        res = _run_installed(installed, "--seed", build / "seeds" / f"{host}-cidata.iso", "--check")
         assert res.returncode == 0, res.stderr
         assert f"node {host}" in res.stderr
     res = _run_installed(installed, "--seed", build / "seeds" / "lb1-cidata.iso", "--check")
@@ -98,8 +124,23 @@ def test_installed_agent_applies_a_builder_seed(build, installed, tmp_path):
     seed["health"] = [{"kind": "tcp", "host": "127.0.0.1", "port": port, "service": "etcd"}]
     seed_dir = write_seed_dir(tmp_path / "seed", seed)
     iso = tmp_path / "db1.iso"
-    subprocess.run(["xorriso", "-as", "mkisofs", "-quiet", "-V", "cidata", "-J", "-r", "-o",
-                    str(iso), str(seed_dir)], check=True, capture_output=True)
+    subprocess.run(
+        [
+            "xorriso",
+            "-as",
+            "mkisofs",
+            "-quiet",
+            "-V",
+            "cidata",
+            "-J",
+            "-r",
+            "-o",
+            str(iso),
+            str(seed_dir),
+        ],
+        check=True,
+        capture_output=True,
+    )
     res = _run_installed(installed, "--seed", iso, "--services", "process")
     assert res.returncode == 0, res.stderr
     for entry in seed["files"]:
@@ -108,6 +149,7 @@ def test_installed_agent_applies_a_builder_seed(build, installed, tmp_path):
         assert stat.S_IMODE(path.stat().st_mode) == int(entry["mode"], 8)
         if AS_ROOT:
             import pwd
+
             assert path.stat().st_uid == pwd.getpwnam(entry["owner"]).pw_uid
     for entry in seed["directories"]:
         path = installed / entry["path"].lstrip("/")

@@ -12,9 +12,7 @@ import threading
 from pathlib import Path
 
 import pytest
-
-from test_agent_support import (listing, make_root, make_seed, run_agent, seed_file,
-                                write_seed_dir)
+from test_agent_support import listing, make_root, make_seed, run_agent, seed_file, write_seed_dir
 
 MARKER = "var/lib/pgha/done-pgha-db1-3f2a9c1e"
 
@@ -44,7 +42,7 @@ def _bad_checksum() -> dict:
 
 BAD_SEEDS = {
     "not-json": (b'{"schema_version": 1,', 4, "not valid JSON"),
-    "not-utf8": (b'\xff\xfe{}', 4, "not UTF-8"),
+    "not-utf8": (b"\xff\xfe{}", 4, "not UTF-8"),
     "not-an-object": (b"[1, 2]", 4, "not a JSON object"),
     "wrong-version": (make_seed(schema_version=2), 4, "unsupported version 2"),
     "version-missing": (_without("schema_version"), 4, "schema_version: missing"),
@@ -56,8 +54,10 @@ BAD_SEEDS = {
     "bad-instance-id": (make_seed(instance_id="../../etc/x"), 4, "invalid instance id"),
     "relative-path": (make_seed(files=[seed_file("etc/x", "x")]), 4, "files[0].path"),
     "file-in-protected-dir": (
-        make_seed(files=[seed_file("/var/lib/pgsql/16/data/postgresql.conf", "x")]), 4,
-        "inside protected directory"),
+        make_seed(files=[seed_file("/var/lib/pgsql/16/data/postgresql.conf", "x")]),
+        4,
+        "inside protected directory",
+    ),
     "unknown-health-kind": (make_seed(health=[{"kind": "icmp"}]), 4, "unknown kind 'icmp'"),
     "bad-mode": (make_seed(files=[seed_file("/etc/x", "x", mode="rw")]), 4, "octal mode"),
 }
@@ -126,8 +126,23 @@ def test_etc_pgha_seed_wins_over_cloud_seed(root):
 def test_iso_seed_via_xorriso(tmp_path, root):
     seed_dir = write_seed_dir(tmp_path / "seed", make_seed())
     iso = tmp_path / "db1-cidata.iso"
-    subprocess.run(["xorriso", "-as", "mkisofs", "-quiet", "-V", "cidata", "-J", "-r", "-o",
-                    str(iso), str(seed_dir)], check=True, capture_output=True)
+    subprocess.run(
+        [
+            "xorriso",
+            "-as",
+            "mkisofs",
+            "-quiet",
+            "-V",
+            "cidata",
+            "-J",
+            "-r",
+            "-o",
+            str(iso),
+            str(seed_dir),
+        ],
+        check=True,
+        capture_output=True,
+    )
     res = run_agent("--root", root, "--seed", iso, "--services", "process")
     assert res.returncode == 0, res.stderr
     assert f"seed ok (--seed ISO {iso})" in res.stderr
@@ -138,8 +153,23 @@ def test_iso_seed_via_xorriso(tmp_path, root):
 def test_iso_with_a_bad_seed_writes_nothing(tmp_path, root):
     seed_dir = write_seed_dir(tmp_path / "seed", make_seed(schema_version=9))
     iso = tmp_path / "bad.iso"
-    subprocess.run(["xorriso", "-as", "mkisofs", "-quiet", "-V", "cidata", "-J", "-r", "-o",
-                    str(iso), str(seed_dir)], check=True, capture_output=True)
+    subprocess.run(
+        [
+            "xorriso",
+            "-as",
+            "mkisofs",
+            "-quiet",
+            "-V",
+            "cidata",
+            "-J",
+            "-r",
+            "-o",
+            str(iso),
+            str(seed_dir),
+        ],
+        check=True,
+        capture_output=True,
+    )
     before = listing(root)
     res = run_agent("--root", root, "--seed", iso, "--services", "process")
     assert res.returncode == 4 and "unsupported version 9" in res.stderr
@@ -168,7 +198,7 @@ class _SeedServer:
                 pass
 
         self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = "http://127.0.0.1:{}/".format(self.httpd.server_address[1])
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/"
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
         self.thread.start()
 
@@ -193,8 +223,16 @@ def served(tmp_path):
 
 def test_url_seed_with_retries(root, served):
     server = served(make_seed(), failures=2)
-    res = run_agent("--root", root, "--seed", server.url + "db1/", "--services", "process",
-                    "--url-retry-delay", "0.05")
+    res = run_agent(
+        "--root",
+        root,
+        "--seed",
+        server.url + "db1/",
+        "--services",
+        "process",
+        "--url-retry-delay",
+        "0.05",
+    )
     assert res.returncode == 0, res.stderr
     assert server.requests == ["/db1/pgha/seed.json"] * 3
     assert res.stderr.count("retrying in") == 2
@@ -205,8 +243,18 @@ def test_url_seed_with_retries(root, served):
 def test_url_seed_gives_up_after_retries_and_writes_nothing(root, served):
     server = served(make_seed(), failures=100)
     before = listing(root)
-    res = run_agent("--root", root, "--seed", server.url + "db1", "--services", "process",
-                    "--url-retries", "2", "--url-retry-delay", "0.01")
+    res = run_agent(
+        "--root",
+        root,
+        "--seed",
+        server.url + "db1",
+        "--services",
+        "process",
+        "--url-retries",
+        "2",
+        "--url-retry-delay",
+        "0.01",
+    )
     assert res.returncode == 3
     assert len(server.requests) == 3
     assert "after 3 attempt(s)" in res.stderr
@@ -215,19 +263,29 @@ def test_url_seed_gives_up_after_retries_and_writes_nothing(root, served):
 
 def test_url_not_found_is_not_retried(root, served):
     server = served(make_seed())
-    res = run_agent("--root", root, "--seed", server.url + "nope/", "--services", "process",
-                    "--url-retry-delay", "0.01")
+    res = run_agent(
+        "--root",
+        root,
+        "--seed",
+        server.url + "nope/",
+        "--services",
+        "process",
+        "--url-retry-delay",
+        "0.01",
+    )
     assert res.returncode == 3 and len(server.requests) == 1
     assert "Not Found" in res.stderr or "404" in res.stderr
 
 
-@pytest.mark.parametrize("form", ["pgha.seed={url}db1/", "ds=nocloud;s={url}db1/",
-                                  "ds=nocloud-net;seedfrom={url}db1"])
+@pytest.mark.parametrize(
+    "form", ["pgha.seed={url}db1/", "ds=nocloud;s={url}db1/", "ds=nocloud-net;seedfrom={url}db1"]
+)
 def test_kernel_command_line_url(root, served, form):
     server = served(make_seed())
     (root / "proc").mkdir()
-    (root / "proc/cmdline").write_text("BOOT_IMAGE=/vmlinuz ro " + form.format(url=server.url)
-                                       + " quiet\n")
+    (root / "proc/cmdline").write_text(
+        "BOOT_IMAGE=/vmlinuz ro " + form.format(url=server.url) + " quiet\n"
+    )
     write_seed_dir(root / "etc/pgha/seed", b"never read: the command line wins")
     res = run_agent("--root", root, "--services", "process")
     assert res.returncode == 0, res.stderr
@@ -236,8 +294,9 @@ def test_kernel_command_line_url(root, served, form):
 
 def test_seed_url_file(root, served):
     server = served(make_seed())
-    (root / "etc/pgha/seed-url").write_text("# where this node's seed lives\n"
-                                             + server.url + "db1/\n")
+    (root / "etc/pgha/seed-url").write_text(
+        "# where this node's seed lives\n" + server.url + "db1/\n"
+    )
     res = run_agent("--root", root, "--services", "process", "--cmdline", "ro")
     assert res.returncode == 0, res.stderr
     assert "seed source: /etc/pgha/seed-url" in res.stderr
@@ -245,7 +304,9 @@ def test_seed_url_file(root, served):
 
 def test_marker_records_the_source(root, served):
     server = served(make_seed())
-    assert run_agent("--root", root, "--seed", server.url + "db1/", "--services",
-                     "process").returncode == 0
+    assert (
+        run_agent("--root", root, "--seed", server.url + "db1/", "--services", "process").returncode
+        == 0
+    )
     record = json.loads((root / MARKER).read_text())
     assert record["seed"] == "--seed URL " + server.url + "db1/pgha/seed.json"

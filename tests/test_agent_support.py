@@ -29,10 +29,17 @@ def sha(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def seed_file(path: str, content: str, mode: str = "0644", owner: str = "root",
-              group: str = "root") -> dict:
-    return {"path": path, "owner": owner, "group": group, "mode": mode,
-            "sha256": sha(content), "content": content}
+def seed_file(
+    path: str, content: str, mode: str = "0644", owner: str = "root", group: str = "root"
+) -> dict:
+    return {
+        "path": path,
+        "owner": owner,
+        "group": group,
+        "mode": mode,
+        "sha256": sha(content),
+        "content": content,
+    }
 
 
 def make_seed(**overrides) -> dict:
@@ -41,9 +48,16 @@ def make_seed(**overrides) -> dict:
         "schema_version": 1,
         "cluster": "pgha",
         "instance_id": "pgha-db1-3f2a9c1e",
-        "node": {"name": "db1", "fqdn": "db1.pgha.lab", "address": "10.77.0.11", "prefix": 24,
-                 "gateway": "10.77.0.1", "dns": ["10.77.0.1"], "domain": "pgha.lab",
-                 "mac": None},
+        "node": {
+            "name": "db1",
+            "fqdn": "db1.pgha.lab",
+            "address": "10.77.0.11",
+            "prefix": 24,
+            "gateway": "10.77.0.1",
+            "dns": ["10.77.0.1"],
+            "domain": "pgha.lab",
+            "mac": None,
+        },
         "roles": ["db"],
         "services": [],
         "disable_services": ["postgresql-16"],
@@ -64,7 +78,8 @@ def write_seed_dir(folder: Path, seed: dict | str | bytes) -> Path:
     (folder / "pgha").mkdir(parents=True, exist_ok=True)
     if isinstance(seed, dict):
         (folder / "meta-data").write_text(
-            "instance-id: {}\nlocal-hostname: {}\n".format(seed.get("instance_id"), "db1"))
+            "instance-id: {}\nlocal-hostname: {}\n".format(seed.get("instance_id"), "db1")
+        )
         seed = json.dumps(seed, indent=2)
     data = seed.encode() if isinstance(seed, str) else seed
     (folder / "user-data").write_text("#cloud-config\n")
@@ -92,19 +107,30 @@ def free_port() -> int:
 
 
 def http_service(name: str, port: int, user: str = "nobody", env_file: str | None = None) -> dict:
-    return {"name": name, "user": user, "env_file": env_file,
-            "argv": [SERVICE_PYTHON, "-m", "http.server", "--bind", "127.0.0.1", str(port)]}
+    return {
+        "name": name,
+        "user": user,
+        "env_file": env_file,
+        "argv": [SERVICE_PYTHON, "-m", "http.server", "--bind", "127.0.0.1", str(port)],
+    }
 
 
-def run_agent(*args: str | Path, python: str = "python3", env: dict | None = None,
-              timeout: float = 180) -> subprocess.CompletedProcess:
+def run_agent(
+    *args: str | Path, python: str = "python3", env: dict | None = None, timeout: float = 180
+) -> subprocess.CompletedProcess:
     """Run pgha-firstboot for real; -v is not passed so stderr shows what an operator sees."""
     if "--health-timeout" not in map(str, args) and "--help" not in args:
         args = (*args, "--health-timeout", "60")
     full_env = dict(os.environ)
     full_env.update(env or {})
-    return subprocess.run([python, str(AGENT), *map(str, args)], capture_output=True,
-                          text=True, timeout=timeout, env=full_env)
+    return subprocess.run(
+        [python, str(AGENT), *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=full_env,
+        check=False,
+    )
 
 
 def listing(root: Path) -> list[tuple]:
@@ -115,8 +141,17 @@ def listing(root: Path) -> list[tuple]:
             path = Path(dirpath) / name
             st = path.lstat()
             digest = hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else ""
-            out.append((str(path.relative_to(root)), st.st_mode, st.st_uid, st.st_gid,
-                        st.st_size, digest, st.st_mtime_ns))
+            out.append(
+                (
+                    str(path.relative_to(root)),
+                    st.st_mode,
+                    st.st_uid,
+                    st.st_gid,
+                    st.st_size,
+                    digest,
+                    st.st_mtime_ns,
+                )
+            )
     return sorted(out)
 
 

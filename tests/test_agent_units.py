@@ -12,31 +12,40 @@ import types
 from pathlib import Path
 
 import pytest
-
 from test_agent_support import AGENT_DIR, make_root, make_seed, seed_file
 
 sys.path.insert(0, str(AGENT_DIR))
 
-from pgha_agent import health, readers, rootfs, seed, services, sources, system  # noqa: E402
-from pgha_agent.errors import ApplyFailed, SeedInvalid  # noqa: E402
+from pgha_agent import health, readers, rootfs, seed, services, sources, system
+from pgha_agent.errors import ApplyFailed, SeedInvalid
 
 
 def test_env_file_parsing():
-    text = ('# comment\n\nA=1\nB="two words"\nexport C=\'three\'\n D = spaced \n'
-            'E="unbalanced\nnot a pair\n=novalue\nURL=http://x/?a=b\n')
+    text = (
+        "# comment\n\nA=1\nB=\"two words\"\nexport C='three'\n D = spaced \n"
+        'E="unbalanced\nnot a pair\n=novalue\nURL=http://x/?a=b\n'
+    )
     assert services.parse_env_file(text) == {
-        "A": "1", "B": "two words", "C": "three", "D": "spaced", "E": '"unbalanced',
-        "URL": "http://x/?a=b"}
+        "A": "1",
+        "B": "two words",
+        "C": "three",
+        "D": "spaced",
+        "E": '"unbalanced',
+        "URL": "http://x/?a=b",
+    }
 
 
-@pytest.mark.parametrize("cmdline, expected", [
-    ("ro quiet", None),
-    ("ro pgha.seed=http://10.0.0.1/db1/ quiet", "http://10.0.0.1/db1/"),
-    ("ds=nocloud;s=http://h/db2/", "http://h/db2/"),
-    ("ds=nocloud-net;seedfrom=http://h/db3", "http://h/db3"),
-    ("ds=nocloud", None),
-    ("pgha.seed=file:///etc/seed", "file:///etc/seed"),
-])
+@pytest.mark.parametrize(
+    "cmdline, expected",
+    [
+        ("ro quiet", None),
+        ("ro pgha.seed=http://10.0.0.1/db1/ quiet", "http://10.0.0.1/db1/"),
+        ("ds=nocloud;s=http://h/db2/", "http://h/db2/"),
+        ("ds=nocloud-net;seedfrom=http://h/db3", "http://h/db3"),
+        ("ds=nocloud", None),
+        ("pgha.seed=file:///etc/seed", "file:///etc/seed"),
+    ],
+)
 def test_kernel_command_line(cmdline, expected):
     assert sources.cmdline_seed(cmdline) == expected
 
@@ -76,9 +85,10 @@ def _rejects(tmp_path, data, message):
 
 
 def test_valid_seed_and_optional_fields(tmp_path):
-    data = make_seed(generator="pgha-build 0.1.0",
-                     directories=[{"path": "/run/x", "owner": "root", "group": "root",
-                                   "mode": "0755"}])
+    data = make_seed(
+        generator="pgha-build 0.1.0",
+        directories=[{"path": "/run/x", "owner": "root", "group": "root", "mode": "0755"}],
+    )
     checked = seed.validate(json.dumps(data).encode(), _root(tmp_path))
     assert checked.instance_id == "pgha-db1-3f2a9c1e" and len(checked.directories) == 1
     assert "node db1 (10.77.0.11)" in checked.summary()
@@ -87,21 +97,29 @@ def test_valid_seed_and_optional_fields(tmp_path):
 def test_seed_rejections(tmp_path):
     _rejects(tmp_path, make_seed(schema_version=True), "schema_version")
     _rejects(tmp_path, make_seed(node=dict(make_seed()["node"], prefix=40)), "node.prefix")
-    _rejects(tmp_path, make_seed(node=dict(make_seed()["node"], address="10.1")),
-             "node.address")
+    _rejects(tmp_path, make_seed(node=dict(make_seed()["node"], address="10.1")), "node.address")
     _rejects(tmp_path, make_seed(node=dict(make_seed()["node"], mac="zz")), "node.mac")
     _rejects(tmp_path, make_seed(roles=[]), "roles: empty")
     _rejects(tmp_path, make_seed(roles=["../db"]), "roles[0]")
     svc = {"name": "a", "user": "u", "argv": ["x"], "env_file": None}
     _rejects(tmp_path, make_seed(services=[svc, svc]), "listed twice")
     _rejects(tmp_path, make_seed(services=[dict(svc, argv=[])]), "services[0].argv: empty")
-    _rejects(tmp_path, make_seed(health=[{"kind": "tcp", "host": "h", "port": 1,
-                                          "service": "nope"}]), "'nope' is not in services")
+    _rejects(
+        tmp_path,
+        make_seed(health=[{"kind": "tcp", "host": "h", "port": 1, "service": "nope"}]),
+        "'nope' is not in services",
+    )
     _rejects(tmp_path, make_seed(files=[seed_file("/a/../etc/x", "x")]), "normalised")
     _rejects(tmp_path, make_seed(files=[seed_file("/etc/x", "x")] * 2), "listed twice")
-    _rejects(tmp_path, make_seed(directories=[{"path": "/var/lib/pgsql/16/data/x",
-                                               "owner": "a", "group": "a", "mode": "0700"}]),
-             "inside protected directory")
+    _rejects(
+        tmp_path,
+        make_seed(
+            directories=[
+                {"path": "/var/lib/pgsql/16/data/x", "owner": "a", "group": "a", "mode": "0700"}
+            ]
+        ),
+        "inside protected directory",
+    )
 
 
 def test_guard_refuses_writes_in_protected_dirs(tmp_path):
@@ -133,13 +151,14 @@ def test_health_probes():
         assert health.probe({"kind": "tcp", "host": "127.0.0.1", "port": port})[0]
     ok, detail = health.probe({"kind": "tcp", "host": "127.0.0.1", "port": port})
     assert not ok and detail
-    ok, _ = health.probe({"kind": "http", "url": "http://127.0.0.1:{}/".format(port)})
+    ok, _ = health.probe({"kind": "http", "url": f"http://127.0.0.1:{port}/"})
     assert not ok
 
 
 def test_health_wait_stops_when_the_service_dies():
     def dead():
         raise services.ServiceFailed("x exited")
+
     with pytest.raises(services.ServiceFailed, match="x exited"):
         health.wait("x", [{"kind": "tcp", "host": "127.0.0.1", "port": 9}], dead, 60)
 
@@ -150,8 +169,7 @@ def systemctl_log(tmp_path, monkeypatch):
     log = tmp_path / "systemctl.log"
     stub = tmp_path / "bin" / "systemctl"
     stub.parent.mkdir()
-    stub.write_text('#!/bin/sh\necho "$*" >> {}\n[ "$1" = is-active ] && echo failed\n'
-                    'exit 0\n'.format(log))
+    stub.write_text(f'#!/bin/sh\necho "$*" >> {log}\n[ "$1" = is-active ] && echo failed\nexit 0\n')
     stub.chmod(0o755)
     monkeypatch.setenv("PATH", "{}:{}".format(stub.parent, os.environ["PATH"]))
     return log
@@ -165,9 +183,12 @@ def test_systemd_starter_commands(systemctl_log):
     with pytest.raises(services.ServiceFailed, match="journalctl -u patroni.service"):
         starter.check({"name": "patroni"})
     assert systemctl_log.read_text().splitlines() == [
-        "daemon-reload", "disable --now postgresql-16.service", "enable etcd.service",
+        "daemon-reload",
+        "disable --now postgresql-16.service",
+        "enable etcd.service",
         "start --no-block --job-mode=ignore-dependencies etcd.service",
-        "is-active patroni.service"]
+        "is-active patroni.service",
+    ]
 
 
 def test_process_starter_netns_prefix(tmp_path):
@@ -175,11 +196,20 @@ def test_process_starter_netns_prefix(tmp_path):
     svc = {"name": "etcd", "argv": ["/usr/bin/etcd"], "user": "etcd"}
     account = types.SimpleNamespace(pw_uid=102, pw_gid=105, pw_name="etcd")
     argv, preexec = starter._argv(svc, account)
-    assert argv == ["ip", "netns", "exec", "pgha-db1", "setpriv", "--reuid=102", "--regid=105",
-                    "--init-groups", "--", "/usr/bin/etcd"]
+    assert argv == [
+        "ip",
+        "netns",
+        "exec",
+        "pgha-db1",
+        "setpriv",
+        "--reuid=102",
+        "--regid=105",
+        "--init-groups",
+        "--",
+        "/usr/bin/etcd",
+    ]
     assert preexec is None
-    assert starter._argv(svc, None) == (["ip", "netns", "exec", "pgha-db1", "/usr/bin/etcd"],
-                                        None)
+    assert starter._argv(svc, None) == (["ip", "netns", "exec", "pgha-db1", "/usr/bin/etcd"], None)
 
 
 def test_process_starter_env_file_under_root_or_already_rooted(tmp_path):
@@ -194,6 +224,7 @@ def test_process_starter_env_file_under_root_or_already_rooted(tmp_path):
 
 def test_syslog_handler_when_live(tmp_path, monkeypatch):
     from pgha_agent import log
+
     devlog = str(tmp_path / "log")
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     sock.bind(devlog)
