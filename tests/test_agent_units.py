@@ -240,3 +240,41 @@ def test_syslog_handler_when_live(tmp_path, monkeypatch):
     finally:
         sock.close()
         log.setup(False, live=False)
+
+
+@pytest.fixture
+def fake_cidata(tmp_path, monkeypatch):
+    """Stub blkid/mount/umount first in PATH: a `cidata` device whose "mount" copies a seed."""
+    seed_src = tmp_path / "device-content"
+    (seed_src / "pgha").mkdir(parents=True)
+    (seed_src / "pgha" / "seed.json").write_text('{"from": "device"}')
+    log = tmp_path / "calls.log"
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    stubs = {
+        "blkid": '[ "$2" = cidata ] && echo /dev/sr0 && exit 0\nexit 2\n',
+        "mount": f'cp -r {seed_src}/. "$4"/\n',
+        "umount": 'rm -rf "$1"/*\n',
+    }
+    for name, body in stubs.items():
+        (bin_dir / name).write_text(f'#!/bin/sh\necho "{name} $*" >> {log}\n{body}')
+        (bin_dir / name).chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    return log
+
+
+def test_cidata_device_is_mounted_read_only_and_unmounted(fake_cidata):
+    found = sources._from_device(rootfs.Root("/"))
+    assert found.data == b'{"from": "device"}'
+    assert found.origin == "block device /dev/sr0 (label cidata)"
+    calls = fake_cidata.read_text().splitlines()
+    assert calls[0] == "blkid -L cidata"
+    assert calls[1].startswith("mount -o ro /dev/sr0 /")
+    mountpoint = calls[1].split()[-1]
+    assert calls[2] == f"umount {mountpoint}"
+    assert not os.path.exists(mountpoint), "the temporary mount point was left behind"
+
+
+def test_devices_are_not_probed_under_another_root(fake_cidata, tmp_path):
+    assert sources._from_device(rootfs.Root(str(tmp_path))) is None
+    assert not fake_cidata.exists()
