@@ -23,7 +23,7 @@ _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 def psycopg2() -> Any:
     try:
-        import psycopg2 as mod  # type: ignore[import-untyped]
+        import psycopg2 as mod
     except ImportError:
         raise PghaError("the lab needs psycopg2 for its SQL checks",
                         hint="pip install psycopg2-binary (or apt-get install python3-psycopg2)"

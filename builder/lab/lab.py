@@ -26,6 +26,7 @@ from builder.context import Context
 from builder.errors import PghaError
 from builder.lab import net, nodes
 from builder.lab.health import Sql, wait_until
+from builder.lab.net import LabNet, NodeNet
 from builder.log import log
 from builder.model import Cluster
 from builder.platform import Layout, layout
@@ -68,7 +69,7 @@ class Lab:
         return cls(cluster, output.resolve() / cluster.name / "lab", runner or Runner())
 
     @property
-    def net(self) -> net.LabNet:
+    def net(self) -> LabNet:
         return net.LabNet.of(self.cluster)
 
     @property
@@ -83,14 +84,14 @@ class Lab:
         return nodes.NodeDirs(self.dir / name)
 
     @property
-    def lb(self) -> net.NodeNet:
+    def lb(self) -> NodeNet:
         lbs = [n for n in self.cluster.nodes if "haproxy" in n.roles]
         if not lbs:
             raise PghaError("the cluster has no load balancer node (role haproxy)")
         return self.net.node(lbs[0].name)
 
     @property
-    def db_nodes(self) -> list[net.NodeNet]:
+    def db_nodes(self) -> list[NodeNet]:
         return [self.net.node(n.name) for n in self.cluster.nodes if "db" in n.roles]
 
     def secrets(self) -> Secrets:
@@ -109,7 +110,7 @@ class Lab:
         r = self.secrets().restapi
         return r.username, r.password
 
-    def rest_url(self, node: net.NodeNet, path: str) -> str:
+    def rest_url(self, node: NodeNet, path: str) -> str:
         net.assert_local_route(self.runner, self.net, node.address)
         return f"http://{node.address}:{self.cluster.ports.patroni_rest}{path}"
 

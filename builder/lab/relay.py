@@ -15,6 +15,7 @@ import asyncio
 import ipaddress
 import signal
 import sys
+from collections.abc import Awaitable, Callable
 
 
 async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -28,7 +29,8 @@ async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> N
         writer.close()
 
 
-def _handler(host: str, port: int):  # type: ignore[no-untyped-def]
+def _handler(host: str, port: int) -> Callable[[asyncio.StreamReader, asyncio.StreamWriter],
+                                              Awaitable[None]]:
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             up_reader, up_writer = await asyncio.wait_for(

@@ -75,8 +75,8 @@ def pg_rewind_ran(lab: Lab, name: str) -> bool:
     return "running pg_rewind" in Path(log).read_text(errors="replace")
 
 
-def run(lab: Lab, name: str, fault: Callable[[str], None], back: Callable[[str], None] | None,
-        before: Callable[[str], None] | None = None) -> Outcome:
+def run(lab: Lab, name: str, fault: Callable[[str], object], back: Callable[[str], object] | None,
+        before: Callable[[str], object] | None = None) -> Outcome:
     """The common shape: writer on, optional `before(leader)`, fault at t0, new leader, writer
     off, count; then `back(old)` (rejoin or heal) and wait until healthy again."""
     old = healthy(lab)
