@@ -10,8 +10,10 @@ are started by each node's agent.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -243,9 +245,9 @@ def down(lab: Lab) -> None:
             nodes.kill(lab.runner, node)
     net.down(lab.runner, lab.net)
     if lab.dir.exists():
-        import shutil
-
         shutil.rmtree(lab.dir)
+    with contextlib.suppress(OSError):
+        lab.dir.parent.rmdir()  # output/<cluster>/ too, if the lab was all it held
     log.debug("lab %s is down", lab.cluster.name)
 
 
