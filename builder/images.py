@@ -122,6 +122,29 @@ def _stage(role: str, fmt: str) -> str:
     return f"image-{role}-{fmt}"
 
 
+def _stamp(ctx: Context, role: str, fmt: str) -> Path:
+    return work_dir(ctx, role) / f"{fmt}.stamp"
+
+
+def _stat_id(path: Path) -> str:
+    st = path.stat()
+    return f"{st.st_size} {st.st_mtime_ns} {st.st_ino}"
+
+
+def fresh(ctx: Context, role: str, fmt: Format, key: str) -> bool:
+    """Up to date: the recorded key matches and the file is the one recorded. The file's stat
+    (size, mtime, inode) stamped when it was written saves re-hashing a multi-GiB image on every
+    run; without a matching stamp the sha256 is checked (builder.state)."""
+    state = load(ctx.out, _stage(role, fmt))
+    path = image_path(ctx, role, fmt)
+    stamp = _stamp(ctx, role, fmt)
+    if state is None or state[0] != key or not path.is_file():
+        return False
+    if stamp.is_file() and stamp.read_text() == f"{key} {_stat_id(path)}":
+        return True
+    return up_to_date(ctx.out, _stage(role, fmt), key)
+
+
 def ensure_base(ctx: Context, role: str, plan: Plan, base_key: str) -> Path:
     """The installed base qcow2: reused when built from the same inputs, else built now."""
     disk = base_disk(ctx, role)
@@ -185,8 +208,7 @@ def build_images(ctx: Context, opts: ImageOptions) -> Result:
     base_key = input_key("image-base", __version__, opts.backend, plan.inputs, rpms)
     keys = {f: _format_key(base_key, f, opts, ctx) for f in opts.formats}
     result = Result()
-    todo = [f for f in opts.formats
-            if ctx.force or not up_to_date(ctx.out, _stage(opts.role, f), keys[f])]
+    todo = [f for f in opts.formats if ctx.force or not fresh(ctx, opts.role, f, keys[f])]
     for fmt in opts.formats:
         if fmt not in todo:
             result.reused.append(fmt)
@@ -206,5 +228,6 @@ def build_images(ctx: Context, opts: ImageOptions) -> Result:
         result.built[fmt] = time.monotonic() - start
         art = Artifact("image", dest.relative_to(ctx.out.root).as_posix(), role=opts.role)
         result.artifacts += save(ctx.out, _stage(opts.role, fmt), keys[fmt], [art])
+        atomic_write(_stamp(ctx, opts.role, fmt), f"{keys[fmt]} {_stat_id(dest)}")
         ctx.messages.append(f"images: wrote {dest} ({result.built[fmt]:.1f}s)")
     return result

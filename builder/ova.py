@@ -42,7 +42,7 @@ class Machine:
 
 def _sub(parent: ET.Element, tag: str, text: str | None = None,
          **attrs: str) -> ET.Element:
-    el = ET.SubElement(parent, tag, {f"{{{OVF}}}{k}": v for k, v in attrs.items()})
+    el = ET.SubElement(parent, f"{{{OVF}}}{tag}", {f"{{{OVF}}}{k}": v for k, v in attrs.items()})
     if text is not None:
         el.text = text
     return el

@@ -82,10 +82,10 @@ def check_disk(report: Report, where: Path, need_bytes: int,
 
 
 def space_needed(disk_gb: int, formats: list[str]) -> int:
-    """The install disk can fill up; each output format is at most half of it (compressed or
-    sparse images of a fresh install), the OVA's vmdk once more."""
+    """The install disk can fill up; each output format (compressed or sparse images of a fresh
+    install, a few GiB) is counted at a quarter of it, the OVA's vmdk once more."""
     extra = len(formats) + (1 if "ova" in formats else 0)
-    return disk_gb * GIB + extra * disk_gb * GIB // 2
+    return disk_gb * GIB + extra * disk_gb * GIB // 4
 
 
 def check_kvm(report: Report, want: bool | None,
