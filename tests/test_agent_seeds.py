@@ -12,7 +12,15 @@ import threading
 from pathlib import Path
 
 import pytest
-from test_agent_support import listing, make_root, make_seed, run_agent, seed_file, write_seed_dir
+from test_agent_support import (
+    free_port,
+    listing,
+    make_root,
+    make_seed,
+    run_agent,
+    seed_file,
+    write_seed_dir,
+)
 
 MARKER = "var/lib/pgha/done-pgha-db1-3f2a9c1e"
 
@@ -101,7 +109,8 @@ def test_no_seed_but_already_configured_is_fine(tmp_path, root):
     shutil.rmtree(root / "etc/pgha/seed")
     res = run_agent("--root", root, "--services", "process", "--cmdline", "")
     assert res.returncode == 0, res.stderr
-    assert "no seed found, but this node is already configured" in res.stderr
+    assert "no seed found: " in res.stderr
+    assert "this node is already configured (done-pgha-db1-3f2a9c1e): nothing to do" in res.stderr
 
 
 @pytest.mark.parametrize("folder", ["etc/pgha/seed", "var/lib/cloud/seed/nocloud"])
@@ -310,3 +319,35 @@ def test_marker_records_the_source(root, served):
     )
     record = json.loads((root / MARKER).read_text())
     assert record["seed"] == "--seed URL " + server.url + "db1/pgha/seed.json"
+
+
+def test_configured_node_does_not_wait_for_a_seed_server_that_is_gone(root, served):
+    server = served(make_seed())
+    (root / "etc/pgha/seed-url").write_text(server.url + "db1/\n")
+    assert run_agent("--root", root, "--services", "process", "--cmdline", "").returncode == 0
+    server.close()
+    res = run_agent(
+        "--root", root, "--services", "process", "--cmdline", "", "--url-retry-delay", "30"
+    )
+    assert res.returncode == 0, res.stderr
+    assert "retrying" not in res.stderr
+    assert "this node is already configured (done-pgha-db1-3f2a9c1e)" in res.stderr
+
+
+def test_unconfigured_node_fails_when_its_seed_server_is_gone(root):
+    (root / "etc/pgha/seed-url").write_text(f"http://127.0.0.1:{free_port()}/db1/\n")
+    before = listing(root)
+    res = run_agent(
+        "--root",
+        root,
+        "--services",
+        "process",
+        "--cmdline",
+        "",
+        "--url-retries",
+        "1",
+        "--url-retry-delay",
+        "0.01",
+    )
+    assert res.returncode == 3 and "after 2 attempt(s)" in res.stderr
+    assert listing(root) == before

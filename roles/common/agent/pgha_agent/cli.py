@@ -12,7 +12,7 @@ import sys
 
 from pgha_agent import __version__, apply, log, rootfs, seed, services, sources
 from pgha_agent.errors import (EXIT_CODES_HELP, EXIT_INTERNAL, EXIT_OK, AgentError,
-                               SeedNotFound, UsageError)
+                               SeedNotFound, SeedUnreadable, UsageError)
 from pgha_agent.log import LOG
 
 DESCRIPTION = """Configure this node from its pgha seed (docs/seed-format.md) and start its
@@ -70,11 +70,24 @@ def _done_markers(root):
     return sorted(glob.glob(root.path(apply.MARKER_DIR + "/done-*")))
 
 
-def _find(root, args):
-    fetch = sources.FetchOptions(args.url_retries, args.url_timeout, args.url_retry_delay)
+def _locate(root, args):
+    """The seed, or None when there is nothing to do: no seed can be found or read but this node
+    is already configured (a detached ISO, a seed server that is gone). Such a node does not
+    wait on URL retries at every boot: it tries each source once."""
+    configured = _done_markers(root) if not (args.check or args.force) else []
+    fetch = sources.FetchOptions(0 if configured else args.url_retries, args.url_timeout,
+                                 args.url_retry_delay)
     if args.seed:
         return sources.explicit(args.seed, fetch)
-    return sources.discover(root, args.cmdline, fetch)
+    try:
+        return sources.discover(root, args.cmdline, fetch)
+    except (SeedNotFound, SeedUnreadable) as exc:
+        if not configured:
+            raise
+        report = LOG.info if isinstance(exc, SeedNotFound) else LOG.warning
+        report("%s; this node is already configured (%s): nothing to do", exc,
+               os.path.basename(configured[-1]))
+        return None
 
 
 def _run(args):
@@ -83,15 +96,9 @@ def _run(args):
         raise UsageError("--services systemd needs --root / (use --services process with "
                          "--root {})".format(args.root))
     starter = services.make(args.services, root, args.netns)
-    try:
-        found = _find(root, args)
-    except SeedNotFound as exc:
-        markers = _done_markers(root)
-        if markers and not args.check:
-            LOG.info("no seed found, but this node is already configured (%s): nothing to do",
-                     os.path.basename(markers[-1]))
-            return EXIT_OK
-        raise exc
+    found = _locate(root, args)
+    if found is None:
+        return EXIT_OK
     checked = seed.validate(found.data, root)
     LOG.info("seed ok (%s): %s", found.origin, checked.summary())
     if args.check:

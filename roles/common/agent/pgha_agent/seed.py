@@ -162,7 +162,8 @@ def _check_health(data, services):
             url = _field(check, "url", at, "str")
             if not url.startswith(("http://", "https://")):
                 raise _bad(at + ".url", "not an http(s) URL")
-            _list_of(check, "expect", at, "int") if "expect" in check else None
+            if "expect" in check:
+                _list_of(check, "expect", at, "int")
         else:
             raise _bad(at + ".kind", "unknown kind {!r} (tcp, http)".format(kind))
         service = _field(check, "service", at, "str", nullable=True, required=False)

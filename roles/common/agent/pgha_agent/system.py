@@ -38,7 +38,7 @@ def cloud_init_did_network(root):
         return False
     if os.path.exists(root.path("/var/lib/cloud/instance/network-config.json")):
         return True
-    for path in glob.glob(root.path("/etc/NetworkManager/system-connections/cloud-init-*")):
+    if glob.glob(root.path("/etc/NetworkManager/system-connections/cloud-init-*")):
         return True
     for path in glob.glob(root.path("/etc/sysconfig/network-scripts/ifcfg-*")):
         try:
