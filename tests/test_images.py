@@ -69,9 +69,9 @@ def test_preflight_missing_tool_says_which_package(monkeypatch: pytest.MonkeyPat
     monkeypatch.setenv("PATH", "/nonexistent")
     report = preflight.Report()
     preflight.check_tools(report, ["virt-install"])
-    assert report.problems == ["required tool 'virt-install' was not found on PATH: install it: "
+    assert report.problems == [("required tool 'virt-install' was not found on PATH: install it: "
                                "Debian `apt-get install virtinst`, RHEL 8 `dnf install "
-                               "virt-install`"]
+                               "virt-install`")]
 
 
 def test_build_images_stops_at_preflight(ctx: Context, tmp_path: Path) -> None:
