@@ -30,6 +30,8 @@ TOOL_PACKAGES: dict[str, tuple[str, str]] = {
     "qemu-img": ("qemu-utils", "qemu-img"),
     "virt-install": ("virtinst", "virt-install"),
     "virt-customize": ("guestfs-tools", "guestfs-tools"),
+    "virsh": ("libvirt-clients", "libvirt-client"),
+    "grub-mknetdir": ("grub-efi-amd64-bin", "grub2-tools-extra"),
     "haproxy": ("haproxy", "haproxy"),
     "etcd": ("etcd-server", "etcd"),
     "patroni": ("pip install 'patroni[etcd3]'", "patroni patroni-etcd"),
