@@ -92,3 +92,16 @@ def test_pxe_refuses_an_iso_and_needs_a_source(pctx: Context, tmp_path: Path) ->
     src = dataclasses.replace(installsrc.load(str(make_tree(tmp_path))), kind="iso")
     with pytest.raises(PghaError, match="not an ISO"):
         pxe.install_repo(pctx, src)
+
+
+@pytest.mark.integration
+def test_dnsmasq_accepts_the_snippet(pctx: Context, tmp_path: Path) -> None:
+    """dnsmasq's own syntax check (Debian dnsmasq-base) on the generated snippet."""
+    if not shutil.which("dnsmasq"):
+        pytest.fail("dnsmasq is required: apt-get install dnsmasq-base")
+    conf = tmp_path / "dnsmasq.conf"
+    conf.write_text(pxe.dnsmasq_conf(pctx, pxe.pxe_nodes(pctx), tmp_path))
+    from builder.run import Runner
+
+    proc = Runner().run(["dnsmasq", "--test", f"--conf-file={conf}"])
+    assert b"syntax check OK" in proc.stdout + proc.stderr
