@@ -161,3 +161,23 @@ def test_virt_install_rejects_a_bad_option(tmp_path: Path) -> None:
             "--dry-run", "--print-xml"]
     with pytest.raises(PghaError):
         Runner().run(argv, env={"HOME": str(tmp_path)})
+
+
+@pytest.mark.integration
+def test_cli_images_dry_run_and_preflight_exit_code(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from builder.cli import cli
+
+    tree = make_tree(tmp_path / "tree")
+    base = ["-o", str(tmp_path / "out"), "images", "--role", "db", "--dry-run"]
+    ok = CliRunner().invoke(cli, [*base, "--install-source", str(tree), "--format", "qcow2,ova"])
+    assert ok.exit_code == 0, ok.output
+    assert "virt-install --connect qemu:///system" in ok.output
+    assert "--initrd-inject" in ok.output and "subformat=streamOptimized" in ok.output
+    assert not (tmp_path / "out" / "pgha" / "images").exists()
+    bad = CliRunner().invoke(cli, [*base, "--install-source", str(tmp_path / "nowhere")])
+    assert bad.exit_code == 2
+    assert "does not exist" in bad.output
+    fmt = CliRunner().invoke(cli, [*base, "--install-source", str(tree), "--format", "qcow3"])
+    assert fmt.exit_code == 2 and "unknown image format" in fmt.output
