@@ -107,10 +107,10 @@ def parse_treeinfo(text: str, location: str) -> InstallSource:
         cp.read_string(text)
     except configparser.Error as exc:
         raise SourceError(f"{location}: .treeinfo is not readable: {exc}".splitlines()[0]) from None
-    name = cp.get("release", "name", fallback=None) or cp.get("general", "family", fallback="")
-    version = (cp.get("release", "version", fallback=None)
-               or cp.get("general", "version", fallback=""))
-    arch = cp.get("tree", "arch", fallback=None) or cp.get("general", "arch", fallback="")
+    name = str(cp.get("release", "name", fallback="") or cp.get("general", "family", fallback=""))
+    version = str(cp.get("release", "version", fallback="")
+                  or cp.get("general", "version", fallback=""))
+    arch = str(cp.get("tree", "arch", fallback="") or cp.get("general", "arch", fallback=""))
     if not any(name.startswith(f) for f in RHEL8_FAMILIES) or version.split(".")[0] != "8":
         raise SourceError(
             f"install source {location} is {name or 'unknown'} {version or '?'}, not RHEL 8",

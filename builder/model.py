@@ -159,7 +159,7 @@ class Image(Strict):
     )
     http_port: Port = Field(default=8090, description="port of the built-in HTTP server")
     formats: list[Literal["qcow2", "raw", "vmdk", "vhdx", "ova"]] = Field(
-        default_factory=lambda: ["qcow2"], min_length=1, description="default image formats"
+        default=["qcow2"], min_length=1, description="default image formats"
     )
 
 
