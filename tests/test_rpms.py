@@ -122,25 +122,18 @@ def test_rpmlint_has_no_errors(built: Context) -> None:
     assert ", 0 errors" in lint_rpms(built)
 
 
-def test_rpmlint_catches_errors(built: Context, tmp_path: Path) -> None:
+def test_rpmlint_catches_errors(built: Context, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     """The lint step is not a rubber stamp: a package with an error fails it."""
+    from builder import lint
     from builder.errors import ValidationFailed
 
     bad = Context.create(built.cluster, tmp_path)
     bad.out.rpms.mkdir(parents=True)
     shutil.copy(rpm_of(built, "pgha-role-db"), bad.out.rpms)
-    lintrc = tmp_path / "strict.toml"
-    lintrc.write_text('ValidLicenses = ["GPL-2.0-only"]\n')
-    import builder.lint as lint
-
-    orig = lint.SPECS_DIR
-    try:
-        lint.SPECS_DIR = tmp_path
-        (tmp_path / "rpmlint.toml").write_text(lintrc.read_text())
-        with pytest.raises(ValidationFailed, match="error"):
-            lint_rpms(bad)
-    finally:
-        lint.SPECS_DIR = orig
+    (tmp_path / "rpmlint.toml").write_text('ValidLicenses = ["GPL-2.0-only"]\n')
+    monkeypatch.setattr(lint, "SPECS_DIR", tmp_path)
+    with pytest.raises(ValidationFailed, match="error"):
+        lint_rpms(bad)
 
 
 def test_reproducible_and_cached(built: Context, tmp_path: Path) -> None:
