@@ -83,24 +83,15 @@ def layout(platform: str, pg: int) -> Layout:
             python="/usr/libexec/platform-python",
         )
     if platform == "debian12":
-        lay = Layout(
+        # Debian's own packages: only what differs from RHEL 8 is spelled out.
+        return replace(
+            layout("rhel8", pg),
             pg_bin_dir=f"/usr/lib/postgresql/{pg}/bin",
             pg_data_dir=f"/var/lib/postgresql/{pg}/main",
             pg_home="/var/lib/postgresql",
-            pg_socket_dir="/var/run/postgresql",
-            postgres_user="postgres",
-            patroni_config="/etc/patroni/patroni.yml",
-            patroni_bin="/usr/local/bin/patroni",
-            etcd_user="etcd",
             etcd_config="/etc/default/etcd",
-            etcd_data_dir="/var/lib/etcd/pgha.etcd",
-            haproxy_user="haproxy",
-            haproxy_config="/etc/haproxy/haproxy.cfg",
-            keepalived_config="/etc/keepalived/keepalived.conf",
-            unitdir="/usr/lib/systemd/system",
-            firewalld_services_dir="/usr/lib/firewalld/services",
             python="/usr/bin/python3",
             pgpass="/var/lib/postgresql/.pgpass_patroni",
+            **LAB_OVERRIDES["debian12"],
         )
-        return replace(lay, **LAB_OVERRIDES["debian12"])
     raise ValueError(f"unknown platform {platform}")
