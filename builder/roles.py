@@ -26,14 +26,19 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class PayloadFile(_Strict):
-    """A file shipped in the role's RPM; `src` is a jinja template under the role folder."""
+class _Owned(_Strict):
+    """A file from `src` (under the role folder) installed at `dest` with owner and mode."""
 
     src: str
     dest: str
     mode: str = Field(default="0644", pattern=r"^0[0-7]{3}$")
     owner: str = "root"
     group: str = "root"
+
+
+class PayloadFile(_Owned):
+    """A file shipped in the role's RPM; `src` is a jinja template under the role folder."""
+
     config: bool = False
     render: bool = Field(default=True, description="jinja template (else copied as is)")
 
@@ -45,14 +50,9 @@ class Directory(_Strict):
     group: str = "root"
 
 
-class SeedFile(_Strict):
+class SeedFile(_Owned):
     """A per-node file rendered into the seed (may hold secrets); never in an RPM."""
 
-    src: str
-    dest: str
-    mode: str = Field(default="0644", pattern=r"^0[0-7]{3}$")
-    owner: str = "root"
-    group: str = "root"
     when: str | None = Field(default=None, description="a jinja expression that must be true")
     check: Literal["patroni", "haproxy", "etcd_env"] | None = Field(
         default=None, description="how `check --deep` validates it with the real tool"
