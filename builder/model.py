@@ -27,11 +27,13 @@ MAC_RE = r"^([0-9a-f]{2}:){5}[0-9a-f]{2}$"
 PROFILES: dict[str, dict[str, dict[str, int]]] = {
     "default": {
         "patroni": {"ttl": 30, "loop_wait": 10, "retry_timeout": 10},
-        "check": {"inter_ms": 3000, "fall": 3, "rise": 2},
+        "check": {"inter_ms": 3000, "fall": 3, "rise": 2, "fastinter_ms": 1000,
+                  "downinter_ms": 1000},
     },
     "fast": {
         "patroni": {"ttl": 20, "loop_wait": 1, "retry_timeout": 3},
-        "check": {"inter_ms": 1000, "fall": 2, "rise": 1},
+        "check": {"inter_ms": 1000, "fall": 2, "rise": 1, "fastinter_ms": 250,
+                  "downinter_ms": 250},
     },
 }
 
@@ -100,6 +102,16 @@ class HealthCheck(Strict):
     inter_ms: int = Field(default=3000, ge=100, le=60000)
     fall: int = Field(default=3, ge=1, le=20)
     rise: int = Field(default=2, ge=1, le=20)
+    fastinter_ms: int = Field(
+        default=1000, ge=100, le=60000,
+        description="check interval while a server changes state (after a first failure "
+                    "or success): speeds up marking the old primary down and the new one up",
+    )
+    downinter_ms: int = Field(
+        default=1000, ge=100, le=60000,
+        description="check interval of a server that is down (a replica, for the primary "
+                    "port): how soon a promoted replica is seen",
+    )
 
 
 class LoadBalancer(Strict):

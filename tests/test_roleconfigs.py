@@ -82,7 +82,8 @@ def test_etcd_env(tmp_path):
 
 
 def test_haproxy_cfg(tmp_path):
-    ctx = _ctx(tmp_path, load_balancer={"check": {"inter_ms": 1500, "fall": 2, "rise": 1}})
+    check = {"inter_ms": 1500, "fall": 2, "rise": 1, "fastinter_ms": 500, "downinter_ms": 700}
+    ctx = _ctx(tmp_path, load_balancer={"check": check})
     text = _file(seeds.render_seed(ctx, ctx.cluster.node("lb1"), SEC), "haproxy.cfg")
     sections = text.split("\nlisten ")
     primary = next(s for s in sections if s.startswith("primary"))
@@ -92,7 +93,8 @@ def test_haproxy_cfg(tmp_path):
     assert "bind *:6000" in replicas and "option httpchk GET /replica" in replicas
     for s in (primary, replicas):
         assert "http-check expect status 200" in s
-        assert ("default-server inter 1500ms fall 2 rise 1 on-marked-down shutdown-sessions"
+        assert ("default-server inter 1500ms fastinter 500ms downinter 700ms fall 2 rise 1 "
+                "on-marked-down shutdown-sessions"
                 in s)
         assert s.count("check port 8008") == 3
         assert "server db1 10.77.0.11:5432" in s
