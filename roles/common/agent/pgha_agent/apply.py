@@ -1,7 +1,7 @@
 """Applying a validated seed to the node: the ordered steps, then the done marker.
 
 Boundary: runs after seed.validate succeeded (nothing is written before that). Steps, in order:
-hostname, network, directories, files, firewall, disable services, start services with health waits, then
+hostname, network, directories, files, SELinux labels, firewall, disable services, start services with health waits, then
 <root>/var/lib/pgha/done-<instance_id>. A failing step raises and leaves no marker, so the next
 run (next boot) applies the seed again; every step is safe to repeat. Paths listed in
 protected_dirs are never created, written or emptied (Root.guard).
@@ -75,6 +75,8 @@ def apply(root, seed, starter, origin, network="auto", timeout=300):
     system.configure_network(root, seed.node, seed.instance_id, network)
     make_directories(root, seed)
     write_files(root, seed)
+    system.restore_selinux_labels(
+        root, [d["path"] for d in seed.directories] + [f["path"] for f in seed.files])
     system.open_firewall(root, seed.firewall_services)
     start_services(root, seed, starter, timeout)
     write_marker(root, seed, origin)

@@ -116,3 +116,17 @@ def open_firewall(root, services):
         LOG.warning("firewall: firewalld is not installed: not opening %s", ", ".join(services))
         return
     LOG.info("firewall: opened %s", ", ".join(services))
+
+
+def restore_selinux_labels(root, paths):
+    """restorecon on what the agent wrote (live node with SELinux on): files created from a
+    temporary file and renamed keep the label of their creation, not of their final place."""
+    if not root.live or not paths:
+        return
+    if not (run.which("restorecon") and run.which("selinuxenabled")):
+        return
+    if run.run(["selinuxenabled"], check=False).returncode != 0:
+        LOG.info("selinux: disabled, labels left as they are")
+        return
+    run.run(["restorecon", "-F"] + sorted(set(paths)))
+    LOG.info("selinux: restored labels of %d path(s)", len(set(paths)))
