@@ -8,15 +8,18 @@ acknowledged rows lost (RPO). The faulted node is brought back (rejoin) unless t
 
 from __future__ import annotations
 
+import contextlib
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Self
 
 from builder.lab import faults, net
 from builder.lab.health import wait_until
 from builder.lab.lab import Lab, up
-from builder.lab.status import cluster_view, leader
+from builder.lab.status import backends, cluster_view, leader, views_agree
 from builder.lab.workload import Writer
 
 WARMUP_ROWS = 20
@@ -31,7 +34,39 @@ class Outcome:
     old: str = ""
     new: str = ""
     rejoin_s: float | None = None
+    routed_s: float | None = None  # fault to HAProxy routing the primary port to the new leader
     notes: list[str] = field(default_factory=list)
+
+
+class RoutingWatch:
+    """Polls HAProxy's stats every 0.1 s and remembers which servers were UP behind the
+    primary port when: tells when routing reached the new leader, independently of how often
+    a client retries (HAProxy waits 1 s before re-trying a refused server)."""
+
+    def __init__(self, lab: Lab) -> None:
+        self.lab = lab
+        self.seen: list[tuple[float, frozenset[str]]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="pgha-lab-routing", daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            with contextlib.suppress(Exception):
+                up = frozenset(r["server"] for r in backends(self.lab)
+                               if r["listener"] == "primary" and r["status"] == "UP")
+                self.seen.append((time.monotonic(), up))
+            self._stop.wait(0.1)
+
+    def __enter__(self) -> Self:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def routed(self, t0: float, new: str) -> float | None:
+        return next((t - t0 for t, up in self.seen if t >= t0 and up == {new}), None)
 
 
 def healthy(lab: Lab, timeout: float = 90) -> str:
@@ -46,15 +81,30 @@ def healthy(lab: Lab, timeout: float = 90) -> str:
         streaming = [m for m in members if m.get("state") == "streaming"]
         has_sync = any(m.get("role") == "sync_standby" for m in members)
         return (len(leaders) == 1 and len(streaming) == len(lab.db_nodes) - 1
-                and (has_sync or not sync))
+                and (has_sync or not sync) and views_agree(lab))
 
     wait_until("a healthy cluster", ok, timeout, 0.25)
+    wait_until("HAProxy to agree with Patroni", lambda: haproxy_agrees(lab), timeout, 0.25)
     sql = lab.sql()
     wait_until("writes", sql.can_write, timeout)
     wait_until("reads", sql.can_read, timeout)
     name = leader(lab)
     assert name is not None
     return name
+
+
+def haproxy_agrees(lab: Lab) -> bool:
+    """HAProxy routes the primary port to the leader alone and the replica port to every
+    replica: no stale server is still UP from before the last change of roles."""
+    members = (cluster_view(lab) or {}).get("members", [])
+    want = {
+        "primary": {m["name"] for m in members if m.get("role") == "leader"},
+        "replicas": {m["name"] for m in members if m.get("role") != "leader"},
+    }
+    rows = backends(lab)
+    have = {lst: {r["server"] for r in rows if r["listener"] == lst and r["status"] == "UP"}
+            for lst in want}
+    return bool(rows) and have == want
 
 
 def new_leader(lab: Lab, old: str, timeout: float = 120) -> str:
@@ -81,17 +131,19 @@ def run(lab: Lab, name: str, fault: Callable[[str], object], back: Callable[[str
     off, count; then `back(old)` (rejoin or heal) and wait until healthy again."""
     old = healthy(lab)
     writer = Writer(lab.sql()).start()
-    try:
-        writer.wait_acked(WARMUP_ROWS)
-        if before:
-            before(old)
-        t0 = time.monotonic()
-        fault(old)
-        new = new_leader(lab, old)
-        writer.wait_acked(WARMUP_ROWS, timeout=120)
-    finally:
-        writer.stop()
-    out = Outcome(name, writer.rto(t0), len(writer.acked), writer.lost(), old, new)
+    with RoutingWatch(lab) as routing:
+        try:
+            writer.wait_acked(WARMUP_ROWS)
+            if before:
+                before(old)
+            t0 = time.monotonic()
+            fault(old)
+            new = new_leader(lab, old)
+            writer.wait_acked(WARMUP_ROWS, timeout=120)
+        finally:
+            writer.stop()
+    out = Outcome(name, writer.rto(t0), len(writer.acked), writer.lost(), old, new,
+                  routed_s=routing.routed(t0, new))
     if back:
         t1 = time.monotonic()
         back(old)

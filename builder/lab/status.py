@@ -1,6 +1,6 @@
 """`lab status`: Patroni members (role, state, timeline, lag) and HAProxy's backends.
 
-Reads Patroni's REST API (/cluster) on the first db node that answers and HAProxy's stats page
+Reads Patroni's REST API (/cluster) on every db node (the freshest view wins) and HAProxy's stats page
 as CSV, both on lab addresses after the route check.
 """
 
@@ -15,13 +15,35 @@ from builder.lab.lab import HOST, Lab
 from builder.lab.net import namespaces
 
 
-def cluster_view(lab: Lab, timeout: float = 1.5) -> dict[str, Any] | None:
-    """Patroni's /cluster from the first db node that answers (None if none does)."""
+def cluster_views(lab: Lab, timeout: float = 1.5) -> list[dict[str, Any]]:
+    """Patroni's /cluster from every db node that answers."""
+    views = []
     for node in lab.db_nodes:
         code, body = http("GET", lab.rest_url(node, "/cluster"), timeout=timeout)
         if code == 200 and isinstance(body, dict):
-            return body
-    return None
+            views.append(body)
+    return views
+
+
+def _leader_of(view: dict[str, Any]) -> tuple[int, str]:
+    for m in view.get("members", []):
+        if m.get("role") == "leader":
+            return int(m.get("timeline") or 0), str(m["name"])
+    return -1, ""
+
+
+def cluster_view(lab: Lab, timeout: float = 1.5) -> dict[str, Any] | None:
+    """The freshest /cluster view (None if no node answers). A node that was cut off (a healed
+    partition) may still serve its stale cache, naming itself leader on an old timeline: the
+    view whose leader has the highest timeline wins."""
+    views = cluster_views(lab, timeout)
+    return max(views, key=_leader_of) if views else None
+
+
+def views_agree(lab: Lab) -> bool:
+    """Every answering node names the same leader on the same timeline."""
+    views = cluster_views(lab)
+    return bool(views) and len({_leader_of(v) for v in views}) == 1
 
 
 def leader(lab: Lab) -> str | None:
