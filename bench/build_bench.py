@@ -11,6 +11,7 @@ command again with nothing changed.
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import statistics
 import subprocess
@@ -21,6 +22,7 @@ from pathlib import Path
 
 import yaml
 
+RESULTS = Path(__file__).resolve().parent / "results" / "build.md"
 NINE = {
     "name": "nine",
     "nodes": [
@@ -52,6 +54,7 @@ def measure(cluster_args: list[str], runs: int, work: Path) -> tuple[float, floa
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--no-write", action="store_true", help="do not update bench/results/")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
@@ -59,10 +62,15 @@ def main() -> None:
         nine.write_text(yaml.safe_dump(NINE))
         rows = [("default (4 nodes)", measure([], args.runs, work)),
                 ("9 nodes", measure(["-c", str(nine)], args.runs, work))]
-    print(f"pgha-build build, median of {args.runs} runs (targets: cold < 5 s, warm < 0.5 s)")
-    print(f"{'cluster':<20} {'cold (s)':>9} {'warm (s)':>9}")
-    for name, (cold, warm) in rows:
-        print(f"{name:<20} {cold:>9.2f} {warm:>9.3f}")
+    lines = [f"pgha-build build, median of {args.runs} runs (targets: cold < 5 s, warm < 0.5 s)",
+             f"{'cluster':<20} {'cold (s)':>9} {'warm (s)':>9}"]
+    lines += [f"{name:<20} {cold:>9.2f} {warm:>9.3f}" for name, (cold, warm) in rows]
+    print("\n".join(lines))
+    if not args.no_write:
+        when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+        RESULTS.parent.mkdir(exist_ok=True)
+        RESULTS.write_text(f"# Build benchmark (bench/build_bench.py)\n\n{when}, "
+                           f"{os.cpu_count()} cores\n\n```\n" + "\n".join(lines) + "\n```\n")
 
 
 if __name__ == "__main__":
