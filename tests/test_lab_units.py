@@ -82,3 +82,10 @@ def test_lab_commands_are_registered() -> None:
     assert result.exit_code == 0
     for command in ("up", "status", "psql", "kill", "partition", "heal", "switchover", "down"):
         assert command in result.output
+
+
+def test_haproxy_status_in_transition_still_serves() -> None:
+    from builder.lab.scenarios import serving
+
+    assert serving("UP") and serving("UP 1/3") and serving("UP 2/3")
+    assert not serving("DOWN") and not serving("DOWN 1/2") and not serving("MAINT")

@@ -38,6 +38,12 @@ class Outcome:
     notes: list[str] = field(default_factory=list)
 
 
+def serving(status: str) -> bool:
+    """Whether HAProxy sends new connections to a server with this stats status: "UP", and
+    also "UP 1/3" (failing checks, not yet down); not "DOWN 1/2" (passing, not yet up)."""
+    return status.startswith("UP") or status == "NOLB"
+
+
 class RoutingWatch:
     """Polls HAProxy's stats every 0.1 s and remembers which servers were UP behind the
     primary port when: tells when routing reached the new leader, independently of how often
@@ -53,7 +59,7 @@ class RoutingWatch:
         while not self._stop.is_set():
             with contextlib.suppress(Exception):
                 up = frozenset(r["server"] for r in backends(self.lab)
-                               if r["listener"] == "primary" and r["status"] == "UP")
+                               if r["listener"] == "primary" and serving(r["status"]))
                 self.seen.append((time.monotonic(), up))
             self._stop.wait(0.1)
 
@@ -102,7 +108,7 @@ def haproxy_agrees(lab: Lab) -> bool:
         "replicas": {m["name"] for m in members if m.get("role") != "leader"},
     }
     rows = backends(lab)
-    have = {lst: {r["server"] for r in rows if r["listener"] == lst and r["status"] == "UP"}
+    have = {lst: {r["server"] for r in rows if r["listener"] == lst and serving(r["status"])}
             for lst in want}
     return bool(rows) and have == want
 
