@@ -41,7 +41,7 @@ class Outcome:
 def serving(status: str) -> bool:
     """Whether HAProxy sends new connections to a server with this stats status: "UP", and
     also "UP 1/3" (failing checks, not yet down); not "DOWN 1/2" (passing, not yet up)."""
-    return status.startswith("UP") or status == "NOLB"
+    return status.startswith("UP")
 
 
 class RoutingWatch:
