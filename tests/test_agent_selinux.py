@@ -11,7 +11,7 @@ import pytest
 AGENT = Path(__file__).resolve().parent.parent / "roles" / "common" / "agent"
 sys.path.insert(0, str(AGENT))
 
-from pgha_agent import system  # noqa: E402
+from pgha_agent import system
 
 
 class LiveRoot:
