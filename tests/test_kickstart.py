@@ -38,6 +38,7 @@ def test_db_kickstart_content(ctx: Context) -> None:
     lvs = {lv.mountpoint: lv for lv in h.logvol.dataList()}
     assert lvs["/var/lib/pgsql"].fstype == "xfs" and lvs["/var/lib/pgsql"].grow
     assert "pgha-firstboot" in h.services.enabled
+    assert "net.ifnames=0" in h.bootloader.appendLine  # seeds name the NIC eth0
     post = h.scripts[-1].script
     assert "systemctl enable pgha-firstboot.service" in post
     assert "truncate -s 0 /etc/machine-id" in post and "rm -f /etc/ssh/ssh_host_*" in post
