@@ -118,6 +118,18 @@ def multipart_body(path: Path, field_name: str, filename: str, content_type: str
     return FileBody(path, progress, head, tail), f"multipart/form-data; boundary={boundary}"
 
 
+class TokenAuth(requests.auth.AuthBase):
+    """Sets the Authorization header. Passed as `auth=`, so requests never replaces it with
+    credentials from a ~/.netrc entry for the host (it would with a plain header)."""
+
+    def __init__(self, value: str) -> None:
+        self.value = value
+
+    def __call__(self, req: requests.PreparedRequest) -> requests.PreparedRequest:
+        req.headers["Authorization"] = self.value
+        return req
+
+
 @dataclass
 class Api:
     """One authenticated session against a forge API, with the retry policy applied."""
@@ -133,8 +145,7 @@ class Api:
         return text.replace(self.token.value, "***") if self.token.value else text
 
     def headers(self, extra: dict[str, str] | None = None) -> dict[str, str]:
-        hdrs = {"Accept": self.accept, "User-Agent": f"pgha-build/{__version__}",
-                "Authorization": f"{self.auth_scheme} {self.token.value}"}
+        hdrs = {"Accept": self.accept, "User-Agent": f"pgha-build/{__version__}"}
         hdrs.update(self.extra_headers)
         hdrs.update(extra or {})
         return hdrs
@@ -151,7 +162,8 @@ class Api:
             try:
                 resp = self.session.request(
                     method, url, json=json, params=params, data=body() if body else None,
-                    headers=self.headers(headers), timeout=self.policy.timeout, stream=stream)
+                    headers=self.headers(headers), timeout=self.policy.timeout, stream=stream,
+                    auth=TokenAuth(f"{self.auth_scheme} {self.token.value}"))
             except (requests.ConnectionError, requests.Timeout,
                     requests.exceptions.ChunkedEncodingError) as exc:
                 self._retry_or_raise(attempt, what, exc)

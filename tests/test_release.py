@@ -116,6 +116,18 @@ def test_creates_release_and_uploads_only_publishable(out: Path, fake_github: Fa
     assert sleeps == []
 
 
+def test_netrc_cannot_replace_the_token(out: Path, fake_github: FakeForge, sleeps: list[float],
+                                       tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """requests lets a ~/.netrc entry override a plain Authorization header: ours must win."""
+    netrc = tmp_path / "netrc"
+    netrc.write_text("machine 127.0.0.1 login someone password not-the-token\n")
+    netrc.chmod(0o600)
+    monkeypatch.setenv("NETRC", str(netrc))
+    result = release(out, fake_github)
+    assert result.exit_code == 0, everything(result)
+    assert fake_github.names() == PUBLISHED
+
+
 @pytest.mark.parametrize("digest", [True, False], ids=["digest", "label"])
 def test_rerun_skips_identical_assets(out: Path, fake_github: FakeForge, sleeps: list[float],
                                       digest: bool) -> None:
