@@ -19,6 +19,7 @@ from test_agent_support import (
     free_port,
     http_service,
     listing,
+    make_cidata_iso,
     run_agent,
     stop_services,
     write_seed_dir,
@@ -124,23 +125,7 @@ def test_installed_agent_applies_a_builder_seed(build, installed, tmp_path):
     seed["health"] = [{"kind": "tcp", "host": "127.0.0.1", "port": port, "service": "etcd"}]
     seed_dir = write_seed_dir(tmp_path / "seed", seed)
     iso = tmp_path / "db1.iso"
-    subprocess.run(
-        [
-            "xorriso",
-            "-as",
-            "mkisofs",
-            "-quiet",
-            "-V",
-            "cidata",
-            "-J",
-            "-r",
-            "-o",
-            str(iso),
-            str(seed_dir),
-        ],
-        check=True,
-        capture_output=True,
-    )
+    make_cidata_iso(seed_dir, iso)
     res = _run_installed(installed, "--seed", iso, "--services", "process")
     assert res.returncode == 0, res.stderr
     for entry in seed["files"]:

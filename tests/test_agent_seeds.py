@@ -7,7 +7,6 @@ from __future__ import annotations
 import http.server
 import json
 import shutil
-import subprocess
 import threading
 from pathlib import Path
 
@@ -15,6 +14,7 @@ import pytest
 from test_agent_support import (
     free_port,
     listing,
+    make_cidata_iso,
     make_root,
     make_seed,
     run_agent,
@@ -135,23 +135,7 @@ def test_etc_pgha_seed_wins_over_cloud_seed(root):
 def test_iso_seed_via_xorriso(tmp_path, root):
     seed_dir = write_seed_dir(tmp_path / "seed", make_seed())
     iso = tmp_path / "db1-cidata.iso"
-    subprocess.run(
-        [
-            "xorriso",
-            "-as",
-            "mkisofs",
-            "-quiet",
-            "-V",
-            "cidata",
-            "-J",
-            "-r",
-            "-o",
-            str(iso),
-            str(seed_dir),
-        ],
-        check=True,
-        capture_output=True,
-    )
+    make_cidata_iso(seed_dir, iso)
     res = run_agent("--root", root, "--seed", iso, "--services", "process")
     assert res.returncode == 0, res.stderr
     assert f"seed ok (--seed ISO {iso})" in res.stderr
@@ -162,23 +146,7 @@ def test_iso_seed_via_xorriso(tmp_path, root):
 def test_iso_with_a_bad_seed_writes_nothing(tmp_path, root):
     seed_dir = write_seed_dir(tmp_path / "seed", make_seed(schema_version=9))
     iso = tmp_path / "bad.iso"
-    subprocess.run(
-        [
-            "xorriso",
-            "-as",
-            "mkisofs",
-            "-quiet",
-            "-V",
-            "cidata",
-            "-J",
-            "-r",
-            "-o",
-            str(iso),
-            str(seed_dir),
-        ],
-        check=True,
-        capture_output=True,
-    )
+    make_cidata_iso(seed_dir, iso)
     before = listing(root)
     res = run_agent("--root", root, "--seed", iso, "--services", "process")
     assert res.returncode == 4 and "unsupported version 9" in res.stderr

@@ -169,3 +169,10 @@ def test_make_seed_checksums_match_contents():
     assert all(f["sha256"] == sha(f["content"]) for f in seed["files"])
     changed = make_seed(roles=["haproxy"])
     assert changed["roles"] == ["haproxy"] and seed["roles"] == ["db"]
+
+
+def make_cidata_iso(seed_dir: Path, iso: Path) -> Path:
+    """A NoCloud ISO of seed_dir (volume label cidata), as the builder makes one."""
+    subprocess.run(["xorriso", "-as", "mkisofs", "-quiet", "-V", "cidata", "-J", "-r",
+                    "-o", str(iso), str(seed_dir)], check=True, capture_output=True)
+    return iso
