@@ -58,7 +58,10 @@ def render_all(ctx: Context, role_names: list[str] | None = None) -> dict[str, s
 
 def check_all(ctx: Context, role_names: list[str] | None = None) -> dict[str, str]:
     """Render and validate the kickstart of each role; raise on any problem."""
-    rendered = render_all(ctx, role_names)
+    return check_rendered(render_all(ctx, role_names))
+
+
+def check_rendered(rendered: dict[str, str]) -> dict[str, str]:
     problems = [p for n, text in rendered.items() for p in validate(text, f"{n}.ks")]
     if problems:
         raise ValidationFailed(f"kickstart validation failed: {'; '.join(problems)}",
@@ -74,7 +77,7 @@ def write_kickstarts(ctx: Context, role_names: list[str] | None = None) -> list[
     if not ctx.force and up_to_date(ctx.out, stage, key):
         ctx.messages.append("kickstart: up to date (validated when written)")
         return arts
-    check_all(ctx, role_names)
+    check_rendered(rendered)
     for name, text in rendered.items():
         atomic_write(ctx.out.kickstart / f"{name}.ks", text)
     ctx.messages.append(f"kickstart: wrote {len(rendered)} kickstart(s) to {ctx.out.kickstart}")

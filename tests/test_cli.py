@@ -15,10 +15,6 @@ from builder.cli import cli
 from builder.errors import EXIT_CONFIG, EXIT_TOOL_MISSING
 
 
-def run(*args: str, cwd: Path | None = None) -> object:
-    return CliRunner().invoke(cli, list(args), catch_exceptions=False)
-
-
 def test_help_lists_commands_and_exit_codes() -> None:
     result = CliRunner().invoke(cli, ["--help"])
     assert result.exit_code == 0

@@ -25,9 +25,11 @@ def _lab(app: App) -> Lab:
     return Lab.of(lab_cluster(app.cluster), app.output, app.runner)
 
 
-def _require_running(lab: Lab) -> None:
-    if not lab.running():
-        raise PghaError(f"lab '{lab.cluster.name}' is not running", hint="pgha-build lab up")
+def _running_lab(app: App) -> Lab:
+    lab_ = _lab(app)
+    if not lab_.running():
+        raise PghaError(f"lab '{lab_.cluster.name}' is not running", hint="pgha-build lab up")
+    return lab_
 
 
 @cli.group()
@@ -82,8 +84,7 @@ def status(app: App, as_json: bool) -> None:
 @pass_app
 def psql(app: App, ro: bool, psql_args: tuple[str, ...]) -> None:
     """A psql session through HAProxy (127.0.0.1:5000, or 6000 with --ro)."""
-    lab_ = _lab(app)
-    _require_running(lab_)
+    lab_ = _running_lab(app)
     exe = shutil.which("psql")
     if exe is None:
         raise PghaError("psql not found", hint="apt-get install postgresql-client")
@@ -101,8 +102,7 @@ def kill(app: App, node: str) -> None:
     """SIGKILL every process of NODE (a crashed host)."""
     from builder.lab import faults
 
-    lab_ = _lab(app)
-    _require_running(lab_)
+    lab_ = _running_lab(app)
     click.echo(f"killed {faults.kill(lab_, node)} process(es) of {node}")
 
 
@@ -113,8 +113,7 @@ def partition(app: App, node: str) -> None:
     """Cut NODE off the network (its link down)."""
     from builder.lab import faults
 
-    lab_ = _lab(app)
-    _require_running(lab_)
+    lab_ = _running_lab(app)
     faults.partition(lab_, node)
     click.echo(f"{node} is cut off (pgha-build lab heal {node})")
 
@@ -126,8 +125,7 @@ def heal(app: App, node: str) -> None:
     """Reconnect NODE after a partition."""
     from builder.lab import faults
 
-    lab_ = _lab(app)
-    _require_running(lab_)
+    lab_ = _running_lab(app)
     faults.heal(lab_, node)
     click.echo(f"{node} is connected again")
 
@@ -139,8 +137,7 @@ def switchover(app: App, candidate: str | None) -> None:
     """A planned switchover through Patroni's REST API."""
     from builder.lab import faults
 
-    lab_ = _lab(app)
-    _require_running(lab_)
+    lab_ = _running_lab(app)
     result = faults.switchover(lab_, candidate)
     click.echo(f"switched over from {result['from']} to {result['to']}")
 
