@@ -19,7 +19,7 @@ from pathlib import Path
 
 from builder.lab import lab as labmod
 from builder.lab import scenarios
-from builder.model import Cluster
+from builder.model.cluster import Cluster
 
 ROOT = Path(__file__).resolve().parent
 OUTPUT = Path("/var/tmp/pgha-lab-bench")

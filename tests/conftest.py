@@ -8,10 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from builder import config, pipeline
-from builder.context import Context
-from builder.model import Cluster
-from builder.run import RecordingRunner
+from builder.core.context import Context
+from builder.core.run import RecordingRunner
+from builder.model import loading as config
+from builder.model.cluster import Cluster
+from builder.stages import pipeline
 
 
 def have(*tools: str) -> bool:

@@ -12,7 +12,7 @@ import yaml
 from click.testing import CliRunner
 
 from builder.cli import cli
-from builder.errors import EXIT_CONFIG, EXIT_TOOL_MISSING
+from builder.core.errors import EXIT_CONFIG, EXIT_TOOL_MISSING
 
 
 def test_help_lists_commands_and_exit_codes() -> None:

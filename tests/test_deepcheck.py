@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from builder import deepcheck, seeds
-from builder.errors import ValidationFailed
-from builder.secrets import load_or_create
+from builder.core.errors import ValidationFailed
+from builder.model.secrets import load_or_create
+from builder.stages import deepcheck, seeds
 from tests.conftest import have
 
 pytestmark = pytest.mark.integration
@@ -62,7 +62,7 @@ def test_localize_etcd_rewrites_every_url(tmp_path):
 
 
 def test_missing_tool_is_a_clear_error(ctx, monkeypatch):
-    from builder.errors import ToolMissing
+    from builder.core.errors import ToolMissing
 
     monkeypatch.setattr("shutil.which", lambda tool: None if tool == "haproxy" else "/bin/x")
     with pytest.raises(ToolMissing, match="haproxy"):

@@ -12,11 +12,12 @@ from pathlib import Path
 import pytest
 from test_images_support import make_tree
 
-from builder import imagebuild, installsrc, kickstart, ova, preflight, vminstall
-from builder.context import Context
-from builder.errors import PghaError
-from builder.images import ImageOptions, build_images
-from builder.run import Runner
+from builder.core.context import Context
+from builder.core.errors import PghaError
+from builder.core.run import Runner
+from builder.images import imagebuild, installsrc, ova, preflight, vminstall
+from builder.images.stage import ImageOptions, build_images
+from builder.stages import kickstart
 
 Usage = namedtuple("Usage", "total used free")
 

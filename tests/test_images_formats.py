@@ -17,12 +17,13 @@ from pathlib import Path
 
 import pytest
 
-from builder import cloudimage, imageformats, ova
-from builder.context import Context
-from builder.fsutil import sha256_file
-from builder.images import ImageOptions, build_images
-from builder.manifest import write_manifest
-from builder.run import Runner
+from builder.core.context import Context
+from builder.core.fsutil import sha256_file
+from builder.core.manifest import write_manifest
+from builder.core.run import Runner
+from builder.images import cloudimage, ova
+from builder.images import formats as imageformats
+from builder.images.stage import ImageOptions, build_images
 
 pytestmark = pytest.mark.integration
 GIB = 1 << 30

@@ -7,9 +7,11 @@ from pykickstart.constants import DISPLAY_MODE_TEXT
 from pykickstart.parser import KickstartParser
 from pykickstart.version import RHEL8, makeVersion
 
-from builder import config, kickstart, roles
-from builder.context import Context
-from builder.errors import ValidationFailed
+from builder.core.context import Context
+from builder.core.errors import ValidationFailed
+from builder.model import loading as config
+from builder.model import roles
+from builder.stages import kickstart
 
 
 def parsed(text: str):  # type: ignore[no-untyped-def]

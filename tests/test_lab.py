@@ -17,11 +17,11 @@ from pathlib import Path
 
 import pytest
 
-from builder.errors import PghaError
+from builder.core.errors import PghaError
 from builder.lab import faults, scenarios
 from builder.lab import lab as labmod
 from builder.lab.status import cluster_view
-from builder.model import Cluster
+from builder.model.cluster import Cluster
 
 pytestmark = [pytest.mark.lab, pytest.mark.skipif(os.geteuid() != 0, reason="the lab needs root")]
 

@@ -8,15 +8,16 @@ import ipaddress
 import pytest
 from click.testing import CliRunner
 
-from builder import config, seeds
 from builder.cli import cli
-from builder.context import Context
+from builder.core.context import Context
 from builder.lab import net, relay
 from builder.lab.lab import lab_cluster
 from builder.lab.status import table
 from builder.lab.workload import Writer
-from builder.platform import LAB_VENV
-from builder.secrets import generate
+from builder.model import loading as config
+from builder.model.platform import LAB_VENV
+from builder.model.secrets import generate
+from builder.stages import seeds
 
 
 def test_lab_cluster_is_debian12_with_postgresql_15_and_the_venv_patroni(tmp_path) -> None:

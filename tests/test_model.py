@@ -8,12 +8,13 @@ from pathlib import Path
 import pytest
 import yaml
 
-from builder import config, validate
-from builder.errors import ConfigError
-from builder.model import Cluster, resolved_dict
-from builder.paths import PROJECT_ROOT
+from builder.core.errors import ConfigError
+from builder.core.paths import EXAMPLE_CLUSTER
+from builder.model import loading as config
+from builder.model import rules as validate
+from builder.model.cluster import Cluster, resolved_dict
 
-BASE = yaml.safe_load((PROJECT_ROOT / "examples" / "cluster.yaml").read_text())
+BASE = yaml.safe_load((EXAMPLE_CLUSTER).read_text())
 
 
 def problems_for(data: dict) -> list[str]:
@@ -48,7 +49,7 @@ def test_default_is_the_reference_lab(cluster: Cluster) -> None:
 
 
 def test_example_file_equals_builtin_default(cluster: Cluster) -> None:
-    assert config.load(PROJECT_ROOT / "examples" / "cluster.yaml") == cluster
+    assert config.load(EXAMPLE_CLUSTER) == cluster
 
 
 def test_fast_profile_fills_unset_timings_only() -> None:

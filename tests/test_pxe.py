@@ -11,11 +11,12 @@ from pathlib import Path
 import pytest
 from test_images_support import make_tree
 
-from builder import kickstart, pxe
-from builder.context import Context
-from builder.errors import PghaError
-from builder.model import Node
-from builder.state import load
+from builder.core.context import Context
+from builder.core.errors import PghaError
+from builder.core.state import load
+from builder.model.cluster import Node
+from builder.pxe import tree as pxe
+from builder.stages import kickstart
 
 MACS = {"db1": "52:54:00:00:00:11", "db2": "52:54:00:00:00:12", "lb1": "52:54:00:00:00:10"}
 
@@ -93,7 +94,7 @@ def test_pxe_tree(pctx: Context, tmp_path: Path) -> None:
 def test_pxe_refuses_an_iso_and_needs_a_source(pctx: Context, tmp_path: Path) -> None:
     with pytest.raises(PghaError, match="no install source"):
         pxe.build_pxe(pctx, None)
-    from builder import installsrc
+    from builder.images import installsrc
 
     src = dataclasses.replace(installsrc.load(str(make_tree(tmp_path))), kind="iso")
     with pytest.raises(PghaError, match="not an ISO"):
@@ -107,7 +108,7 @@ def test_dnsmasq_accepts_the_snippet(pctx: Context, tmp_path: Path) -> None:
         pytest.fail("dnsmasq is required: apt-get install dnsmasq-base")
     conf = tmp_path / "dnsmasq.conf"
     conf.write_text(pxe.dnsmasq_conf(pctx, pxe.pxe_nodes(pctx), tmp_path))
-    from builder.run import Runner
+    from builder.core.run import Runner
 
     proc = Runner().run(["dnsmasq", "--test", f"--conf-file={conf}"])
     assert b"syntax check OK" in proc.stdout + proc.stderr

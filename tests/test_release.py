@@ -14,10 +14,10 @@ import test_release_fakeapi as fakeapi
 from click.testing import CliRunner, Result
 from test_release_fakeapi import REPO, TOKEN, FakeForge
 
-from builder import config
 from builder.cli import cli, release_cmds
-from builder.forge import repo_from_remote
-from builder.httpclient import RetryPolicy
+from builder.model import loading as config
+from builder.release.forge import repo_from_remote
+from builder.release.httpclient import RetryPolicy
 
 fake_github = fakeapi.fake_github  # the fixtures, shared with the fake's own tests
 fake_gitea = fakeapi.fake_gitea

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import yaml
 
-from builder import config, seeds
-from builder.context import Context
-from builder.secrets import generate
+from builder.core.context import Context
+from builder.model import loading as config
+from builder.model.secrets import generate
+from builder.stages import seeds
 
 SEC = generate()
 

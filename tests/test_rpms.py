@@ -9,10 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from builder import config, pipeline
-from builder.context import Context
-from builder.lint import lint_rpms
-from builder.run import RecordingRunner
+from builder.core.context import Context
+from builder.core.run import RecordingRunner
+from builder.model import loading as config
+from builder.stages import pipeline
+from builder.stages.lint import lint_rpms
 
 pytestmark = pytest.mark.integration
 
@@ -124,8 +125,8 @@ def test_rpmlint_has_no_errors(built: Context) -> None:
 
 def test_rpmlint_catches_errors(built: Context, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     """The lint step is not a rubber stamp: a package with an error fails it."""
-    from builder import lint
-    from builder.errors import ValidationFailed
+    from builder.core.errors import ValidationFailed
+    from builder.stages import lint
 
     bad = Context.create(built.cluster, tmp_path)
     bad.out.rpms.mkdir(parents=True)

@@ -6,9 +6,9 @@ import stat
 
 import pytest
 
-from builder import secrets
-from builder.errors import PghaError
-from builder.paths import OutputPaths
+from builder.core.errors import PghaError
+from builder.core.paths import OutputPaths
+from builder.model import secrets
 
 
 def _mode(path) -> int:

@@ -10,10 +10,10 @@ import subprocess
 
 import pytest
 
-from builder import seeds
-from builder.errors import ToolFailed
-from builder.platform import ROOTED_FIELDS, layout
-from builder.secrets import generate
+from builder.core.errors import ToolFailed
+from builder.model.platform import ROOTED_FIELDS, layout
+from builder.model.secrets import generate
+from builder.stages import seeds
 
 SEC = generate()
 

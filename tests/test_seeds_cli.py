@@ -8,9 +8,9 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from builder import secrets
 from builder.cli import cli
-from builder.paths import OutputPaths
+from builder.core.paths import OutputPaths
+from builder.model import secrets
 
 
 def _run(tmp_path, *args):

@@ -9,9 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from builder import config, log, pipeline, secrets
-from builder.context import Context
-from builder.run import RecordingRunner
+from builder.core import log
+from builder.core.context import Context
+from builder.core.run import RecordingRunner
+from builder.model import loading as config
+from builder.model import secrets
+from builder.stages import pipeline
 
 pytestmark = pytest.mark.integration
 

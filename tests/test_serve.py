@@ -11,9 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from builder import config, httpserve, pipeline, pxe, serve
-from builder.context import Context
-from builder.run import RecordingRunner
+from builder.core.context import Context
+from builder.core.run import RecordingRunner
+from builder.model import loading as config
+from builder.pxe import httpserve, serve
+from builder.pxe import tree as pxe
+from builder.stages import pipeline
 
 pytestmark = pytest.mark.integration
 

@@ -1,14 +1,16 @@
-"""The code checks DESIGN.md asks for: ruff (lint) over the project and mypy over builder/."""
+"""Code checks: ruff (lint) over the project, mypy over builder/, and no import circles between
+builder's subpackages."""
 
 from __future__ import annotations
 
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
-from builder.paths import PROJECT_ROOT
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 pytestmark = pytest.mark.integration
 

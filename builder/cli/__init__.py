@@ -15,13 +15,13 @@ from typing import TYPE_CHECKING
 import click
 
 from builder import __version__
-from builder import log as logmod
-from builder.errors import EXIT_CODES_HELP, ConfigError, PghaError, ToolFailed
-from builder.run import Runner
+from builder.core import log as logmod
+from builder.core.errors import EXIT_CODES_HELP, ConfigError, PghaError, ToolFailed
+from builder.core.run import Runner
 
 if TYPE_CHECKING:  # the model (pydantic) loads only when a command needs the cluster
-    from builder.context import Context
-    from builder.model import Cluster
+    from builder.core.context import Context
+    from builder.model.cluster import Cluster
 
 
 @dataclass
@@ -35,13 +35,13 @@ class App:
     @property
     def cluster(self) -> Cluster:
         if self._cluster is None:
-            from builder.config import load
+            from builder.model.loading import load
 
             self._cluster = load(self.cluster_file)
         return self._cluster
 
     def context(self, force: bool = False) -> Context:
-        from builder.context import Context
+        from builder.core.context import Context
 
         return Context.create(self.cluster, self.output, self.runner, force=force)
 

@@ -1,7 +1,7 @@
 """Commands that build artifacts: specs, rpms, kickstart, build.
 
 Heavy modules (model, templates, validators) are imported inside the commands, so that the
-warm path of `build` (builder.fastpath) stays a few milliseconds of work.
+warm path of `build` (builder.core.fastpath) stays a few milliseconds of work.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ force_option = click.option("--force", is_flag=True, help="Rebuild even if input
 @pass_app
 def specs(app: App, force: bool) -> None:
     """Render the RPM spec files to OUTPUT/<cluster>/specs/."""
-    from builder import pipeline
+    from builder.stages import pipeline
 
     pipeline.run_steps(app.context(force), [pipeline.SPECS, pipeline.MANIFEST])
 
@@ -29,8 +29,8 @@ def specs(app: App, force: bool) -> None:
 @pass_app
 def rpms(app: App, force: bool, lint: bool) -> None:
     """Build the noarch RPMs and SRPMs with rpmbuild, and the dnf repository metadata."""
-    from builder import pipeline
-    from builder.lint import lint_rpms
+    from builder.stages import pipeline
+    from builder.stages.lint import lint_rpms
 
     ctx = app.context(force)
     pipeline.run_steps(ctx, [pipeline.SPECS, pipeline.RPMS, pipeline.MANIFEST])
@@ -45,8 +45,9 @@ def rpms(app: App, force: bool, lint: bool) -> None:
 @pass_app
 def kickstart(app: App, role_names: tuple[str, ...], force: bool) -> None:
     """Render and validate one RHEL 8 kickstart per role to OUTPUT/<cluster>/kickstart/."""
-    from builder import pipeline, roles
-    from builder.kickstart import write_kickstarts
+    from builder.model import roles
+    from builder.stages import pipeline
+    from builder.stages.kickstart import write_kickstarts
 
     for name in role_names:
         roles.get(name)
@@ -63,14 +64,14 @@ def build(app: App, force: bool) -> None:
 
     Unchanged inputs (cluster file, tool, SOURCE_DATE_EPOCH) and intact outputs: nothing runs.
     """
-    from builder import fastpath
+    from builder.core import fastpath
 
     digest = fastpath.input_digest(app.cluster_file, "build")
     root = None if force else fastpath.fresh(app.output, digest)
     if root is not None:
         click.echo(f"up to date: cluster artifacts in {root} (inputs unchanged)")
         return
-    from builder import pipeline
+    from builder.stages import pipeline
 
     ctx = app.context(force)
     pipeline.run_steps(ctx, pipeline.BUILD)

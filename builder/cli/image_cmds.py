@@ -5,13 +5,13 @@ from __future__ import annotations
 import click
 
 from builder.cli import App, cli, pass_app
-from builder.errors import ConfigError, PghaError
+from builder.core.errors import ConfigError, PghaError
 
 FORMATS_HELP = "Comma-separated: qcow2,raw,vmdk,vhdx,ova. Default: image.formats (qcow2)."
 
 
 def _formats(value: str | None, app: App) -> tuple[str, ...]:
-    from builder import imageformats
+    from builder.images import formats as imageformats
 
     if value is None:
         return tuple(app.cluster.image.formats)
@@ -44,8 +44,10 @@ def images(app: App, role: str, formats: str | None, backend: str, install_sourc
            cloud_image: str | None, deps_repo: str | None, kvm: bool | None,
            qcow2_compression: str, blueprint: bool, dry_run: bool, force: bool) -> None:
     """Build a bootable RHEL 8 disk image of one role, in each format, cached on its inputs."""
-    from builder import cloudimage, pipeline, roles
-    from builder import images as imagemod
+    from builder.images import cloudimage
+    from builder.images import stage as imagemod
+    from builder.model import roles
+    from builder.stages import pipeline
 
     roles.get(role)
     ctx = app.context(force)
@@ -75,8 +77,8 @@ def images(app: App, role: str, formats: str | None, backend: str, install_sourc
 @pass_app
 def pxe(app: App, install_source: str | None, force: bool) -> None:
     """Write host kickstarts, a BIOS+UEFI TFTP tree and dnsmasq.conf to OUTPUT/<cluster>/pxe/."""
-    from builder import pipeline
-    from builder import pxe as pxemod
+    from builder.pxe import tree as pxemod
+    from builder.stages import pipeline
 
     ctx = app.context(force)
     step = ("pxe", lambda c: pxemod.build_pxe(c, install_source))
@@ -92,8 +94,8 @@ def pxe(app: App, install_source: str | None, force: bool) -> None:
 @pass_app
 def serve(app: App, bind: str | None, install_source: str | None) -> None:
     """Serve kickstarts, the pgha repository, seeds (each only to its host) and the PXE tree."""
-    from builder import httpserve
-    from builder import serve as servemod
+    from builder.pxe import httpserve
+    from builder.pxe import serve as servemod
 
     cluster = app.cluster
     try:

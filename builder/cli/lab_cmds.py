@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 import click
 
 from builder.cli import App, cli, pass_app
-from builder.errors import PghaError
+from builder.core.errors import PghaError
 
 if TYPE_CHECKING:
     from builder.lab.lab import Lab

@@ -8,11 +8,11 @@ from pathlib import Path
 import click
 
 from builder.cli import App, cli, pass_app
-from builder.errors import PghaError
-from builder.fsutil import atomic_write
-from builder.paths import PROJECT_ROOT
+from builder.core.errors import PghaError
+from builder.core.fsutil import atomic_write
+from builder.core.paths import EXAMPLE_CLUSTER
 
-EXAMPLE = PROJECT_ROOT / "examples" / "cluster.yaml"
+EXAMPLE = EXAMPLE_CLUSTER
 
 
 @cli.command()
@@ -32,7 +32,9 @@ def init(path: Path, force: bool) -> None:
 @pass_app
 def check(app: App, deep: bool) -> None:
     """Validate the cluster file (every error with its YAML path) and the kickstarts."""
-    from builder import kickstart, roles, validate
+    from builder.model import roles
+    from builder.model import rules as validate
+    from builder.stages import kickstart
 
     cluster = app.cluster
     report = validate.check(cluster)
@@ -40,7 +42,7 @@ def check(app: App, deep: bool) -> None:
         click.echo(f"warning: {warning}", err=True)
     kickstart.check_all(app.context())
     if deep:
-        from builder import deepcheck
+        from builder.stages import deepcheck
 
         deepcheck.run(app.context())
     known = roles.all_roles()
@@ -56,7 +58,7 @@ def show(app: App, as_json: bool) -> None:
     """Print the fully resolved cluster (every default filled in)."""
     import yaml
 
-    from builder.model import resolved_dict
+    from builder.model.cluster import resolved_dict
 
     data = resolved_dict(app.cluster)
     if as_json:
@@ -68,7 +70,7 @@ def show(app: App, as_json: bool) -> None:
 @cli.command()
 def schema() -> None:
     """Print the JSON Schema of the cluster file (for editor completion)."""
-    from builder.model import Cluster
+    from builder.model.cluster import Cluster
 
     data = Cluster.model_json_schema()
     data = {"$schema": "https://json-schema.org/draft/2020-12/schema",

@@ -8,13 +8,13 @@ from pathlib import Path
 
 import click
 
-from builder import forge as forgemod
-from builder import release as rel
 from builder.cli import App, cli, pass_app
-from builder.forge import UsageError
-from builder.httpclient import RetryPolicy
-from builder.log import log
-from builder.paths import OutputPaths
+from builder.core.log import log
+from builder.core.paths import OutputPaths
+from builder.release import forge as forgemod
+from builder.release import publish as rel
+from builder.release.forge import UsageError
+from builder.release.httpclient import RetryPolicy
 
 # Tests replace this to inject a sleep/clock; the default sleeps for real.
 make_policy = RetryPolicy

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from builder.cli import App, cli, pass_app
-from builder.errors import PghaError
+from builder.core.errors import PghaError
 
 
 def _check_hosts(app: App, hosts: tuple[str, ...]) -> None:
@@ -24,8 +24,9 @@ def _check_hosts(app: App, hosts: tuple[str, ...]) -> None:
 @pass_app
 def seeds(app: App, hosts: tuple[str, ...], rotate_secrets: bool, force: bool) -> None:
     """Write each node's seed: OUTPUT/<cluster>/seeds/<host>/ and <host>-cidata.iso."""
-    from builder import pipeline, secrets
-    from builder import seeds as seedmod
+    from builder.model import secrets
+    from builder.stages import pipeline
+    from builder.stages import seeds as seedmod
 
     _check_hosts(app, hosts)
     if rotate_secrets and hosts:
@@ -50,8 +51,8 @@ def render(app: App, host: str, file_path: str | None) -> None:
 
     The output holds the cluster's passwords: do not paste it anywhere public.
     """
-    from builder import secrets
-    from builder import seeds as seedmod
+    from builder.model import secrets
+    from builder.stages import seeds as seedmod
 
     _check_hosts(app, (host,))
     ctx = app.context()

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from builder.errors import PghaError
+from builder.core.errors import PghaError
 from builder.lab import net, nodes
 from builder.lab.health import http, wait_until
 from builder.lab.lab import Lab

@@ -14,7 +14,7 @@ import urllib.request
 from dataclasses import dataclass
 from typing import Any
 
-from builder.errors import PghaError
+from builder.core.errors import PghaError
 
 PROBE_TABLE = "pgha_lab_probe"
 # Never through a proxy from the environment: lab requests go straight to lab addresses.

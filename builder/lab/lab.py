@@ -22,18 +22,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from builder import pipeline
-from builder import secrets as secretsmod
-from builder.context import Context
-from builder.errors import PghaError
+from builder.core.context import Context
+from builder.core.errors import PghaError
+from builder.core.log import log
+from builder.core.run import Runner, require
 from builder.lab import net, nodes
 from builder.lab.health import Sql, wait_until
 from builder.lab.net import LabNet, NodeNet
-from builder.log import log
-from builder.model import Cluster
-from builder.platform import Layout, layout
-from builder.run import Runner, require
-from builder.secrets import Secrets
+from builder.model import secrets as secretsmod
+from builder.model.cluster import Cluster
+from builder.model.platform import Layout, layout
+from builder.model.secrets import Secrets
+from builder.stages import pipeline
 
 LAB_PG = 15
 HOST = "127.0.0.1"

@@ -10,7 +10,7 @@ Safety (lab traffic must never leave this machine), in this order:
 4. whoever sends from the root namespace calls `assert_local_route()` first: `ip route get`
    must show the bridge.
 `down()` removes namespaces, veths, the bridge and the blackhole route; it is idempotent.
-All commands go through builder.run's Runner.
+All commands go through builder.core.run's Runner.
 """
 
 from __future__ import annotations
@@ -20,10 +20,10 @@ import ipaddress
 import json
 from dataclasses import dataclass
 
-from builder.errors import PghaError
-from builder.log import log
-from builder.model import Cluster
-from builder.run import Runner, require
+from builder.core.errors import PghaError
+from builder.core.log import log
+from builder.core.run import Runner, require
+from builder.model.cluster import Cluster
 
 BLACKHOLE_METRIC = 4242
 IFNAMSIZ = 15

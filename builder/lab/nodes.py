@@ -19,16 +19,16 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from builder import seeds
-from builder.context import Context
-from builder.errors import PghaError
+from builder.core.context import Context
+from builder.core.errors import PghaError
+from builder.core.log import log
+from builder.core.run import Runner, quote
 from builder.lab.net import NodeNet
-from builder.log import log
-from builder.model import Node
-from builder.platform import Layout
-from builder.rpms import DIST
-from builder.run import Runner, quote
-from builder.secrets import Secrets
+from builder.model.cluster import Node
+from builder.model.platform import Layout
+from builder.model.secrets import Secrets
+from builder.stages import seeds
+from builder.stages.rpms import DIST
 
 AGENT = "usr/libexec/pgha/pgha-firstboot"
 # The files a real image gets from its packages' users (postgres, etcd, haproxy): copied from

@@ -1,0 +1,47 @@
+"""The one context every pipeline step shares: the model, output paths, the runner, options."""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from builder.core.errors import PghaError
+from builder.core.paths import OutputPaths
+from builder.core.run import Runner
+from builder.model.cluster import Cluster
+
+# Build time stamped into artifacts when SOURCE_DATE_EPOCH is not set (2026-01-01T00:00:00Z):
+# a fixed value, so that unchanged inputs give byte-identical outputs.
+DEFAULT_EPOCH = 1767225600
+
+
+def source_date_epoch() -> int:
+    value = os.environ.get("SOURCE_DATE_EPOCH")
+    if value is None or value == "":
+        return DEFAULT_EPOCH
+    try:
+        epoch = int(value)
+    except ValueError:
+        raise PghaError(f"SOURCE_DATE_EPOCH={value!r} is not a whole number of seconds",
+                        hint="unset it or set it to e.g. $(git log -1 --format=%ct)") from None
+    if epoch < 0 or epoch > time.time() + 86400 * 365 * 50:
+        raise PghaError(f"SOURCE_DATE_EPOCH={value} is out of range")
+    return epoch
+
+
+@dataclass
+class Context:
+    cluster: Cluster
+    out: OutputPaths
+    runner: Runner = field(default_factory=Runner)
+    epoch: int = DEFAULT_EPOCH
+    force: bool = False
+    messages: list[str] = field(default_factory=list)
+
+    @classmethod
+    def create(cls, cluster: Cluster, output_dir: Path, runner: Runner | None = None,
+               force: bool = False) -> Context:
+        return cls(cluster=cluster, out=OutputPaths(output_dir.resolve() / cluster.name),
+                   runner=runner or Runner(), epoch=source_date_epoch(), force=force)

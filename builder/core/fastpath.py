@@ -1,0 +1,67 @@
+"""The warm path of `pgha-build build`: skip everything when no input changed.
+
+The digest covers the cluster file, SOURCE_DATE_EPOCH, the tool's version and every file of the
+tool itself (the builder package, its resources included). The index under the output
+folder maps a digest to the files the last full build left (path, size, mtime). When the
+digest matches and every recorded file is still as it was, nothing needs doing: this module
+imports only the standard library, so the check costs milliseconds, not the ~0.5 s of loading
+the model, templates and validators. Any doubt means a full (still per-stage cached) build.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+from builder import __version__
+from builder.core.paths import PACKAGE_ROOT
+
+INDEX_NAME = ".build-index.json"
+
+
+def input_digest(cluster_file: Path | None, command: str) -> str:
+    h = hashlib.sha256()
+    h.update(f"{__version__}\0{command}\0{os.environ.get('SOURCE_DATE_EPOCH', '')}\0".encode())
+    h.update(cluster_file.read_bytes() if cluster_file else b"<built-in default>")
+    for path in sorted(PACKAGE_ROOT.rglob("*")):
+        if path.is_file() and "__pycache__" not in path.parts:
+            h.update(str(path.relative_to(PACKAGE_ROOT)).encode() + b"\0")
+            h.update(path.read_bytes())
+    return h.hexdigest()
+
+
+def _stat(path: Path) -> list[int]:
+    st = path.stat()
+    return [st.st_size, st.st_mtime_ns]
+
+
+def fresh(output: Path, digest: str) -> Path | None:
+    """The cluster output folder if the last build with this digest is intact, else None."""
+    try:
+        entry = json.loads((output / INDEX_NAME).read_text())[digest]
+        root = Path(entry["root"])
+        for rel, recorded in entry["files"].items():
+            if _stat(root / rel) != recorded:
+                return None
+        return root
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def record(output: Path, digest: str, root: Path) -> None:
+    """Remember what this build left: the manifest's artifacts, manifest, sums, secrets."""
+    from builder.core.fsutil import atomic_write
+
+    manifest = json.loads((root / "manifest.json").read_text())
+    rels = [a["path"] for a in manifest["artifacts"]]
+    rels += [p for p in ("manifest.json", "SHA256SUMS", "secrets.yaml") if (root / p).exists()]
+    index_file = output / INDEX_NAME
+    try:
+        index = json.loads(index_file.read_text())
+    except (OSError, ValueError):
+        index = {}
+    index = {d: e for d, e in index.items() if e.get("root") != str(root)}
+    index[digest] = {"root": str(root), "files": {r: _stat(root / r) for r in rels}}
+    atomic_write(index_file, json.dumps(index, indent=1, sort_keys=True) + "\n")

@@ -1,0 +1,147 @@
+"""The cloud-image backend and the image-builder blueprint.
+
+Starts from a RHEL 8 KVM Guest Image (qcow2): copies it, grows it to image.disk_gb, then
+virt-customize installs the role package from the pgha repository plus a local repository of
+its dependencies (`--deps-repo`: PGDG and AppStream RPMs, e.g. made on a RHEL 8 host with
+`dnf download --resolve --alldeps` and createrepo_c; without it the cluster's repos are used
+over the network), enables pgha-firstboot, removes the build repositories and seals the image
+(machine-id, SSH host keys, SELinux relabel). libguestfs runs with LIBGUESTFS_BACKEND=direct.
+
+`blueprint()` renders the same role as an image-builder blueprint (TOML) for composer-cli users,
+with composer source files for the repositories the blueprint needs.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from builder.core.context import Context
+from builder.core.fsutil import atomic_write, sha256_file
+from builder.images import stage as images
+from builder.model import roles
+
+GUEST_REPO_DIR = "/var/tmp/pgha-build"
+REPO_FILE = "/etc/yum.repos.d/pgha-build.repo"
+SEAL = "truncate -s 0 /etc/machine-id && rm -f /var/lib/dbus/machine-id /etc/ssh/ssh_host_*"
+
+
+def repo_file(ctx: Context, deps_repo: bool) -> str:
+    """The dnf .repo used only while customising (removed afterwards)."""
+    repos = [("pgha-build", f"file://{GUEST_REPO_DIR}/rpms")]
+    if deps_repo:
+        repos.append(("pgha-build-deps", f"file://{GUEST_REPO_DIR}/deps"))
+    else:
+        r = ctx.cluster.repos
+        repos += [("pgha-baseos", r.baseos), ("pgha-appstream", r.appstream),
+                  ("pgha-pgdg", str(r.pgdg)), ("pgha-pgdg-extras", r.pgdg_extras)]
+    return "".join(f"[{name}]\nname={name}\nbaseurl={url}\nenabled=1\ngpgcheck=0\n"
+                   "module_hotfixes=1\n\n" for name, url in repos)
+
+
+def customize_argv(ctx: Context, disk: Path, role: str, repo_path: Path,
+                   deps_repo: str | None) -> list[str]:
+    package = roles.get(role).package
+    argv = ["virt-customize", "-a", str(disk), "--mkdir", GUEST_REPO_DIR,
+            "--copy-in", f"{ctx.out.rpms}:{GUEST_REPO_DIR}"]
+    if deps_repo:
+        argv += ["--copy-in", f"{Path(deps_repo).resolve()}:{GUEST_REPO_DIR}",
+                 "--move", (f"{GUEST_REPO_DIR}/{Path(deps_repo).resolve().name}:"
+                 f"{GUEST_REPO_DIR}/deps"), "--no-network"]
+    repos = "pgha-build,pgha-build-deps" if deps_repo else "pgha-*"
+    argv += ["--upload", f"{repo_path}:{REPO_FILE}",
+             "--run-command", (f"dnf -y --disablerepo='*' --enablerepo='{repos}' "
+             "module disable postgresql"),
+             "--run-command", (f"dnf -y --disablerepo='*' --enablerepo='{repos}' "
+             f"--setopt=install_weak_deps=False install {package}"),
+             "--run-command", "systemctl enable pgha-firstboot.service",
+             "--run-command", "dnf clean all",
+             "--delete", REPO_FILE, "--delete", GUEST_REPO_DIR,
+             "--run-command", SEAL, "--selinux-relabel"]
+    return argv
+
+
+def plan(ctx: Context, opts: images.ImageOptions) -> images.Plan:
+    image = ctx.cluster.image
+    cloud = Path(str(opts.cloud_image or image.cloud_image)).resolve()
+    disk = images.base_disk(ctx, opts.role)
+    repo_path = images.work_dir(ctx, opts.role) / "pgha-build.repo"
+    deps = opts.deps_repo
+    commands = [
+        ["qemu-img", "convert", "-f", "qcow2", "-O", "qcow2", str(cloud), str(disk)],
+        ["qemu-img", "resize", "-f", "qcow2", str(disk), f"{image.disk_gb}G"],
+        customize_argv(ctx, disk, opts.role, repo_path, deps),
+    ]
+    repo_text = repo_file(ctx, deps is not None)
+    env = {"LIBGUESTFS_BACKEND": "direct"}
+
+    def build() -> None:
+        disk.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(repo_path, repo_text)
+        try:
+            for argv in commands:
+                ctx.runner.run(argv, env=env if argv[0] == "virt-customize" else None)
+        except BaseException:
+            disk.unlink(missing_ok=True)
+            raise
+
+    deps_id = sorted(p.name for p in Path(deps).rglob("*.rpm")) if deps else None
+    return images.Plan(
+        inputs={"cloud_image": {"size": cloud.stat().st_size, "sha256": sha256_file(cloud)},
+                "repo_file": repo_text, "customize": commands[2][3:], "deps": deps_id,
+                "disk_gb": image.disk_gb},
+        commands=commands, build=build,
+        notes=[f"customising {cloud} (LIBGUESTFS_BACKEND=direct)"])
+
+
+def _toml_value(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    return json.dumps(str(value))  # a JSON string is a valid TOML basic string
+
+
+def blueprint(ctx: Context, role: str) -> str:
+    """An image-builder blueprint for the role (add the sources from composer_sources first)."""
+    from builder import __version__
+
+    r = roles.get(role)
+    admin = ctx.cluster.admin
+    lines = [f"# generated by pgha-build {__version__}, do not edit",
+             "# composer-cli sources add <each composer-source-*.toml>; then",
+             (f"# composer-cli blueprints push {role}.blueprint.toml && "
+             f"composer-cli compose start pgha-{role} qcow2"),
+             f'name = "pgha-{role}"', f"description = {_toml_value(r.summary)}",
+             f'version = "{__version__}"', "", "[[packages]]", f'name = "{r.package}"',
+             'version = "*"', "", "[[packages]]", 'name = "chrony"', 'version = "*"', "",
+             "[[customizations.user]]", f'name = "{admin.user}"', 'groups = ["wheel"]']
+    if admin.ssh_key:
+        lines.append(f"key = {_toml_value(admin.ssh_key)}")
+    lines += ["", "[customizations.services]",
+              'enabled = ["sshd", "chronyd", "firewalld", "pgha-firstboot"]',
+              'disabled = ["kdump"]', "", "[customizations.firewall.services]",
+              'enabled = ["ssh"]', "", "[customizations.kernel]",
+              'append = "console=tty0 console=ttyS0,115200n8"']
+    return "\n".join(lines) + "\n"
+
+
+def composer_sources(ctx: Context) -> dict[str, str]:
+    """composer-cli source files (name -> TOML) for the repositories beyond RHEL's own."""
+    r = ctx.cluster.repos
+    out = {}
+    for name, url in (("pgha", r.pgha), (f"pgdg{ctx.cluster.postgres_version}", str(r.pgdg)),
+                      ("pgdg-extras", r.pgdg_extras)):
+        out[name] = (f'id = "{name}"\nname = "{name}"\ntype = "yum-baseurl"\n'
+                     f'url = "{url}"\ncheck_gpg = false\ncheck_ssl = true\nsystem = false\n')
+    return out
+
+
+def write_blueprint(ctx: Context, role: str) -> list[Path]:
+    """Write <role>.blueprint.toml and composer-source-*.toml beside the kickstarts."""
+    paths = [ctx.out.kickstart / f"{role}.blueprint.toml"]
+    atomic_write(paths[0], blueprint(ctx, role))
+    for name, text in composer_sources(ctx).items():
+        paths.append(ctx.out.kickstart / f"composer-source-{name}.toml")
+        atomic_write(paths[-1], text)
+    return paths

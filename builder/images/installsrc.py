@@ -1,0 +1,180 @@
+"""RHEL 8 install sources: a DVD ISO, an install tree folder or an install tree URL.
+
+Reads the tree's productmd `.treeinfo` (from the folder, from inside the ISO with xorriso, or over
+HTTP), checks that it is RHEL 8 (or a RHEL 8 rebuild) for x86_64, finds the kernel and initrd, and
+computes the source's identity for cache keys: the .treeinfo text plus the kernel's and initrd's
+size and sha256 (from the tree for folders, from .treeinfo's [checksums] otherwise, plus the ISO
+size). No model or CLI here: callers pass the location.
+"""
+
+from __future__ import annotations
+
+import configparser
+import shutil
+import tempfile
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from builder.core.errors import PghaError
+from builder.core.fsutil import sha256_file
+from builder.core.run import Runner
+
+RHEL8_FAMILIES = ("Red Hat Enterprise Linux", "CentOS Stream", "CentOS Linux", "Rocky Linux",
+                  "AlmaLinux")
+DEFAULT_KERNEL = "images/pxeboot/vmlinuz"
+DEFAULT_INITRD = "images/pxeboot/initrd.img"
+URL_TIMEOUT_S = 20
+
+Kind = Literal["dir", "iso", "url"]
+
+
+class SourceError(PghaError):
+    """The install source is missing, unreadable or not RHEL 8."""
+
+
+@dataclass(frozen=True)
+class InstallSource:
+    location: str
+    kind: Kind
+    name: str
+    version: str
+    arch: str
+    kernel: str
+    initrd: str
+    variants: tuple[str, ...]
+    treeinfo: str
+    identity: dict[str, object] = field(default_factory=dict, compare=False)
+
+    @property
+    def major(self) -> str:
+        return self.version.split(".")[0]
+
+    def describe(self) -> str:
+        return f"{self.name} {self.version} {self.arch} ({self.kind} {self.location})"
+
+
+def kind_of(location: str) -> Kind:
+    if location.startswith(("http://", "https://", "ftp://")):
+        return "url"
+    return "iso" if location.lower().endswith(".iso") else "dir"
+
+
+def read_treeinfo_text(location: str, runner: Runner | None = None) -> str:
+    """The .treeinfo text of the source; SourceError with what to do when it cannot be read."""
+    kind = kind_of(location)
+    if kind == "url":
+        return _fetch(location.rstrip("/") + "/.treeinfo").decode(errors="replace")
+    path = Path(location)
+    if not path.exists():
+        raise SourceError(f"install source {location} does not exist",
+                          hint="pass --install-source with a RHEL 8 DVD ISO, tree folder or URL")
+    if kind == "dir":
+        ti = path / ".treeinfo"
+        if not ti.is_file():
+            raise SourceError(f"install source {location} has no .treeinfo",
+                              hint="give the top folder of a RHEL 8 install tree (a mounted DVD)")
+        return ti.read_text(errors="replace")
+    with tempfile.TemporaryDirectory() as tmp:
+        extract_from_iso(path, ".treeinfo", Path(tmp) / "treeinfo", runner or Runner())
+        return (Path(tmp) / "treeinfo").read_text(errors="replace")
+
+
+def extract_from_iso(iso: Path, member: str, dest: Path, runner: Runner) -> None:
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    runner.run(["xorriso", "-osirrox", "on", "-indev", str(iso),
+                "-extract", f"/{member}", str(dest)])
+    if not dest.is_file():
+        raise SourceError(f"{iso} has no /{member}", hint="use a RHEL 8 DVD (not a boot ISO)")
+
+
+def _fetch(url: str) -> bytes:
+    try:
+        with urllib.request.urlopen(url, timeout=URL_TIMEOUT_S) as resp:
+            data: bytes = resp.read()
+            return data
+    except (urllib.error.URLError, OSError) as exc:
+        raise SourceError(f"cannot fetch {url}: {exc}",
+                          hint="check the install source URL and that this host reaches it") from None
+
+
+def parse_treeinfo(text: str, location: str) -> InstallSource:
+    """Parse and check a .treeinfo; SourceError unless it is an x86_64 RHEL 8 tree."""
+    cp = configparser.ConfigParser(interpolation=None)
+    try:
+        cp.read_string(text)
+    except configparser.Error as exc:
+        raise SourceError(f"{location}: .treeinfo is not readable: {exc}".splitlines()[0]) from None
+    name = str(cp.get("release", "name", fallback="") or cp.get("general", "family", fallback=""))
+    version = str(cp.get("release", "version", fallback="")
+                  or cp.get("general", "version", fallback=""))
+    arch = str(cp.get("tree", "arch", fallback="") or cp.get("general", "arch", fallback=""))
+    if not any(name.startswith(f) for f in RHEL8_FAMILIES) or version.split(".")[0] != "8":
+        raise SourceError(
+            f"install source {location} is {name or 'unknown'} {version or '?'}, not RHEL 8",
+            hint="use a RHEL 8 DVD ISO or install tree (e.g. rhel-8.9-x86_64-dvd.iso)")
+    if arch != "x86_64":
+        raise SourceError(f"install source {location} is for {arch or '?'}, not x86_64",
+                          hint="use the x86_64 RHEL 8 media")
+    section = f"images-{arch}"
+    variants = cp.get("tree", "variants", fallback=cp.get("general", "variants", fallback=""))
+    return InstallSource(
+        location=location, kind=kind_of(location), name=name, version=version, arch=arch,
+        kernel=cp.get(section, "kernel", fallback=DEFAULT_KERNEL),
+        initrd=cp.get(section, "initrd", fallback=DEFAULT_INITRD),
+        variants=tuple(v.strip() for v in variants.split(",") if v.strip()),
+        treeinfo=text,
+    )
+
+
+def _treeinfo_checksums(text: str) -> dict[str, str]:
+    cp = configparser.ConfigParser(interpolation=None)
+    cp.read_string(text)
+    return dict(cp.items("checksums")) if cp.has_section("checksums") else {}
+
+
+def identify(src: InstallSource) -> dict[str, object]:
+    """What identifies the source for cache keys (never the location alone)."""
+    ident: dict[str, object] = {"treeinfo": src.treeinfo, "kind": src.kind}
+    if src.kind == "dir":
+        root = Path(src.location)
+        for key, rel in (("kernel", src.kernel), ("initrd", src.initrd)):
+            path = root / rel
+            if not path.is_file():
+                raise SourceError(f"install source {src.location} has no {rel}",
+                                  hint="the tree is incomplete: copy the whole DVD")
+            ident[key] = {"size": path.stat().st_size, "sha256": sha256_file(path)}
+    else:
+        sums = _treeinfo_checksums(src.treeinfo)
+        ident["kernel"] = sums.get(src.kernel)
+        ident["initrd"] = sums.get(src.initrd)
+        if src.kind == "iso":
+            ident["iso_size"] = Path(src.location).stat().st_size
+    return ident
+
+
+def load(location: str, runner: Runner | None = None) -> InstallSource:
+    """Read, check and identify an install source (all preflight, no long work)."""
+    if kind_of(location) != "url":
+        location = str(Path(location).expanduser().resolve())
+    src = parse_treeinfo(read_treeinfo_text(location, runner), location)
+    return InstallSource(**{**src.__dict__, "identity": identify(src)})
+
+
+def copy_boot_files(src: InstallSource, dest: Path, runner: Runner) -> tuple[Path, Path]:
+    """Copy (or extract, or download) the installer kernel and initrd into dest."""
+    dest.mkdir(parents=True, exist_ok=True)
+    out = (dest / "vmlinuz", dest / "initrd.img")
+    for rel, target in zip((src.kernel, src.initrd), out, strict=True):
+        tmp = target.with_name(f".{target.name}.tmp")
+        if src.kind == "dir":
+            shutil.copyfile(Path(src.location) / rel, tmp)
+        elif src.kind == "iso":
+            tmp.unlink(missing_ok=True)
+            extract_from_iso(Path(src.location), rel, tmp, runner)
+        else:
+            tmp.write_bytes(_fetch(src.location.rstrip("/") + "/" + rel))
+        tmp.replace(target)
+    return out

@@ -1,0 +1,169 @@
+"""Role definitions as data: roles/<name>/role.yaml, read and checked into typed Role objects.
+
+A role says what a node of that kind runs (packages, services in start order, firewalld
+services, capabilities such as `etcd_member`), which static files its RPM ships, which
+directories it owns, and which per-node files its seed carries. Code branches on these fields,
+never on a role's name. The `common` role is shared by every package and is not assignable to
+nodes.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from builder.core.errors import ConfigError
+from builder.core.paths import ROLES_DIR
+
+COMMON = "common"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class _Owned(_Strict):
+    """A file from `src` (under the role folder) installed at `dest` with owner and mode."""
+
+    src: str
+    dest: str
+    mode: str = Field(default="0644", pattern=r"^0[0-7]{3}$")
+    owner: str = "root"
+    group: str = "root"
+
+
+class PayloadFile(_Owned):
+    """A file shipped in the role's RPM; `src` is a jinja template under the role folder."""
+
+    config: bool = False
+    render: bool = Field(default=True, description="jinja template (else copied as is)")
+
+
+class Directory(_Strict):
+    path: str
+    mode: str = Field(default="0755", pattern=r"^0[0-7]{3}$")
+    owner: str = "root"
+    group: str = "root"
+
+
+class SeedFile(_Owned):
+    """A per-node file rendered into the seed (may hold secrets); never in an RPM."""
+
+    when: str | None = Field(default=None, description="a jinja expression that must be true")
+    check: Literal["patroni", "haproxy", "etcd_env"] | None = Field(
+        default=None, description="how `check --deep` validates it with the real tool"
+    )
+
+
+class ServiceExec(_Strict):
+    """How a service runs outside systemd (seed.json `services`); strings are templates."""
+
+    user: str
+    argv: list[str]
+    env_file: str | None = None
+    when: str | None = Field(default=None, description="a jinja expression that must be true")
+
+
+class HealthProbe(_Strict):
+    """A health check of a service on the node's address (seed.json `health`)."""
+
+    service: str
+    kind: Literal["tcp", "http"]
+    port: str = Field(description="a Ports/load_balancer field name")
+    path: str = "/"
+    expect: list[int] = Field(default_factory=lambda: [200])
+
+
+class FirewallService(_Strict):
+    name: str
+    description: str
+    ports: list[str] = Field(default_factory=list, description="Ports/load_balancer fields")
+    protocols: list[str] = Field(default_factory=list, description="e.g. vrrp")
+
+
+class Role(_Strict):
+    name: str
+    summary: str
+    description: str
+    assignable: bool = True
+    etcd_member: bool = False
+    postgres: bool = False
+    load_balancer: bool = False
+    requires: list[str] = Field(default_factory=list)
+    requires_pre: list[str] = Field(
+        default_factory=list, description="installed first: they create the owning users"
+    )
+    services: list[str] = Field(default_factory=list, description="start order")
+    disable_services: list[str] = Field(default_factory=list)
+    enable_units: list[str] = Field(default_factory=list, description="enabled by %post")
+    firewall: list[FirewallService] = Field(default_factory=list)
+    files: list[PayloadFile] = Field(default_factory=list)
+    directories: list[Directory] = Field(default_factory=list)
+    seed_files: list[SeedFile] = Field(default_factory=list)
+    service_exec: dict[str, ServiceExec] = Field(
+        default_factory=dict, description="service name -> how to run it (every service)"
+    )
+    health: list[HealthProbe] = Field(default_factory=list)
+    protected_dirs: list[str] = Field(default_factory=list, description="never touched")
+    seed_directories: list[Directory] = Field(
+        default_factory=list, description="per-node folders the agent creates if missing"
+    )
+    ports: list[str] = Field(default_factory=list, description="ports this role listens on")
+    data_volume: str | None = Field(
+        default=None, description="mount point of the data logical volume (kickstart)"
+    )
+    selinux_booleans: list[str] = Field(default_factory=list, description="set on in %post")
+    sysctl_files: list[str] = Field(default_factory=list, description="applied in %post")
+
+    @model_validator(mode="after")
+    def _every_service_runs(self) -> Role:
+        missing = [s for s in self.services if s not in self.service_exec]
+        if missing and self.service_exec:
+            raise ValueError(f"services without service_exec: {', '.join(missing)}")
+        return self
+
+    @property
+    def folder(self) -> Path:
+        return ROLES_DIR / self.name
+
+    @property
+    def package(self) -> str:
+        return "pgha-common" if self.name == COMMON else f"pgha-role-{self.name}"
+
+
+def _load(path: Path) -> Role:
+    try:
+        data = yaml.safe_load(path.read_text())
+        return Role.model_validate(data)
+    except (OSError, yaml.YAMLError, ValidationError) as exc:
+        raise ConfigError(
+            f"role definition {path} is invalid: {str(exc).splitlines()[0]}",
+            hint="fix the role.yaml (see roles/db/role.yaml for the fields)",
+        ) from exc
+
+
+@cache
+def all_roles() -> dict[str, Role]:
+    roles = {}
+    for path in sorted(ROLES_DIR.glob("*/role.yaml")):
+        role = _load(path)
+        if role.name != path.parent.name:
+            raise ConfigError(f"{path}: name '{role.name}' differs from its folder")
+        roles[role.name] = role
+    return roles
+
+
+def assignable_roles() -> dict[str, Role]:
+    return {n: r for n, r in all_roles().items() if r.assignable}
+
+
+def get(name: str) -> Role:
+    try:
+        return all_roles()[name]
+    except KeyError:
+        known = ", ".join(sorted(assignable_roles()))
+        raise ConfigError(f"unknown role '{name}'", hint=f"known roles: {known}") from None

@@ -1,0 +1,157 @@
+"""Cross-field rules a careful DBA would check, each reported with the YAML path it concerns.
+
+Rules: unique names, addresses and MACs; addresses inside the network and off its reserved
+addresses; known, assignable roles; an odd etcd membership of at least three; at least one
+database node; no port used twice on one host; Patroni's timing rules; HAProxy's check timing
+against the leader TTL; a virtual IP only with two load balancers. Warnings do not fail a build.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+from builder.model import roles
+from builder.model.cluster import Cluster
+
+
+@dataclass(frozen=True)
+class Problem:
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.message}"
+
+
+@dataclass
+class Report:
+    errors: list[Problem] = field(default_factory=list)
+    warnings: list[Problem] = field(default_factory=list)
+
+    def error(self, path: str, message: str) -> None:
+        self.errors.append(Problem(path, message))
+
+    def warn(self, path: str, message: str) -> None:
+        self.warnings.append(Problem(path, message))
+
+
+def check(c: Cluster) -> Report:
+    report = Report()
+    for rule in (_unique, _addresses, _roles, _etcd, _ports, _timing, _load_balancer):
+        rule(c, report)
+    return report
+
+
+def _unique(c: Cluster, r: Report) -> None:
+    for attr in ("name", "address", "mac"):
+        values = [getattr(n, attr) for n in c.nodes]
+        counts = Counter(v for v in values if v is not None)
+        seen: set[object] = set()
+        for i, v in enumerate(values):
+            if v is not None and counts[v] > 1:
+                if v in seen:
+                    r.error(f"nodes[{i}].{attr}", f"{v} is already used by another node")
+                seen.add(v)
+
+
+def _addresses(c: Cluster, r: Report) -> None:
+    net = c.network.cidr
+    reserved = {net.network_address, net.broadcast_address}
+    if c.network.gateway not in net:
+        r.error("network.gateway", f"{c.network.gateway} is outside network.cidr {net}")
+    for i, n in enumerate(c.nodes):
+        if n.address not in net:
+            r.error(f"nodes[{i}].address", f"{n.address} is outside network.cidr {net}")
+        elif n.address in reserved:
+            r.error(f"nodes[{i}].address", f"{n.address} is the network or broadcast address")
+        elif n.address == c.network.gateway:
+            r.error(f"nodes[{i}].address", f"{n.address} is the gateway's address")
+    vip = c.load_balancer.virtual_ip
+    if vip is not None:
+        if vip not in net:
+            r.error("load_balancer.virtual_ip", f"{vip} is outside network.cidr {net}")
+        if any(n.address == vip for n in c.nodes) or vip == c.network.gateway:
+            r.error("load_balancer.virtual_ip", f"{vip} is already a node's or the gateway's")
+
+
+def _roles(c: Cluster, r: Report) -> None:
+    known = roles.assignable_roles()
+    for i, n in enumerate(c.nodes):
+        for j, name in enumerate(n.roles):
+            if name not in known:
+                r.error(f"nodes[{i}].roles[{j}]",
+                        f"unknown role '{name}'; known roles: {', '.join(sorted(known))}")
+        if len(set(n.roles)) != len(n.roles):
+            r.error(f"nodes[{i}].roles", "a role is listed twice")
+    if not any(known[x].postgres for n in c.nodes for x in n.roles if x in known):
+        r.error("nodes", "no node has a role that runs PostgreSQL (e.g. db)")
+    db = [n for n in c.nodes if any(x in known and known[x].postgres for x in n.roles)]
+    if len(db) == 1:
+        r.warn("nodes", "only one database node: there is nothing to fail over to")
+    if c.patroni.synchronous_mode and len(db) < 2:
+        r.error("patroni.synchronous_mode", "needs at least two database nodes")
+    if not any(known[x].load_balancer for n in c.nodes for x in n.roles if x in known):
+        r.warn("nodes", "no load balancer node: clients need an external load balancer")
+    if c.admin.ssh_key is None:
+        r.warn("admin.ssh_key", "not set: nobody can log in over SSH to the installed nodes")
+
+
+def _etcd(c: Cluster, r: Report) -> None:
+    known = roles.assignable_roles()
+    members = [n for n in c.nodes if any(x in known and known[x].etcd_member for x in n.roles)]
+    if members and (len(members) < 3 or len(members) % 2 == 0):
+        r.error("nodes", f"etcd needs an odd number of members, at least 3 (found "
+                         f"{len(members)}: {', '.join(n.name for n in members)})")
+
+
+def _ports(c: Cluster, r: Report) -> None:
+    known = roles.assignable_roles()
+    for n in c.nodes:
+        used: dict[int, str] = {}
+        for name in n.roles:
+            role = known.get(name)
+            for port_name in role.ports if role else []:
+                port, path = port_value(c, port_name)
+                if port in used and used[port] != path:
+                    r.error(path, f"port {port} on {n.name} is also used by {used[port]}")
+                used.setdefault(port, path)
+
+
+def port_value(c: Cluster, name: str) -> tuple[int, str]:
+    """A role's port name (a field of `ports` or `load_balancer`) -> (number, YAML path)."""
+    if name in type(c.ports).model_fields:
+        return getattr(c.ports, name), f"ports.{name}"
+    return getattr(c.load_balancer, name), f"load_balancer.{name}"
+
+
+def _timing(c: Cluster, r: Report) -> None:
+    p = c.patroni
+    if p.ttl < 20:
+        r.error("patroni.ttl", f"{p.ttl} is below Patroni's minimum of 20")
+    if p.loop_wait < 1:
+        r.error("patroni.loop_wait", f"{p.loop_wait} is below Patroni's minimum of 1")
+    if p.retry_timeout < 3:
+        r.error("patroni.retry_timeout", f"{p.retry_timeout} is below Patroni's minimum of 3")
+    if p.loop_wait + 2 * p.retry_timeout > p.ttl:
+        r.error("patroni.ttl", f"loop_wait + 2*retry_timeout = "
+                f"{p.loop_wait + 2 * p.retry_timeout} exceeds ttl {p.ttl}: the leader could "
+                "lose its lock while still retrying")
+    chk = c.load_balancer.check
+    detect_ms = chk.inter_ms * chk.fall
+    if detect_ms >= p.ttl * 1000:
+        r.error("load_balancer.check", f"HAProxy needs {detect_ms / 1000:g} s (inter x fall) to "
+                f"mark a primary down, not less than ttl {p.ttl} s: clients would stay on a "
+                "demoted primary after failover; lower inter_ms or fall")
+    elif detect_ms > p.ttl * 500:
+        r.warn("load_balancer.check", f"HAProxy detection {detect_ms / 1000:g} s is more than "
+               f"half of ttl {p.ttl} s")
+
+
+def _load_balancer(c: Cluster, r: Report) -> None:
+    known = roles.assignable_roles()
+    lbs = [n for n in c.nodes if any(x in known and known[x].load_balancer for x in n.roles)]
+    if c.load_balancer.virtual_ip is not None and len(lbs) < 2:
+        r.warn("load_balancer.virtual_ip", "a virtual IP needs two load balancer nodes to "
+               "move; keepalived is configured only with two or more")
+

@@ -1,0 +1,36 @@
+"""The build as a flat, ordered list of named steps sharing one Context.
+
+Each command runs a prefix or a subset of these steps; `build` runs them all. Steps are cached
+on their inputs, so re-running is cheap.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from builder.core.context import Context
+from builder.core.log import log, step
+from builder.core.manifest import write_manifest
+from builder.stages.kickstart import write_kickstarts
+from builder.stages.rpms import build_rpms
+from builder.stages.seeds import write_seeds
+from builder.stages.specs import write_specs
+
+Step = tuple[str, Callable[[Context], Any]]
+
+SPECS: Step = ("specs", write_specs)
+RPMS: Step = ("rpms", build_rpms)
+KICKSTART: Step = ("kickstart", write_kickstarts)
+SEEDS: Step = ("seeds", write_seeds)
+MANIFEST: Step = ("manifest", write_manifest)
+
+BUILD: list[Step] = [SPECS, RPMS, KICKSTART, SEEDS, MANIFEST]
+
+
+def run_steps(ctx: Context, steps: list[Step]) -> None:
+    for name, func in steps:
+        with step(name):
+            func(ctx)
+    for message in ctx.messages:
+        log.info("%s", message)

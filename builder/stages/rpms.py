@@ -1,0 +1,138 @@
+"""The `rpms` stage: rpmbuild each rendered spec in a private _topdir, then createrepo_c.
+
+RHEL 8 compatible output: noarch, xz payload, dist tag .el8. Reproducible: SOURCE_DATE_EPOCH
+with build time and file mtimes clamped to it and a fixed build host. Cached per package on
+the hash of its spec, its payload and the rpmbuild options: an unchanged package is not rebuilt.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from builder import __version__
+from builder.core.context import Context
+from builder.core.fsutil import sha256_file
+from builder.core.log import log
+from builder.core.run import require
+from builder.core.state import Artifact, input_key, load, save, up_to_date
+from builder.stages.specs import Package, plan, roles_in_use
+
+DIST = ".el8"
+
+
+def rpmbuild_defines(topdir: Path) -> list[str]:
+    defines = {
+        "_topdir": str(topdir),
+        "dist": DIST,
+        "_buildhost": "pgha-build",
+        "use_source_date_epoch_as_buildtime": "1",
+        "clamp_mtime_to_source_date_epoch": "1",
+        "_binary_payload": "w6.xzdio",
+        "_source_payload": "w6.xzdio",
+        "_docdir_fmt": "%%{NAME}",
+        "_dbpath": str(topdir / "rpmdb"),
+    }
+    args = []
+    for name, value in defines.items():
+        args += ["--define", f"{name} {value}"]
+    return args
+
+
+def rpm_names(pkg: Package) -> tuple[str, str]:
+    nvr = f"{pkg.name}-{pkg.version}-{pkg.release}{DIST}"
+    return f"{nvr}.noarch.rpm", f"{nvr}.src.rpm"
+
+
+def _build_one(ctx: Context, pkg: Package, key: str) -> None:
+    """rpmbuild in a private _topdir named after the input key.
+
+    The SRPM header keeps the expanded spec, paths included, so the _topdir must not depend on
+    the output folder for builds to be byte-identical; a lock keeps two identical builds apart.
+    """
+    spec = ctx.out.specs / f"{pkg.name}.spec"
+    topdir = Path(tempfile.gettempdir()) / f"pgha-rpmbuild-{key[:20]}"
+    lock = topdir.with_suffix(".lock").open("w")
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    shutil.rmtree(topdir, ignore_errors=True)
+    (topdir / "SOURCES").mkdir(parents=True)
+    shutil.copy2(ctx.out.specs / pkg.source, topdir / "SOURCES" / pkg.source)
+    try:
+        ctx.runner.run(["rpmbuild", "-ba", "--quiet", *rpmbuild_defines(topdir), str(spec)],
+                       env={"SOURCE_DATE_EPOCH": str(ctx.epoch), "HOME": str(topdir),
+                            "LC_ALL": "C", "TZ": "UTC"})
+        rpm, srpm = rpm_names(pkg)
+        ctx.out.rpms.mkdir(parents=True, exist_ok=True)
+        for built, name in ((topdir / "RPMS" / "noarch" / rpm, rpm),
+                            (topdir / "SRPMS" / srpm, srpm)):
+            tmp = ctx.out.rpms / f".{name}.tmp"
+            shutil.copyfile(built, tmp)
+            os.utime(tmp, (ctx.epoch, ctx.epoch))  # repodata records file times
+            tmp.replace(ctx.out.rpms / name)
+    finally:
+        shutil.rmtree(topdir, ignore_errors=True)
+        Path(lock.name).unlink(missing_ok=True)
+        lock.close()
+
+
+def _package_key(ctx: Context, pkg: Package) -> str:
+    spec = ctx.out.specs / f"{pkg.name}.spec"
+    return input_key("rpm", __version__, sha256_file(spec),
+                     sha256_file(ctx.out.specs / pkg.source), ctx.epoch,
+                     rpmbuild_defines(Path("T")))
+
+
+def build_rpms(ctx: Context) -> list[Artifact]:
+    """Build every package whose inputs changed; refresh repodata if anything did."""
+    packages = [plan(ctx, role) for role in roles_in_use(ctx)]
+    keys = {p.name: _package_key(ctx, p) for p in packages}
+    arts: list[Artifact] = []
+    built = []
+    for pkg in packages:
+        stage = f"rpm-{pkg.name}"
+        rpm, srpm = rpm_names(pkg)
+        pkg_arts = [Artifact("rpm", f"rpms/{rpm}", role=pkg.role.name),
+                    Artifact("srpm", f"rpms/{srpm}", role=pkg.role.name)]
+        if not ctx.force and up_to_date(ctx.out, stage, keys[pkg.name]):
+            arts += load(ctx.out, stage)[1]  # type: ignore[index]
+            continue
+        require("rpmbuild")
+        log.info("rpmbuild %s", pkg.name)
+        _build_one(ctx, pkg, keys[pkg.name])
+        arts += save(ctx.out, stage, keys[pkg.name], pkg_arts)
+        built.append(pkg.name)
+    _drop_stale(ctx, {a.path for a in arts})
+    arts += _repodata(ctx, [a for a in arts if a.kind in ("rpm", "srpm")], bool(built))
+    if built:
+        ctx.messages.append(f"rpms: built {', '.join(built)}")
+    else:
+        ctx.messages.append("rpms: up to date, rpmbuild not run")
+    return arts
+
+
+def _drop_stale(ctx: Context, keep: set[str]) -> None:
+    """Remove RPMs of packages or versions no longer produced, so the repo stays exact."""
+    if not ctx.out.rpms.is_dir():
+        return
+    for path in ctx.out.rpms.glob("*.rpm"):
+        if f"rpms/{path.name}" not in keep:
+            log.debug("removing stale %s", path)
+            path.unlink()
+
+
+def _repodata(ctx: Context, rpms: list[Artifact], changed: bool) -> list[Artifact]:
+    key = input_key("repodata", sorted((a.path, a.sha256) for a in rpms), ctx.epoch)
+    repomd = Artifact("repodata", "rpms/repodata/repomd.xml")
+    if not changed and up_to_date(ctx.out, "repodata", key):
+        return load(ctx.out, "repodata")[1]  # type: ignore[index]
+    require("createrepo_c")
+    ctx.runner.run(["createrepo_c", "--quiet", "--no-database",
+                    "--revision", str(ctx.epoch), "--set-timestamp-to-revision",
+                    str(ctx.out.rpms)])
+    files = sorted((ctx.out.rpms / "repodata").iterdir())
+    arts = [repomd] + [Artifact("repodata", f"rpms/repodata/{f.name}") for f in files
+                       if f.name != "repomd.xml"]
+    return save(ctx.out, "repodata", key, arts)

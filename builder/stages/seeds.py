@@ -1,0 +1,248 @@
+"""Per-node seeds: render each node's seed (pure) and the `seeds` stage that writes them.
+
+A seed (docs/seed-format.md) is the node's identity, its role services and every per-node file
+its roles declare in role.yaml (`seed_files`, `service_exec`, `health`, ...), rendered with the
+cluster's secrets. The stage writes output/<cluster>/seeds/<host>/ (0700, files 0600) and
+<host>-cidata.iso (NoCloud, volume label cidata, via xorriso, reproducible with
+SOURCE_DATE_EPOCH). A seed folder is built aside and renamed into place, so a failure never
+leaves half a seed. Every seed artifact is recorded with secret=True.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import zlib
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from builder import __version__
+from builder.core.context import Context
+from builder.core.fsutil import sha256_bytes
+from builder.core.run import require
+from builder.core.state import Artifact, input_key, save, up_to_date
+from builder.model import roles
+from builder.model import secrets as secretsmod
+from builder.model.cluster import Node
+from builder.model.platform import Layout
+from builder.model.roles import Role
+from builder.model.secrets import Secrets
+from builder.stages import render
+
+SEED_SCHEMA_VERSION = 1
+SEED_FILES = ("meta-data", "network-config", "user-data", "pgha/seed.json")
+
+
+def members(ctx: Context, capability: str) -> list[Node]:
+    """Nodes with a role that has the given capability flag (etcd_member, postgres, ...)."""
+    return [n for n in ctx.cluster.nodes if any(getattr(roles.get(r), capability) for r in n.roles)]
+
+
+def node_context(ctx: Context, node: Node, secrets: Secrets, lay: Layout) -> dict[str, Any]:
+    lbs = members(ctx, "load_balancer")
+    names = [n.name for n in lbs]
+    return {
+        **render.base_context(ctx.cluster),
+        "layout": lay,
+        "node": node,
+        "secrets": secrets,
+        "etcd_members": members(ctx, "etcd_member"),
+        "db_nodes": members(ctx, "postgres"),
+        "lb_nodes": lbs,
+        "lb_index": names.index(node.name) if node.name in names else 0,
+        "vrrp_router_id": zlib.crc32(ctx.cluster.name.encode()) % 254 + 1,
+    }
+
+
+def _when(expr: str | None, context: dict[str, Any]) -> bool:
+    if expr is None:
+        return True
+    return bool(render.environment().compile_expression(expr, undefined_to_none=False)(**context))
+
+
+def _t(text: str, context: dict[str, Any]) -> str:
+    return render.render_string(text, context)
+
+
+def _files(role: Role, logical: dict[str, Any], rooted: dict[str, Any]) -> list[dict[str, Any]]:
+    out = []
+    for sf in role.seed_files:
+        if not _when(sf.when, rooted):
+            continue
+        content = render.render_file(role.folder / sf.src, rooted)
+        out.append({"path": _t(sf.dest, logical), "owner": _t(sf.owner, logical),
+                    "group": _t(sf.group, logical), "mode": sf.mode,
+                    "sha256": sha256_bytes(content.encode()), "content": content})
+    return out
+
+
+def _services(role: Role, rooted: dict[str, Any]) -> list[dict[str, Any]]:
+    out = []
+    for name in role.services:
+        ex = role.service_exec.get(name)
+        if ex is None or not _when(ex.when, rooted):
+            continue
+        out.append({"name": name, "user": _t(ex.user, rooted),
+                    "argv": [_t(a, rooted) for a in ex.argv],
+                    "env_file": _t(ex.env_file, rooted) if ex.env_file else None})
+    return out
+
+
+def _health(role: Role, node: Node, ports: dict[str, int], services: set[str]) -> list[dict]:
+    out: list[dict[str, Any]] = []
+    for probe in role.health:
+        if probe.service not in services:
+            continue
+        port = ports[probe.port]
+        if probe.kind == "tcp":
+            out.append({"kind": "tcp", "host": str(node.address), "port": port,
+                        "service": probe.service})
+        else:
+            out.append({"kind": "http", "url": f"http://{node.address}:{port}{probe.path}",
+                        "service": probe.service, "expect": list(probe.expect)})
+    return out
+
+
+def _role_parts(role: Role, node: Node, logical: dict[str, Any],
+                rooted: dict[str, Any]) -> dict[str, list[Any]]:
+    services = _services(role, rooted)
+    return {
+        "services": services,
+        "disable_services": [_t(s, logical) for s in role.disable_services],
+        "firewall_services": [f.name for f in role.firewall],
+        "health": _health(role, node, logical["ports"], {s["name"] for s in services}),
+        "protected_dirs": [_t(d, logical) for d in role.protected_dirs],
+        "directories": [{"path": _t(d.path, logical), "owner": _t(d.owner, logical),
+                         "group": _t(d.group, logical), "mode": d.mode}
+                        for d in role.seed_directories],
+        "files": _files(role, logical, rooted),
+    }
+
+
+def _identity(ctx: Context, node: Node) -> dict[str, Any]:
+    net = ctx.cluster.network
+    return {"name": node.name, "fqdn": f"{node.name}.{net.domain}", "address": str(node.address),
+            "prefix": net.cidr.prefixlen, "gateway": str(net.gateway),
+            "dns": [str(d) for d in net.dns], "domain": net.domain, "mac": node.mac}
+
+
+def render_seed(ctx: Context, node: Node, secrets: Secrets, root_prefix: str = "") -> dict:
+    """The node's seed.json payload. With a root_prefix, every path inside rendered contents and
+    in services' argv/env_file is under it (Layout.rooted); files[].path, directories and
+    protected_dirs stay logical: the agent puts them under its --root."""
+    lay = render.base_context(ctx.cluster)["layout"]
+    logical = node_context(ctx, node, secrets, lay)
+    rooted = node_context(ctx, node, secrets, lay.rooted(root_prefix))
+    parts: dict[str, list[Any]] = {}
+    for name in node.roles:
+        for key, values in _role_parts(roles.get(name), node, logical, rooted).items():
+            parts.setdefault(key, []).extend(values)
+    digest = sha256_bytes(json.dumps(parts, sort_keys=True).encode())[:8]
+    return {"schema_version": SEED_SCHEMA_VERSION, "cluster": ctx.cluster.name,
+            "instance_id": f"{ctx.cluster.name}-{node.name}-{digest}",
+            "generator": f"pgha-build {__version__}", "node": _identity(ctx, node),
+            "roles": list(node.roles), **parts}
+
+
+def network_config(ctx: Context, node: Node) -> dict[str, Any]:
+    net = ctx.cluster.network
+    lay = render.base_context(ctx.cluster)["layout"]
+    eth: dict[str, Any] = {}
+    if node.mac:
+        eth["match"] = {"macaddress": node.mac}
+        eth["set-name"] = lay.nic
+    eth.update({"dhcp4": False, "addresses": [f"{node.address}/{net.cidr.prefixlen}"],
+                "routes": [{"to": "0.0.0.0/0", "via": str(net.gateway)}],
+                "nameservers": {"addresses": [str(d) for d in net.dns], "search": [net.domain]}})
+    return {"version": 2, "ethernets": {lay.nic: eth}}
+
+
+def seed_files(ctx: Context, node: Node, seed: dict[str, Any]) -> dict[str, str]:
+    """The files of the seed folder / ISO: relative path -> text."""
+    header = f"# {render.HEADER.format(version=__version__)}\n"
+    meta = {"instance-id": seed["instance_id"], "local-hostname": node.name}
+    user = {"hostname": node.name, "fqdn": seed["node"]["fqdn"], "preserve_hostname": False}
+    return {
+        "meta-data": header + yaml.safe_dump(meta, sort_keys=False),
+        "network-config": header + yaml.safe_dump(network_config(ctx, node), sort_keys=False),
+        "user-data": "#cloud-config\n" + header
+        + "# pgha-firstboot configures this node from pgha/seed.json.\n"
+        + yaml.safe_dump(user, sort_keys=False),
+        "pgha/seed.json": json.dumps(seed, indent=2, sort_keys=True) + "\n",
+    }
+
+
+def _stage_dir(dest: Path, files: dict[str, str], epoch: int) -> Path:
+    """Write the seed folder in a private temporary folder beside dest; return it."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    os.chmod(dest.parent, 0o700)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
+    for rel, text in files.items():
+        path = tmp / rel
+        path.parent.mkdir(mode=0o700, exist_ok=True)
+        path.write_text(text)
+        os.chmod(path, 0o600)
+        os.utime(path, (epoch, epoch))
+    for folder in (tmp / "pgha", tmp):
+        os.chmod(folder, 0o700)
+        os.utime(folder, (epoch, epoch))
+    return tmp
+
+
+def _swap(tmp: Path, dest: Path) -> None:
+    old = dest.with_name(f".{dest.name}.old")
+    shutil.rmtree(old, ignore_errors=True)
+    if dest.exists():
+        dest.rename(old)
+    tmp.rename(dest)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _write_iso(ctx: Context, folder: Path, iso: Path) -> None:
+    tmp = iso.with_name(f".{iso.name}.tmp")
+    tmp.unlink(missing_ok=True)
+    try:
+        ctx.runner.run(["xorriso", "-as", "mkisofs", "-quiet", "-o", tmp, "-V", "cidata",
+                        "-J", "-r", folder], env={"SOURCE_DATE_EPOCH": str(ctx.epoch)})
+        os.chmod(tmp, 0o600)
+        os.replace(tmp, iso)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_seed(ctx: Context, node: Node, secrets: Secrets) -> list[Artifact]:
+    seed = render_seed(ctx, node, secrets)
+    files = seed_files(ctx, node, seed)
+    stage = f"seeds-{node.name}"
+    key = input_key("seeds", __version__, ctx.epoch, sorted(files.items()))
+    role = ",".join(node.roles)
+    arts = [Artifact("seed", f"seeds/{node.name}/{rel}", role=role, host=node.name, secret=True)
+            for rel in SEED_FILES]
+    arts.append(Artifact("seed-iso", f"seeds/{node.name}-cidata.iso", role=role,
+                         host=node.name, secret=True))
+    if not ctx.force and up_to_date(ctx.out, stage, key):
+        return arts
+    tmp = _stage_dir(ctx.out.seeds / node.name, files, ctx.epoch)
+    try:  # the ISO first: if it fails, the old folder and ISO both stay as they were
+        _write_iso(ctx, tmp, ctx.out.seeds / f"{node.name}-cidata.iso")
+        _swap(tmp, ctx.out.seeds / node.name)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return save(ctx.out, stage, key, arts)
+
+
+def write_seeds(ctx: Context, hosts: list[str] | None = None,
+                secrets: Secrets | None = None) -> list[Artifact]:
+    """The `seeds` stage: every node's seed (or only `hosts`'), with the cluster's secrets."""
+    require("xorriso")
+    sec = secrets or secretsmod.load_or_create(ctx.out, ctx.cluster.name)
+    nodes = [ctx.cluster.node(h) for h in hosts] if hosts else list(ctx.cluster.nodes)
+    arts: list[Artifact] = []
+    for node in nodes:
+        arts += write_seed(ctx, node, sec)
+    ctx.messages.append(f"seeds: {len(nodes)} seed(s) (folder + cidata ISO) in {ctx.out.seeds}")
+    return arts
