@@ -53,7 +53,8 @@ def test_haproxy_kickstart_has_no_data_volume(ctx: Context) -> None:
 
 
 def test_admin_ssh_key_lands_in_kickstart(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIB9yZ3pxbm9vb29vb29vb29vb29vb29vb29vb29v ops@x"
+    key = ("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJslPnSAmYU/kKRD6jsUrKoY"
+           "sRzD9lF+C7sxQ1O7COLi ops@x")
     c = config.from_data({"admin": {"user": "ops", "ssh_key": key}})
     h = parsed(kickstart.render_role(Context.create(c, tmp_path), roles.get("db")))
     assert [(k.username, k.key) for k in h.sshkey.sshUserList] == [("ops", key)]

@@ -129,7 +129,7 @@ def test_missing_file_and_non_mapping(tmp_path: Path) -> None:
         ({"load_balancer__check": {"inter_ms": 10000, "fall": 3, "rise": 2}},
          "load_balancer.check", "demoted primary"),
         ({"ports__patroni_rest": 5432}, "ports.patroni_rest", "also used by ports.postgres"),
-        ({"load_balancer__virtual_ip": "10.77.0.11"}, "load_balancer.virtual_ip", "already"),
+        ({"load_balancer__virtual_ip": "10.77.0.11"}, "load_balancer.virtual_ip", "address of node db1"),
     ],
 )
 def test_cross_field_rules(changes: dict, path: str, fragment: str) -> None:

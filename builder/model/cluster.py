@@ -17,10 +17,24 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
+from builder.model.types import (
+    DomainName,
+    GucName,
+    GucValue,
+    LibvirtNetwork,
+    Location,
+    NodeName,
+    RoleName,
+    RpmName,
+    RpmPin,
+    SshPublicKey,
+    UnixName,
+    Url,
+)
+
 # Version of the resolved model as carried in seeds; bump on incompatible change.
 SCHEMA_VERSION = 1
 
-NAME_RE = r"^[a-z][a-z0-9-]{0,30}[a-z0-9]$|^[a-z]$"
 MAC_RE = r"^([0-9a-f]{2}:){5}[0-9a-f]{2}$"
 
 # Named timing profiles: Patroni timings plus the HAProxy checks that go with them.
@@ -76,8 +90,8 @@ class Strict(BaseModel):
 
 
 class Node(Strict):
-    name: str = Field(pattern=NAME_RE, description="Short host name, e.g. db1")
-    roles: list[str] = Field(min_length=1, description="Role names from roles/ (db, haproxy)")
+    name: NodeName = Field(description="Short host name, e.g. db1")
+    roles: list[RoleName] = Field(min_length=1, description="Role names from roles/ (db, haproxy)")
     address: IPv4 = Field(description="Static IPv4 address inside network.cidr")
     mac: Mac = Field(default=None, description="MAC address, for PXE installs")
 
@@ -86,7 +100,7 @@ class Network(Strict):
     cidr: IPv4Net = Field(default="10.77.0.0/24", validate_default=True)
     gateway: IPv4 = Field(default="10.77.0.1", validate_default=True)
     dns: list[IPv4] = Field(default_factory=lambda: [ipaddress.IPv4Address("10.77.0.1")])
-    domain: str = Field(default="pgha.lab", pattern=r"^[a-z0-9]([a-z0-9.-]*[a-z0-9])?$")
+    domain: DomainName = Field(default="pgha.lab", description="RFC 1123 DNS domain")
 
 
 class Ports(Strict):
@@ -131,7 +145,7 @@ class Patroni(Strict):
         default=True, description="no acknowledged commit is lost on failover"
     )
     synchronous_mode_strict: bool = False
-    parameters: dict[str, str | int | float | bool] = Field(
+    parameters: dict[GucName, GucValue] = Field(
         default_factory=dict, description="PostgreSQL parameters for bootstrap.dcs"
     )
 
@@ -139,34 +153,34 @@ class Patroni(Strict):
 class Repos(Strict):
     """Package repositories used by kickstarts and images (URLs as the installer sees them)."""
 
-    baseos: str = "http://mirror.pgha.lab/rhel8/BaseOS/x86_64/os/"
-    appstream: str = "http://mirror.pgha.lab/rhel8/AppStream/x86_64/os/"
-    pgdg: str | None = Field(default=None, description="default: PGDG for postgres_version")
-    pgdg_extras: str = (
+    baseos: Url = "http://mirror.pgha.lab/rhel8/BaseOS/x86_64/os/"
+    appstream: Url = "http://mirror.pgha.lab/rhel8/AppStream/x86_64/os/"
+    pgdg: Url | None = Field(default=None, description="default: PGDG for postgres_version")
+    pgdg_extras: Url = (
         "https://download.postgresql.org/pub/repos/yum/common/pgdg-rhel8-extras/redhat/rhel-8-x86_64/"
     )
-    pgha: str = Field(default="http://10.77.0.1:8080/repo/", description="this tool's RPMs")
+    pgha: Url = Field(default="http://10.77.0.1:8080/repo/", description="this tool's RPMs")
 
 
 class Admin(Strict):
-    user: str = Field(default="pgha", pattern=r"^[a-z_][a-z0-9_-]{0,31}$")
-    ssh_key: str | None = Field(default=None, description="OpenSSH public key line")
+    user: UnixName = "pgha"
+    ssh_key: SshPublicKey | None = Field(default=None, description="OpenSSH public key line")
 
 
 class Image(Strict):
     """How role images are built (`pgha-build images`) and where PXE installs come from."""
 
-    install_source: str | None = Field(
+    install_source: Location | None = Field(
         default=None, description="RHEL 8 install tree (dir or URL) or DVD ISO; or --install-source"
     )
-    cloud_image: str | None = Field(
+    cloud_image: Location | None = Field(
         default=None, description="RHEL 8 KVM Guest Image (qcow2) for --backend cloud-image"
     )
     disk_gb: int = Field(default=20, ge=10, le=2048, description="virtual disk size, GiB")
     memory_mib: int = Field(default=2048, ge=1536, le=262144, description="installer VM memory")
     vcpus: int = Field(default=2, ge=1, le=64)
     timeout_min: int = Field(default=60, ge=5, le=1440, description="install time limit, minutes")
-    network: str = Field(
+    network: LibvirtNetwork = Field(
         default="default", description="libvirt network of the installer VM, or 'user' (NAT)"
     )
     http_port: Port = Field(default=8090, description="port of the built-in HTTP server")
@@ -178,7 +192,8 @@ class Image(Strict):
 class Cluster(Strict):
     """A whole cluster. Everything has a default: `Cluster()` is the reference lab."""
 
-    name: str = Field(default="pgha", pattern=NAME_RE)
+    name: NodeName = Field(default="pgha", description="cluster name: Patroni scope, "
+                           "output folder, package names")
     platform: Literal["rhel8", "debian12"] = Field(
         default="rhel8", description="rhel8 for real machines; debian12 for the local lab"
     )
@@ -201,7 +216,7 @@ class Cluster(Strict):
     patroni: Patroni = Field(default_factory=Patroni)
     repos: Repos = Field(default_factory=Repos)
     admin: Admin = Field(default_factory=Admin)
-    pins: dict[str, str] = Field(
+    pins: dict[RpmName, RpmPin] = Field(
         default_factory=dict, description="package -> exact version for Requires"
     )
     image: Image = Field(default_factory=Image)

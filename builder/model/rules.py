@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 from builder.model import roles
 from builder.model.cluster import Cluster
+from builder.model.types import MAX_FQDN
 
 
 @dataclass(frozen=True)
@@ -67,12 +68,30 @@ def _addresses(c: Cluster, r: Report) -> None:
             r.error(f"nodes[{i}].address", f"{n.address} is the network or broadcast address")
         elif n.address == c.network.gateway:
             r.error(f"nodes[{i}].address", f"{n.address} is the gateway's address")
-    vip = c.load_balancer.virtual_ip
-    if vip is not None:
-        if vip not in net:
-            r.error("load_balancer.virtual_ip", f"{vip} is outside network.cidr {net}")
-        if any(n.address == vip for n in c.nodes) or vip == c.network.gateway:
-            r.error("load_balancer.virtual_ip", f"{vip} is already a node's or the gateway's")
+    _virtual_ip(c, r)
+    for i, n in enumerate(c.nodes):
+        fqdn = f"{n.name}.{c.network.domain}"
+        if len(fqdn) > MAX_FQDN:
+            r.error(f"nodes[{i}].name", f"the host name {fqdn[:40]}... is {len(fqdn)} characters; "
+                    f"RFC 1123 allows {MAX_FQDN}: shorten network.domain")
+
+
+def _virtual_ip(c: Cluster, r: Report) -> None:
+    vip, net = c.load_balancer.virtual_ip, c.network.cidr
+    if vip is None:
+        return
+    path = "load_balancer.virtual_ip"
+    if vip not in net:
+        r.error(path, f"{vip} is outside network.cidr {net}")
+    elif vip == net.network_address and net.prefixlen < 31:
+        r.error(path, f"{vip} is the network address of {net}")
+    elif vip == net.broadcast_address and net.prefixlen < 31:
+        r.error(path, f"{vip} is the broadcast address of {net}")
+    if vip == c.network.gateway:
+        r.error(path, f"{vip} is the gateway's address")
+    for i, n in enumerate(c.nodes):
+        if n.address == vip:
+            r.error(path, f"{vip} is the address of node {n.name} (nodes[{i}])")
 
 
 def _roles(c: Cluster, r: Report) -> None:

@@ -26,6 +26,7 @@ LABEL = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
 MAC = re.compile(r"^([0-9A-Fa-f]{2}:){5}[0-9A-Fa-f]{2}$")
 MODE = re.compile(r"^0?[0-7]{3,4}$")
 SHA256 = re.compile(r"^[0-9a-f]{64}$")
+MAX_NAME = 253
 
 _TYPES = {"str": str, "int": int, "list": list, "dict": dict}
 _NAMES = {"str": "a string", "int": "an integer", "list": "a list", "dict": "an object"}
@@ -64,7 +65,7 @@ def _list_of(obj, key, where, kind, pattern=None):
 
 
 def _match(pattern, value, where, what="value"):
-    if pattern.match(value) is None:
+    if pattern.fullmatch(value) is None:
         raise _bad(where, "invalid {} {!r}".format(what, value))
     return value
 
@@ -74,6 +75,27 @@ def _abs_path(value, where):
         raise _bad(where, "must be a normalised absolute path other than /, got {!r}".format(
             value))
     return value
+
+
+def name_problem(text):
+    """Why text is not an RFC 1123 host or domain name, or None. The builder applies the same
+    rule to network.domain (builder/model/types.py); a test checks that they agree."""
+    if not text:
+        return "is empty"
+    if len(text) > MAX_NAME:
+        return "is longer than {} characters".format(MAX_NAME)
+    for label in text.split("."):
+        if not label:
+            return "has an empty label"
+        if LABEL.fullmatch(label) is None:
+            return "has a label that is not 1-63 letters, digits or '-' (not at its ends)"
+    return None
+
+
+def _name(value, where, what):
+    problem = name_problem(value)
+    if problem:
+        raise _bad(where, "invalid {} {!r}: it {}".format(what, value, problem))
 
 
 def _ip(value, where):
@@ -97,8 +119,7 @@ def _check_node(data):
     _match(LABEL, _field(node, "name", "node", "str"), "node.name", "host name")
     fqdn = _field(node, "fqdn", "node", "str", nullable=True, required=False)
     if fqdn is not None:
-        if len(fqdn) > 253 or not all(LABEL.match(x) for x in fqdn.split(".")):
-            raise _bad("node.fqdn", "invalid host name {!r}".format(fqdn))
+        _name(fqdn, "node.fqdn", "host name")
     address = _ip(_field(node, "address", "node", "str"), "node.address")
     prefix = _field(node, "prefix", "node", "int")
     if not 0 < prefix <= address.max_prefixlen:
@@ -109,8 +130,8 @@ def _check_node(data):
     for i, dns in enumerate(_list_of(node, "dns", "node", "str") if "dns" in node else []):
         _ip(dns, "node.dns[{}]".format(i))
     domain = _field(node, "domain", "node", "str", nullable=True, required=False)
-    if domain is not None and not all(LABEL.match(x) for x in domain.split(".")):
-        raise _bad("node.domain", "invalid domain {!r}".format(domain))
+    if domain is not None:
+        _name(domain, "node.domain", "domain")
     mac = _field(node, "mac", "node", "str", nullable=True, required=False)
     if mac is not None:
         _match(MAC, mac, "node.mac", "MAC address")
