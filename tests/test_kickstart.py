@@ -76,3 +76,8 @@ def test_write_is_cached_and_validated(ctx: Context, monkeypatch) -> None:  # ty
     monkeypatch.setattr(kickstart, "render_role", lambda c, r: "bogus-command\n")
     with pytest.raises(ValidationFailed):
         kickstart.write_kickstarts(ctx)
+
+
+def test_validator_reports_an_unbalanced_quote_as_a_problem() -> None:
+    problems = kickstart.validate('text\nsshkey --username=x "ssh-ed25519 AAA\n', "x")
+    assert problems and "No closing quotation" in problems[0]

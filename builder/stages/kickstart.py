@@ -50,6 +50,8 @@ def validate(text: str, name: str) -> list[str]:
             lines = [ln.strip() for ln in str(exc).strip().splitlines() if ln.strip()]
             detail = " ".join(lines[1:] or lines) or type(exc).__name__
             return [f"{name}{where}: {detail}"]
+        except ValueError as exc:  # shlex: an unbalanced quote in a command line
+            return [f"{name}: cannot split a command line: {exc}"]
     return [f"{name}: warning: {w.message}" for w in caught]
 
 

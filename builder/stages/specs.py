@@ -22,7 +22,7 @@ from builder.core.fsutil import atomic_write
 from builder.core.state import Artifact, input_key, save, up_to_date
 from builder.model import roles
 from builder.model.roles import COMMON, Role
-from builder.stages import render
+from builder.stages import quoting, render
 
 RELEASE = "1"
 SPEC_TEMPLATE = Path("specs/pgha-role.spec.j2")
@@ -71,7 +71,8 @@ def roles_in_use(ctx: Context) -> list[Role]:
 
 
 def _pinned(name: str, pins: dict[str, str]) -> str:
-    return f"{name} = {pins[name]}" if name in pins else name
+    """A Requires token, with its pinned version: only validated spec tokens (quoting.spec)."""
+    return quoting.spec(f"{name} = {pins[name]}" if name in pins else name)
 
 
 def _role_files(role: Role, context: dict[str, Any]) -> list[FileEntry]:
