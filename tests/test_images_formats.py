@@ -184,4 +184,5 @@ def test_blueprint_is_toml(ctx: Context) -> None:
     assert {"name": "pgha-role-db", "version": "*"} in data["packages"]
     assert "pgha-firstboot" in data["customizations"]["services"]["enabled"]
     sources = [tomllib.loads(p.read_text()) for p in paths[1:]]
-    assert {s["id"] for s in sources} == {"pgha", "pgdg16", "pgdg-extras"}
+    assert {s["id"] for s in sources} == {"pgha", "BaseOS", "AppStream", "pgdg16", "pgdg-common",
+                                          "pgdg-extras"}

@@ -35,7 +35,7 @@ def test_db_kickstart_content(ctx: Context) -> None:
     assert h.displaymode.displayMode == DISPLAY_MODE_TEXT
     assert "pgha-role-db" in h.packages.packageList
     repos = {r.name: r.baseurl for r in h.repo.repoList}
-    assert set(repos) == {"AppStream", "pgdg16", "pgdg-extras", "pgha"}
+    assert set(repos) == {"AppStream", "pgdg16", "pgdg-common", "pgdg-extras", "pgha"}
     assert [(m.name, m.enable) for m in h.module.dataList()] == [("postgresql", False)]
     lvs = {lv.mountpoint: lv for lv in h.logvol.dataList()}
     assert lvs["/var/lib/pgsql"].fstype == "xfs" and lvs["/var/lib/pgsql"].grow

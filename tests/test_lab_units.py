@@ -23,7 +23,7 @@ from builder.stages import seeds
 def test_lab_cluster_is_debian12_with_postgresql_15_and_the_venv_patroni(tmp_path) -> None:
     cluster = lab_cluster(config.load(None))
     assert (cluster.platform, cluster.postgres_version) == ("debian12", 15)
-    assert "/15/" in str(cluster.repos.pgdg)
+    assert cluster.repos.pgdg and "/15/" in cluster.repos.pgdg.url
     ctx = Context.create(cluster, tmp_path)
     seed = seeds.render_seed(ctx, cluster.node("db1"), generate(), root_prefix="/lab/db1/root")
     patroni = next(s for s in seed["services"] if s["name"] == "patroni")

@@ -45,7 +45,7 @@ def test_default_is_the_reference_lab(cluster: Cluster) -> None:
     assert (lb.primary_port, lb.replica_port, lb.stats_port) == (5000, 6000, 7000)
     assert (cluster.patroni.ttl, cluster.patroni.loop_wait, cluster.patroni.retry_timeout) == (
         30, 10, 10)
-    assert cluster.repos.pgdg and "/16/redhat/rhel-8" in cluster.repos.pgdg
+    assert cluster.repos.pgdg and "/16/redhat/rhel-8" in cluster.repos.pgdg.url
 
 
 def test_example_file_equals_builtin_default(cluster: Cluster) -> None:

@@ -48,14 +48,15 @@ def guest_urls(src: InstallSource, guest_host: str, port: int) -> tuple[str, str
 def build_kickstart(ctx: Context, role: str, src: InstallSource, repo_url: str,
                     install_url: str) -> str:
     base = install_url if install_url != "cdrom" else "file:///run/install/repo"
-    repos = ctx.cluster.repos.model_copy(update={"pgha": repo_url, "baseos": base})
+    baseos = ctx.cluster.repos.baseos.model_copy(update={"url": base})
+    repos = ctx.cluster.repos.model_copy(update={"pgha": repo_url, "baseos": baseos})
     cluster = ctx.cluster.model_copy(update={"repos": repos})
     text = kickstart.render_role(dataclasses.replace(ctx, cluster=cluster), roles.get(role))
     lines = []
     for line in text.splitlines():
         if install_url == "cdrom" and line.startswith("url --url="):
             line = "cdrom"
-        if "AppStream" in src.variants and line.startswith('repo --name="AppStream"'):
+        if "AppStream" in src.variants and line.startswith("repo --name=AppStream "):
             continue  # Anaconda adds AppStream from the media's .treeinfo
         lines.append(line)
     text = "\n".join(lines) + "\n" + PORTABLE_POST

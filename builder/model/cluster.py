@@ -17,6 +17,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
+from builder.model.repos import DEFAULTS, Repo, Repos, ResolvedRepo, pgdg_url, resolve
 from builder.model.types import (
     DomainName,
     GucName,
@@ -29,7 +30,6 @@ from builder.model.types import (
     RpmPin,
     SshPublicKey,
     UnixName,
-    Url,
 )
 
 # Version of the resolved model as carried in seeds; bump on incompatible change.
@@ -150,18 +150,6 @@ class Patroni(Strict):
     )
 
 
-class Repos(Strict):
-    """Package repositories used by kickstarts and images (URLs as the installer sees them)."""
-
-    baseos: Url = "http://mirror.pgha.lab/rhel8/BaseOS/x86_64/os/"
-    appstream: Url = "http://mirror.pgha.lab/rhel8/AppStream/x86_64/os/"
-    pgdg: Url | None = Field(default=None, description="default: PGDG for postgres_version")
-    pgdg_extras: Url = (
-        "https://download.postgresql.org/pub/repos/yum/common/pgdg-rhel8-extras/redhat/rhel-8-x86_64/"
-    )
-    pgha: Url = Field(default="http://10.77.0.1:8080/repo/", description="this tool's RPMs")
-
-
 class Admin(Strict):
     user: UnixName = "pgha"
     ssh_key: SshPublicKey | None = Field(default=None, description="OpenSSH public key line")
@@ -245,12 +233,13 @@ class Cluster(Strict):
     @model_validator(mode="after")
     def _resolve_pgdg(self) -> Cluster:
         if self.repos.pgdg is None:
-            url = (
-                "https://download.postgresql.org/pub/repos/yum/"
-                f"{self.postgres_version}/redhat/rhel-8-x86_64/"
-            )
-            object.__setattr__(self.repos, "pgdg", url)
+            pgdg = Repo(url=pgdg_url(self.postgres_version), **DEFAULTS["pgdg"])
+            object.__setattr__(self.repos, "pgdg", pgdg)
         return self
+
+    def repo_list(self) -> list[ResolvedRepo]:
+        """BaseOS, AppStream, PGDG <major>, PGDG common, PGDG extras, as every renderer uses."""
+        return resolve(self.repos, self.postgres_version)
 
     def nodes_with_role(self, role: str) -> list[Node]:
         return [n for n in self.nodes if role in n.roles]
