@@ -93,9 +93,9 @@ def test_build_kickstart_points_at_the_http_server(ctx: Context, tmp_path: Path)
     src = installsrc.load(str(make_tree(tmp_path)))
     repo, install = imagebuild.guest_urls(src, "192.168.122.1", 8090)
     text = imagebuild.build_kickstart(ctx, "db", src, repo, install)
-    assert 'repo --name="pgha" --baseurl="http://192.168.122.1:8090/repo/"' in text
-    assert 'url --url="http://192.168.122.1:8090/install/"' in text
-    assert 'repo --name="AppStream"' not in text  # from the tree's .treeinfo
+    assert 'repo --name="pgha" --baseurl=http://192.168.122.1:8090/repo/' in text
+    assert "url --url=http://192.168.122.1:8090/install/" in text
+    assert "repo --name=AppStream" not in text  # from the tree's .treeinfo
     assert "hostonly=\"no\"" in text
     assert kickstart.validate(text, "db.ks") == []
 
