@@ -57,7 +57,7 @@ def test_cross_field_errors_exit_config(tmp_path: Path) -> None:
     f.write_text("patroni: {ttl: 25}\n")
     result = CliRunner().invoke(cli, ["-c", str(f), "check"])
     assert result.exit_code == EXIT_CONFIG
-    assert "patroni.ttl: loop_wait + 2*retry_timeout = 30 exceeds ttl 25" in result.output
+    assert "patroni.ttl (line 1): loop_wait + 2*retry_timeout = 30 exceeds ttl 25" in result.output
 
 
 def test_malformed_yaml_one_line(tmp_path: Path) -> None:

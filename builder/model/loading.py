@@ -7,7 +7,9 @@ for bad input: everything expected raises ConfigError.
 
 from __future__ import annotations
 
+import copy
 import difflib
+import re
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +18,7 @@ from pydantic import BaseModel, ValidationError
 
 from builder.core.errors import ConfigError
 from builder.model import rules as validate
+from builder.model import yamlfile
 from builder.model.cluster import Cluster
 
 
@@ -24,6 +27,10 @@ def format_path(loc: tuple[Any, ...]) -> str:
     for part in loc:
         if isinstance(part, int):
             out += f"[{part}]"
+        elif part == "[key]":
+            out += " (key)"
+        elif not re.fullmatch(r"[A-Za-z0-9_-]+", str(part)):
+            out += f"[{str(part)[:40]!r}]"
         else:
             out += ("." if out else "") + str(part)
     return out or "(top level)"
@@ -84,7 +91,10 @@ def _message(err: dict[str, Any]) -> str:
     return msg
 
 
-def from_data(data: Any, source: str = "<cluster>", tree: yaml.Node | None = None) -> Cluster:
+def from_data(data: Any, source: str = "<cluster>", tree: yaml.Node | None = None,
+              early: list[str] | None = None) -> Cluster:
+    """Validate data; every problem at once: `early` ones (duplicate keys), field errors, and the
+    cross-field rules, which run on the data with its invalid fields left out."""
     if data is None:
         data = {}
     if not isinstance(data, dict):
@@ -92,50 +102,90 @@ def from_data(data: Any, source: str = "<cluster>", tree: yaml.Node | None = Non
             f"{source}: the cluster file must be a mapping at the top level",
             hint="start from `pgha-build init cluster.yaml`",
         )
-    try:
-        cluster = Cluster.model_validate(data)
-    except ValidationError as exc:
-        problems = []
-        for err in exc.errors():
-            loc = tuple(err["loc"])
-            line = _line_of(tree, loc)
-            where = f" (line {line})" if line else ""
-            problems.append(f"{format_path(loc)}{where}: {_message(dict(err))}")
+    problems = list(early or [])
+    cluster, field_problems, dropped = _validate(data, tree)
+    problems += field_problems
+    if cluster is not None:
+        report = validate.check(cluster)
+        problems += [_located(p, tree) for p in report.errors
+                     if not (dropped and p.path in validate.NODE_COUNT_PATHS)]
+    if problems or cluster is None:
         raise ConfigError(
             f"{source}: {len(problems)} problem(s) in the cluster file", problems
-        ) from None
-    report = validate.check(cluster)
-    if report.errors:
-        raise ConfigError(
-            f"{source}: {len(report.errors)} problem(s) in the cluster file",
-            [str(p) for p in report.errors],
         )
     return cluster
+
+
+def _validate(data: dict[str, Any], tree: yaml.Node | None
+              ) -> tuple[Cluster | None, list[str], bool]:
+    """(cluster or None, field problems, whether list items had to be dropped). On field errors,
+    the invalid keys are removed (their defaults apply) so the cross-field rules can still run."""
+    try:
+        return Cluster.model_validate(data), [], False
+    except ValidationError as exc:
+        errors = exc.errors()
+    problems = []
+    for err in errors:
+        loc = tuple(err["loc"])
+        line = _line_of(tree, loc)
+        where = f" (line {line})" if line else ""
+        problems.append(f"{format_path(loc)}{where}: {_message(dict(err))}")
+    repaired, dropped = copy.deepcopy(data), False
+    for _attempt in range(3):
+        for loc in sorted((tuple(e["loc"]) for e in errors), key=_sort_key, reverse=True):
+            dropped |= _remove(repaired, loc, missing=any(
+                e["type"] == "missing" and tuple(e["loc"]) == loc for e in errors))
+        try:
+            return Cluster.model_validate(repaired), problems, dropped
+        except ValidationError as exc:
+            errors = exc.errors()
+        except (TypeError, ValueError):
+            break
+    return None, problems, dropped
+
+
+def _sort_key(loc: tuple[Any, ...]) -> tuple[str, ...]:
+    return tuple(f"{p:09d}" if isinstance(p, int) else str(p) for p in loc)
+
+
+def _remove(data: Any, loc: tuple[Any, ...], missing: bool) -> bool:
+    """Delete what loc points at (a missing required field: its list item). True if a list item
+    was removed."""
+    parts = [p for p in loc if p != "[key]"]
+    if missing:  # the field itself is absent: drop the object holding it
+        parts = parts[:-1]
+        while parts and not isinstance(parts[-1], int):
+            parts = parts[:-1]
+    node = data
+    for part in parts[:-1]:
+        try:
+            node = node[part]
+        except (KeyError, IndexError, TypeError):
+            return False
+    if not parts:
+        return False
+    last = parts[-1]
+    if isinstance(node, list) and isinstance(last, int) and last < len(node):
+        del node[last]
+        return True
+    if isinstance(node, dict) and last in node:
+        del node[last]
+    return False
+
+
+def _located(problem: validate.Problem, tree: yaml.Node | None) -> str:
+    loc: list[Any] = []
+    for name, index in re.findall(r"([^.\[\]]+)|\[(\d+)\]", problem.path):
+        loc.append(int(index) if index else name)
+    line = _line_of(tree, tuple(loc))
+    where = f" (line {line})" if line and loc else ""
+    return f"{problem.path}{where}: {problem.message}"
 
 
 def load(path: Path | None) -> Cluster:
     """Load a cluster file, or the built-in reference lab when path is None."""
     if path is None:
         return from_data({}, "built-in default cluster")
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        raise ConfigError(
-            f"cluster file {path} does not exist",
-            hint="create one with `pgha-build init cluster.yaml`, or omit -c for the default",
-        ) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot read cluster file {path}: {exc}") from None
-    try:
-        tree = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark
-        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "unknown position"
-        raise ConfigError(
-            f"{path}: malformed YAML at {where}: {exc.problem}",
-            hint="check indentation and quoting around that line",
-        ) from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: malformed YAML: {exc}") from None
-    return from_data(data, str(path), tree)
+    text = yamlfile.read_text(path)
+    data, tree, duplicates = yamlfile.parse(path, text)
+    return from_data(data, str(path), tree, duplicates)

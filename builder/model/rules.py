@@ -37,6 +37,10 @@ class Report:
         self.warnings.append(Problem(path, message))
 
 
+# Rules about how many nodes have a role: meaningless once an invalid node was left out.
+NODE_COUNT_PATHS = frozenset({"nodes", "patroni.synchronous_mode"})
+
+
 def check(c: Cluster) -> Report:
     report = Report()
     for rule in (_unique, _addresses, _roles, _etcd, _ports, _timing, _load_balancer):

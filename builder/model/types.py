@@ -231,15 +231,32 @@ def _guc_value(value: Any) -> Any:
 
 # --- the annotated types the model uses -----------------------------------------------------
 
+def _pattern(regex: str, what: str) -> Any:
+    """An after-validator: value must fully match regex; the error says what was expected."""
+    compiled = re.compile(regex)
+
+    def check(value: str) -> str:
+        if not compiled.fullmatch(value):
+            raise ValueError(f"{_show(value)} is not {what}")
+        return value
+
+    return AfterValidator(check)
+
+
 Url = Annotated[str, _bounded(MAX_URL, "the URL"), AfterValidator(_url)]
 Location = Annotated[str, _bounded(MAX_PATH, "the path or URL"), AfterValidator(_location)]
 DomainName = Annotated[str, _bounded(MAX_FQDN, "the domain"), AfterValidator(_domain)]
-NodeName = Annotated[str, Field(pattern=NAME_RE, max_length=32)]
-RpmName = Annotated[str, Field(pattern=RPM_NAME_RE)]
+NodeName = Annotated[str, _bounded(32, "the name"), _pattern(
+    NAME_RE, "a name of 1-32 lower-case letters, digits and '-' (starting with a letter)")]
+RpmName = Annotated[str, _bounded(100, "the package name"), _pattern(RPM_NAME_RE, "an RPM package name")]
 RpmPin = Annotated[str, BeforeValidator(_pin), Field(max_length=140)]
 SshPublicKey = Annotated[str, _bounded(MAX_SSH_KEY, "the SSH key"), AfterValidator(_ssh_key)]
-GucName = Annotated[str, Field(pattern=GUC_NAME_RE, max_length=127)]
+GucName = Annotated[str, _bounded(127, "the parameter name"), _pattern(
+    GUC_NAME_RE, "a PostgreSQL parameter name (letters, digits, _; one optional dot)")]
 GucValue = Annotated[bool | int | float | str, AfterValidator(_guc_value)]
-UnixName = Annotated[str, Field(pattern=r"^[a-z_][a-z0-9_-]{0,31}$")]
-RoleName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_-]{0,31}$")]
-LibvirtNetwork = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}$")]
+UnixName = Annotated[str, _bounded(32, "the user name"), _pattern(
+    r"[a-z_][a-z0-9_-]{0,31}", "a user name (lower-case letters, digits, _ and -)")]
+RoleName = Annotated[str, _bounded(32, "the role name"), _pattern(
+    r"[a-z][a-z0-9_-]{0,31}", "a role name (lower-case letters, digits, _ and -)")]
+LibvirtNetwork = Annotated[str, _bounded(64, "the network name"), _pattern(
+    r"[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}", "a libvirt network name")]
