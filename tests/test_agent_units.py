@@ -109,7 +109,7 @@ def test_seed_rejections(tmp_path):
         make_seed(health=[{"kind": "tcp", "host": "h", "port": 1, "service": "nope"}]),
         "'nope' is not in services",
     )
-    _rejects(tmp_path, make_seed(files=[seed_file("/a/../etc/x", "x")]), "normalised")
+    _rejects(tmp_path, make_seed(files=[seed_file("/a/../etc/x", "x")]), "canonical")
     _rejects(tmp_path, make_seed(files=[seed_file("/etc/x", "x")] * 2), "listed twice")
     _rejects(
         tmp_path,

@@ -45,7 +45,7 @@ def test_patroni_yml_values(tmp_path):
     pg = p["postgresql"]
     assert pg["bin_dir"] == "/usr/pgsql-16/bin" and pg["data_dir"] == "/var/lib/pgsql/16/data"
     assert pg["connect_address"] == "10.77.0.12:5432"
-    assert pg["parameters"]["unix_socket_directories"] == "/var/run/postgresql"
+    assert pg["parameters"]["unix_socket_directories"] == "/run/postgresql"
     auth = pg["authentication"]
     assert auth["superuser"]["password"] == SEC.superuser.password
     assert auth["replication"]["password"] == SEC.replication.password

@@ -70,7 +70,7 @@ def test_root_prefix_moves_contents_and_argv_not_file_paths(ctx):
     assert lab["services"][1]["argv"] == ["/usr/bin/patroni", "/srv/lab/db1/etc/patroni/patroni.yml"]
     text = lab["files"][0]["content"]
     assert 'data_dir: "/srv/lab/db1/var/lib/pgsql/16/data"' in text
-    assert 'unix_socket_directories: "/srv/lab/db1/var/run/postgresql"' in text
+    assert 'unix_socket_directories: "/srv/lab/db1/run/postgresql"' in text
     assert 'bin_dir: "/usr/pgsql-16/bin"' in text
     assert "ETCD_DATA_DIR=/srv/lab/db1/var/lib/etcd/pgha.etcd" in lab["files"][1]["content"]
 

@@ -68,7 +68,7 @@ def layout(platform: str, pg: int) -> Layout:
             pg_bin_dir=f"/usr/pgsql-{pg}/bin",
             pg_data_dir=f"/var/lib/pgsql/{pg}/data",
             pg_home="/var/lib/pgsql",
-            pg_socket_dir="/var/run/postgresql",
+            pg_socket_dir="/run/postgresql",  # canonical: /var/run is a symlink (never followed)
             postgres_user="postgres",
             patroni_config="/etc/patroni/patroni.yml",
             patroni_bin="/usr/bin/patroni",

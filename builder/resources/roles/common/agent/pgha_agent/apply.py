@@ -1,7 +1,9 @@
 """Applying a validated seed to the node: the ordered steps, then the done marker.
 
-Boundary: runs after seed.validate succeeded (nothing is written before that). Steps, in order:
-hostname, network, directories, files, SELinux labels, firewall, disable services, start services with health waits, then
+Boundary: runs after seed.validate succeeded. preflight.check then checks every path it will
+write (nothing is written before both passed). Steps, in order: hostname, network,
+directories, files, SELinux labels, firewall, disable services, start services with health
+waits, then
 <root>/var/lib/pgha/done-<instance_id>. A failing step raises and leaves no marker, so the next
 run (next boot) applies the seed again; every step is safe to repeat. Paths listed in
 protected_dirs are never created, written or emptied (Root.guard).
@@ -10,7 +12,7 @@ protected_dirs are never created, written or emptied (Root.guard).
 import json
 import time
 
-from pgha_agent import __version__, health, system
+from pgha_agent import __version__, health, preflight, system
 from pgha_agent.log import LOG
 
 MARKER_DIR = "/var/lib/pgha"
@@ -70,6 +72,7 @@ def write_marker(root, seed, origin):
 def apply(root, seed, starter, origin, network="auto", timeout=300):
     """Every step in order; raises AgentError subclasses on failure."""
     root.protected = list(seed.protected_dirs)
+    preflight.check(root, seed, network, MARKER_DIR, marker_path(seed.instance_id))
     report_protected(root, seed)
     system.set_hostname(root, seed.node)
     system.configure_network(root, seed.node, seed.instance_id, network)

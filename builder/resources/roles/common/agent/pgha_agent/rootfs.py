@@ -1,77 +1,162 @@
 """The node's filesystem as seen through --root: paths, atomic writes, ownership, guards.
 
-Boundary: every write the agent makes to the node goes through Root.write_file (or
-Root.write_marker). Node paths in the seed are absolute ("/etc/patroni/patroni.yml"); Root maps
-them under the root directory, refuses to write inside a protected directory, writes via a
-temporary file + fsync + rename, and sets owner and mode. Ownership is applied only when the
-agent runs as root (names are resolved with the running system's user database).
+Boundary: every write the agent makes to the node goes through Root (write_file, ensure_dir,
+makedirs). Node paths in the seed are canonical absolute paths ("/etc/patroni/patroni.yml");
+Root maps them under the root directory and walks to them one component at a time with
+openat-style calls (O_NOFOLLOW | O_DIRECTORY): a symlink anywhere on the way, or a file where a
+folder must be, is refused, never followed. It refuses to write inside a protected directory
+(compared both as spelled and as real paths), writes via a temporary file + fsync + rename, and
+sets owner and mode through the open descriptor. Ownership is applied only when the agent runs
+as root. preflight.py checks every one of these rules for the whole seed before the first write.
 """
 
+import binascii
+import errno
 import grp
 import os
 import posixpath
 import pwd
-import tempfile
+import stat
 
 from pgha_agent.errors import ApplyFailed
 from pgha_agent.log import LOG
 
+MAX_ID = 2 ** 32 - 2  # (uid_t)-1 means "unchanged" to chown: never a real owner
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+
+
+def canonical_problem(path):
+    """Why `path` is not a canonical absolute node path, or None."""
+    if not isinstance(path, str) or not path.startswith("/") or path == "/":
+        return "must be an absolute path other than /"
+    if path.startswith("//") or posixpath.normpath(path) != path:
+        return "must be canonical (no //, /./, /../ or trailing /)"
+    if any(ord(c) < 32 or ord(c) == 127 for c in path):
+        return "must not hold control characters"
+    return None
+
 
 def inside(path, directory):
-    """True if node path `path` is `directory` or below it (both normalised absolute)."""
+    """True if canonical path `path` is `directory` or below it."""
     return path == directory or path.startswith(directory.rstrip("/") + "/")
 
 
+def resolve_id(value, database):
+    """uid/gid for a name or a number; None if a name does not exist. Raises ValueError for a
+    number out of range."""
+    if value.isdigit():
+        number = int(value)
+        if number > MAX_ID:
+            raise ValueError("{} is out of range (0..{})".format(value, MAX_ID))
+        return number
+    try:
+        if database == "user":
+            return pwd.getpwnam(value).pw_uid
+        return grp.getgrnam(value).gr_gid
+    except KeyError:
+        return None
+
+
 def lookup_ids(owner, group):
-    """(uid, gid) for names or numbers; -1 for what cannot be resolved (left unchanged)."""
-    uid = gid = -1
+    """(uid, gid) for names or numbers; -1 for a name that cannot be resolved (preflight has
+    already refused those when ownership is applied)."""
     try:
-        uid = int(owner) if owner.isdigit() else pwd.getpwnam(owner).pw_uid
-    except KeyError:
-        LOG.warning("user %s does not exist: owner left unchanged", owner)
-    try:
-        gid = int(group) if group.isdigit() else grp.getgrnam(group).gr_gid
-    except KeyError:
-        LOG.warning("group %s does not exist: group left unchanged", group)
-    return uid, gid
+        uid, gid = resolve_id(owner, "user"), resolve_id(group, "group")
+    except ValueError as exc:
+        raise ApplyFailed("bad owner/group {}:{}: {}".format(owner, group, exc))
+    return (-1 if uid is None else uid), (-1 if gid is None else gid)
 
 
 class Root(object):
     """The root directory the agent works in ("/" on a node)."""
 
     def __init__(self, path, protected=()):
-        self.base = os.path.abspath(path)
+        self.base = os.path.realpath(path)
         self.live = self.base == "/"
         self.protected = [posixpath.normpath(p) for p in protected]
         self.is_root_user = os.geteuid() == 0
 
     def path(self, node_path):
-        """The host path of an absolute node path."""
+        """The host path of an absolute node path (for reading)."""
         return os.path.join(self.base, node_path.lstrip("/"))
 
     def exists(self, node_path):
         return os.path.exists(self.path(node_path))
 
-    def guard(self, node_path):
-        """Refuse any write at or below a protected directory."""
+    def real_protected(self):
+        """Real paths (symlinks resolved, under --root) of the protected directories."""
+        out = []
         for prot in self.protected:
+            real = os.path.realpath(self.path(prot))
+            if real == self.base or real.startswith(self.base.rstrip("/") + "/"):
+                out.append("/" + os.path.relpath(real, self.base).lstrip("."))
+        return out
+
+    def guard(self, node_path):
+        """Refuse any write at or below a protected directory (as spelled or as real path)."""
+        problem = canonical_problem(node_path)
+        if problem:
+            raise ApplyFailed("refusing to write {!r}: the path {}".format(node_path, problem))
+        for prot in self.protected + self.real_protected():
             if inside(node_path, prot):
                 raise ApplyFailed("refusing to write {}: inside protected directory {}".format(
                     node_path, prot))
 
-    def makedirs(self, node_dir, mode=0o755):
-        """Create missing parents of a node directory (never a protected one)."""
-        if os.path.isdir(self.path(node_dir)):
-            return
-        self.guard(node_dir)
-        self.makedirs(posixpath.dirname(node_dir), 0o755)
+    def open_dir(self, node_dir, create=False, mode=0o755):
+        """A descriptor of node_dir reached without following any symlink; missing folders are
+        created (mode for the last one, 0755 above it) when `create`."""
+        fd = os.open(self.base, _DIR_FLAGS)
+        done = ""
         try:
-            os.mkdir(self.path(node_dir), mode)
-        except FileExistsError:
-            return
+            for part in [p for p in node_dir.split("/") if p]:
+                done += "/" + part
+                fd = self._step(fd, part, done, create, mode if done == node_dir else 0o755)
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
+
+    def _step(self, fd, part, done, create, mode):
+        try:
+            nxt = os.open(part, _DIR_FLAGS, dir_fd=fd)
+        except FileNotFoundError:
+            if not create:
+                raise ApplyFailed("{} does not exist".format(done))
+            self.guard(done)
+            try:
+                os.mkdir(part, mode, dir_fd=fd)
+            except FileExistsError:
+                pass
+            except OSError as exc:
+                raise ApplyFailed("cannot create {}: {}".format(done, exc.strerror))
+            LOG.info("created directory %s (%04o)", done, mode)
+            nxt = self._open_existing(fd, part, done)
         except OSError as exc:
-            raise ApplyFailed("cannot create {}: {}".format(node_dir, exc.strerror))
-        LOG.info("created directory %s (%04o)", node_dir, mode)
+            raise self._not_a_dir(fd, part, done, exc)
+        os.close(fd)
+        return nxt
+
+    def _open_existing(self, fd, part, done):
+        try:
+            return os.open(part, _DIR_FLAGS, dir_fd=fd)
+        except OSError as exc:
+            raise self._not_a_dir(fd, part, done, exc)
+
+    @staticmethod
+    def _not_a_dir(fd, part, done, exc):
+        if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+            try:
+                kind = "a symlink" if os.path.islink(
+                    "/proc/self/fd/{}/{}".format(fd, part)) else "not a directory"
+            except OSError:
+                kind = "not a directory"
+            return ApplyFailed("refusing to use {}: it is {} (symlinks are never followed)"
+                               .format(done, kind))
+        return ApplyFailed("cannot open {}: {}".format(done, exc.strerror))
+
+    def makedirs(self, node_dir, mode=0o755):
+        """Create node_dir and missing parents (never in a protected directory)."""
+        os.close(self.open_dir(node_dir, create=True, mode=mode))
 
     def _ownership(self, node_path, owner, group):
         if not self.is_root_user:
@@ -83,33 +168,43 @@ class Root(object):
     def ensure_dir(self, node_path, mode, owner="root", group="root"):
         """Create node_path if missing; set its own mode and owner (never recursively)."""
         self.guard(node_path)
-        self.makedirs(posixpath.dirname(node_path))
-        target = self.path(node_path)
-        if not os.path.isdir(target):
-            self.makedirs(node_path, mode)
         uid, gid = self._ownership(node_path, owner, group)
+        fd = self.open_dir(node_path, create=True, mode=mode)
         try:
             if uid != -1 or gid != -1:
-                os.chown(target, uid, gid)
-            os.chmod(target, mode)
+                os.fchown(fd, uid, gid)
+            os.fchmod(fd, mode)
         except OSError as exc:
             raise ApplyFailed("cannot set owner/mode of {}: {}".format(node_path, exc.strerror))
+        finally:
+            os.close(fd)
 
     def write_file(self, node_path, data, mode=0o644, owner="root", group="root"):
         """Atomically replace node_path with data (bytes), with owner, group and mode."""
         self.guard(node_path)
-        self.makedirs(posixpath.dirname(node_path))
-        target = self.path(node_path)
+        folder, name = posixpath.split(node_path)
         uid, gid = self._ownership(node_path, owner, group)
+        dfd = self.open_dir(folder, create=True)
         try:
-            _atomic_write(target, data, mode, uid, gid)
+            _atomic_write(dfd, name, data, mode, uid, gid)
         except OSError as exc:
             raise ApplyFailed("cannot write {}: {}".format(node_path, exc.strerror or exc))
+        finally:
+            os.close(dfd)
 
 
-def _atomic_write(target, data, mode, uid, gid):
-    folder, name = os.path.split(target)
-    fd, tmp = tempfile.mkstemp(prefix="." + name + ".", suffix=".tmp", dir=folder)
+def _atomic_write(dfd, name, data, mode, uid, gid):
+    """Write `name` in the folder open as dfd: a fresh temporary file (O_EXCL, O_NOFOLLOW), then
+    rename over the target. The rename replaces whatever entry is there, never writes through."""
+    try:
+        st = os.stat(name, dir_fd=dfd, follow_symlinks=False)
+    except FileNotFoundError:
+        st = None
+    if st is not None and stat.S_ISDIR(st.st_mode):
+        raise OSError(errno.EISDIR, "a directory is in the way")
+    tmp = ".{}.{}.tmp".format(name, binascii.hexlify(os.urandom(6)).decode())
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+                 | getattr(os, "O_CLOEXEC", 0), 0o600, dir_fd=dfd)
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
@@ -118,22 +213,14 @@ def _atomic_write(target, data, mode, uid, gid):
                 os.fchown(fh.fileno(), uid, gid)
             os.fchmod(fh.fileno(), mode)
             os.fsync(fh.fileno())
-        os.rename(tmp, target)
+        os.rename(tmp, name, src_dir_fd=dfd, dst_dir_fd=dfd)
     except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        try:
+            os.unlink(tmp, dir_fd=dfd)
+        except OSError:
+            pass
         raise
-    _fsync_dir(folder)
-
-
-def _fsync_dir(folder):
     try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
+        os.fsync(dfd)
     except OSError:
         pass
-    finally:
-        os.close(fd)

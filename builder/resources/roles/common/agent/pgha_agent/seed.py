@@ -15,6 +15,7 @@ import re
 
 from pgha_agent import SCHEMA_VERSIONS
 from pgha_agent.errors import SeedInvalid
+from pgha_agent.rootfs import MAX_ID, canonical_problem, inside
 
 ROLES_DIR = "/etc/pgha/roles.d"
 
@@ -27,9 +28,11 @@ MAC = re.compile(r"^([0-9A-Fa-f]{2}:){5}[0-9A-Fa-f]{2}$")
 MODE = re.compile(r"^0?[0-7]{3,4}$")
 SHA256 = re.compile(r"^[0-9a-f]{64}$")
 MAX_NAME = 253
+SPECIAL_BITS = 0o7000
 
-_TYPES = {"str": str, "int": int, "list": list, "dict": dict}
-_NAMES = {"str": "a string", "int": "an integer", "list": "a list", "dict": "an object"}
+_TYPES = {"str": str, "int": int, "list": list, "dict": dict, "bool": bool}
+_NAMES = {"str": "a string", "int": "an integer", "list": "a list", "dict": "an object",
+          "bool": "true or false"}
 
 
 def _bad(where, problem):
@@ -46,7 +49,7 @@ def _field(obj, key, where, kind, nullable=False, default=None, required=True):
     value = obj[key]
     if value is None and nullable:
         return None
-    if isinstance(value, bool) or not isinstance(value, _TYPES[kind]):
+    if (isinstance(value, bool) and kind != "bool") or not isinstance(value, _TYPES[kind]):
         raise _bad(path, "expected {}, got {}".format(
             _NAMES[kind] + (" or null" if nullable else ""), type(value).__name__))
     return value
@@ -71,9 +74,9 @@ def _match(pattern, value, where, what="value"):
 
 
 def _abs_path(value, where):
-    if not value.startswith("/") or posixpath.normpath(value) != value or value == "/":
-        raise _bad(where, "must be a normalised absolute path other than /, got {!r}".format(
-            value))
+    problem = canonical_problem(value)
+    if problem:
+        raise _bad(where, "{}, got {!r}".format(problem, value))
     return value
 
 
@@ -199,9 +202,15 @@ def _not_protected(path, protected, where):
 
 
 def _owner_mode(entry, at):
-    _match(ACCOUNT, _field(entry, "owner", at, "str"), at + ".owner", "user name")
-    _match(ACCOUNT, _field(entry, "group", at, "str"), at + ".group", "group name")
-    _match(MODE, _field(entry, "mode", at, "str"), at + ".mode", "octal mode")
+    for key in ("owner", "group"):
+        value = _match(ACCOUNT, _field(entry, key, at, "str"), at + "." + key, key + " name")
+        if value.isdigit() and int(value) > MAX_ID:
+            raise _bad(at + "." + key, "{} is out of range (0..{})".format(value, MAX_ID))
+    mode = int(_match(MODE, _field(entry, "mode", at, "str"), at + ".mode", "octal mode"), 8)
+    allowed = _field(entry, "special_bits", at, "bool", required=False, default=False)
+    if mode & SPECIAL_BITS and not allowed:
+        raise _bad(at + ".mode", "{:04o} sets setuid, setgid or sticky; the seed must say "
+                                 "\"special_bits\": true to allow it".format(mode))
 
 
 def _check_directories(data, protected):
@@ -230,10 +239,29 @@ def _check_files(data, protected):
         _owner_mode(entry, at)
         digest = _match(SHA256, _field(entry, "sha256", at, "str").lower(), at + ".sha256",
                         "sha256")
-        actual = hashlib.sha256(_field(entry, "content", at, "str").encode("utf-8"))
+        try:
+            actual = hashlib.sha256(_field(entry, "content", at, "str").encode("utf-8"))
+        except UnicodeEncodeError:
+            raise _bad(at + ".content", "not encodable as UTF-8 (a lone surrogate)")
         if actual.hexdigest() != digest:
             raise _bad(at + ".sha256", "checksum mismatch for {} (content corrupted or "
                                        "edited)".format(path))
+
+
+def _check_clashes(data):
+    """No path is both a file and a directory, and no file is where a folder must be."""
+    dirs = [d["path"] for d in data.get("directories") or []]
+    files = [f["path"] for f in data["files"]]
+    if len(set(dirs)) != len(dirs):
+        raise _bad("directories", "a directory is listed twice")
+    for i, path in enumerate(files):
+        for other in dirs + files:
+            if other != path and inside(other, path):
+                raise _bad("files[{}].path".format(i), "{} is a file, but {} needs it to be a "
+                                                       "directory".format(path, other))
+        if path in dirs:
+            raise _bad("files[{}].path".format(i), "{} is also listed in directories".format(
+                path))
 
 
 def decode(raw):
@@ -264,6 +292,7 @@ def validate(raw, root):
                  for i, p in enumerate(_list_of(data, "protected_dirs", "", "str"))]
     _check_directories(data, protected)
     _check_files(data, protected)
+    _check_clashes(data)
     return Seed(data)
 
 
