@@ -6,13 +6,11 @@ import click
 
 from builder.cli import App, cli, pass_app
 from builder.core.errors import ConfigError, PghaError
-
-FORMATS_HELP = "Comma-separated: qcow2,raw,vmdk,vhdx,ova. Default: image.formats (qcow2)."
+from builder.images import backends
+from builder.images import formats as imageformats
 
 
 def _formats(value: str | None, app: App) -> tuple[str, ...]:
-    from builder.images import formats as imageformats
-
     if value is None:
         return tuple(app.cluster.image.formats)
     try:
@@ -23,10 +21,9 @@ def _formats(value: str | None, app: App) -> tuple[str, ...]:
 
 @cli.command()
 @click.option("--role", required=True, metavar="ROLE", help="The role to bake (db, haproxy).")
-@click.option("--format", "formats", metavar="LIST", help=FORMATS_HELP)
-@click.option("--backend", type=click.Choice(["virt-install", "cloud-image"]),
-              default="virt-install", show_default=True,
-              help="Install from RHEL 8 media, or customise a RHEL 8 KVM Guest Image.")
+@click.option("--format", "formats", metavar="LIST", help=imageformats.cli_help())
+@click.option("--backend", type=click.Choice(backends.NAMES), default=backends.NAMES[0],
+              show_default=True, help=backends.cli_help())
 @click.option("--install-source", metavar="PATH_OR_URL",
               help="RHEL 8 DVD ISO, install tree or URL (default: image.install_source).")
 @click.option("--cloud-image", metavar="QCOW2", help="KVM Guest Image for --backend cloud-image.")
@@ -52,7 +49,7 @@ def images(app: App, role: str, formats: str | None, backend: str, install_sourc
     roles.get(role)
     ctx = app.context(force)
     opts = imagemod.ImageOptions(
-        role=role, formats=_formats(formats, app), backend=backend,  # type: ignore[arg-type]
+        role=role, formats=_formats(formats, app), backend=backend,
         install_source=install_source, cloud_image=cloud_image, deps_repo=deps_repo, kvm=kvm,
         compression=qcow2_compression, dry_run=dry_run)  # type: ignore[arg-type]
     if blueprint:

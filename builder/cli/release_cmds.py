@@ -45,9 +45,8 @@ def default_repo(app: App) -> str:
 @click.option("--api-url", metavar="URL",
               help="API base: https://HOST/api/v3 for GitHub Enterprise, https://HOST/api/v1 "
                    "for Gitea/Forgejo. Default: https://api.github.com")
-@click.option("--forge", "forge_kind", type=click.Choice(["auto", "github", "gitea"]),
-              default="auto", show_default=True,
-              help="API flavour (Forgejo is gitea); auto: gitea if the URL ends in /api/v1.")
+@click.option("--forge", "forge_kind", type=click.Choice(forgemod.CHOICES), default="auto",
+              show_default=True, help=forgemod.cli_help())
 @click.option("--draft", is_flag=True, help="Create the release as a draft.")
 @click.option("--prerelease", is_flag=True, help="Create the release as a pre-release.")
 @click.option("--notes", type=click.Path(exists=True, dir_okay=False, path_type=Path),

@@ -19,7 +19,8 @@ from pathlib import Path
 
 from builder.core.context import Context
 from builder.core.fsutil import atomic_write, sha256_file
-from builder.images import stage as images
+from builder.images import common as images
+from builder.images import preflight
 from builder.model import roles
 from builder.stages import repofiles
 
@@ -81,7 +82,8 @@ def customize_argv(ctx: Context, disk: Path, role: str, repo_path: Path,
     return argv
 
 
-def plan(ctx: Context, opts: images.ImageOptions) -> images.Plan:
+def plan(ctx: Context, opts: images.ImageOptions, report: preflight.Report) -> images.Plan:
+    del report  # the cloud image needs nothing the preflight found
     image = ctx.cluster.image
     cloud = Path(str(opts.cloud_image or image.cloud_image)).resolve()
     disk = images.base_disk(ctx, opts.role)

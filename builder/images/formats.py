@@ -10,17 +10,54 @@ from the streamOptimized vmdk.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from builder.core.errors import ValidationFailed
 from builder.core.run import Runner
 
-Format = Literal["qcow2", "raw", "vmdk", "vhdx", "ova"]
-FORMATS: tuple[Format, ...] = ("qcow2", "raw", "vmdk", "vhdx", "ova")
+
+@dataclass(frozen=True)
+class ImageFormat:
+    """One output format: what qemu-img writes and how the result is checked."""
+
+    name: str
+    help: str
+    options: tuple[str, ...]  # qemu-img convert's output options ({compression}: qcow2's)
+    disk: str  # the qemu format of the disk file it produces
+    checkable: bool  # qemu-img check supports it
+    extra_copies: int = 1  # output copies counted by the disk-space preflight
+
+
+# Adding a format is one entry here: the model's Literal, the CLI help and the preflight follow.
+TABLE: tuple[ImageFormat, ...] = (
+    ImageFormat("qcow2", "compressed qcow2 (KVM, OpenStack)",
+                ("-c", "-O", "qcow2", "-o", "compat=1.1,compression_type={compression}"),
+                "qcow2", True),
+    ImageFormat("raw", "sparse raw disk", ("-O", "raw"), "raw", False),
+    ImageFormat("vmdk", "streamOptimized vmdk (VMware)",
+                ("-O", "vmdk", "-o", "subformat=streamOptimized"), "vmdk", True),
+    ImageFormat("vhdx", "dynamic vhdx (Hyper-V)", ("-O", "vhdx", "-o", "subformat=dynamic"),
+                "vhdx", True),
+    ImageFormat("ova", "OVF appliance around the streamOptimized vmdk",
+                ("-O", "vmdk", "-o", "subformat=streamOptimized"), "vmdk", False, 2),
+)
+BY_NAME = {f.name: f for f in TABLE}
+FORMATS: tuple[str, ...] = tuple(BY_NAME)
+if TYPE_CHECKING:
+    Format = str
+else:
+    Format = Literal[FORMATS]
 Compression = Literal["zlib", "zstd"]
-# qemu-img check does not support raw.
-CHECKABLE = ("qcow2", "vmdk", "vhdx")
+# qemu-img check does not support raw (nor the OVA, which is checked as its vmdk).
+CHECKABLE = tuple(f.name for f in TABLE if f.checkable)
+
+
+def cli_help() -> str:
+    """The --format help: every format from the table."""
+    return ("Comma-separated: " + ", ".join(f"{f.name} ({f.help})" for f in TABLE)
+            + ". Default: image.formats (qcow2).")
 
 
 def parse_formats(text: str) -> list[Format]:
@@ -30,18 +67,12 @@ def parse_formats(text: str) -> list[Format]:
     if bad or not names:
         raise ValueError(f"unknown image format(s) {', '.join(bad) or '(none)'}; "
                          f"choose from {', '.join(FORMATS)}")
-    return list(dict.fromkeys(names))  # type: ignore[arg-type]
+    return list(dict.fromkeys(names))
 
 
 def output_options(fmt: Format, compression: Compression = "zlib") -> list[str]:
     """qemu-img convert's output options for a format (ova: its vmdk)."""
-    if fmt == "qcow2":
-        return ["-c", "-O", "qcow2", "-o", f"compat=1.1,compression_type={compression}"]
-    if fmt == "raw":
-        return ["-O", "raw"]
-    if fmt in ("vmdk", "ova"):
-        return ["-O", "vmdk", "-o", "subformat=streamOptimized"]
-    return ["-O", "vhdx", "-o", "subformat=dynamic"]
+    return [o.format(compression=compression) for o in BY_NAME[fmt].options]
 
 
 def convert_argv(src: Path, dest: Path, fmt: Format, src_format: str = "qcow2",
@@ -52,7 +83,7 @@ def convert_argv(src: Path, dest: Path, fmt: Format, src_format: str = "qcow2",
 
 def disk_format(fmt: Format) -> str:
     """The qemu format name of the disk file a format produces."""
-    return "vmdk" if fmt == "ova" else fmt
+    return BY_NAME[fmt].disk
 
 
 def info(runner: Runner, path: Path, fmt: str) -> dict[str, object]:

@@ -16,8 +16,8 @@ from pathlib import Path
 from builder.core.context import Context
 from builder.core.errors import ValidationFailed
 from builder.core.fsutil import atomic_write
+from builder.images import common as images
 from builder.images import preflight, vminstall
-from builder.images import stage as images
 from builder.images.installsrc import InstallSource
 from builder.model import roles
 from builder.pxe import httpserve

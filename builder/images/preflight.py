@@ -10,6 +10,7 @@ from pathlib import Path
 
 from builder.core.errors import ConfigError, PghaError
 from builder.core.run import Runner, missing_tool_error
+from builder.images import formats as imageformats
 from builder.images import installsrc, vminstall
 from builder.images.installsrc import InstallSource
 
@@ -84,7 +85,7 @@ def check_disk(report: Report, where: Path, need_bytes: int,
 def space_needed(disk_gb: int, formats: list[str]) -> int:
     """The install disk can fill up; each output format (compressed or sparse images of a fresh
     install, a few GiB) is counted at a quarter of it, the OVA's vmdk once more."""
-    extra = len(formats) + (1 if "ova" in formats else 0)
+    extra = sum(imageformats.BY_NAME[f].extra_copies for f in formats)
     return disk_gb * GIB + extra * disk_gb * GIB // 4
 
 

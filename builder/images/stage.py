@@ -11,8 +11,6 @@ artifact (manifest.json, SHA256SUMS). `dry_run` prints the commands instead of r
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from builder import __version__
@@ -22,55 +20,11 @@ from builder.core.fsutil import atomic_write, sha256_file
 from builder.core.log import log
 from builder.core.run import quote
 from builder.core.state import Artifact, input_key, load, save, up_to_date
+from builder.images import backends, ova, preflight
 from builder.images import formats as imageformats
-from builder.images import ova, preflight
-from builder.images.formats import Compression, Format
+from builder.images.common import ImageOptions, Plan, Result, base_disk, image_path, work_dir
+from builder.images.formats import Format
 from builder.model import roles
-
-BACKENDS = ("virt-install", "cloud-image")
-
-
-@dataclass(frozen=True)
-class ImageOptions:
-    role: str
-    formats: tuple[Format, ...] = ("qcow2",)
-    backend: str = "virt-install"
-    install_source: str | None = None
-    cloud_image: str | None = None
-    deps_repo: str | None = None
-    kvm: bool | None = None  # None: use it when it works
-    compression: Compression = "zlib"
-    dry_run: bool = False
-
-
-@dataclass
-class Plan:
-    """What a backend will do: the inputs that define the image, the commands, the action."""
-
-    inputs: dict[str, object]
-    commands: list[list[str]]
-    build: Callable[[], None]
-    notes: list[str] = field(default_factory=list)
-
-
-@dataclass
-class Result:
-    artifacts: list[Artifact] = field(default_factory=list)
-    dry_run: list[str] = field(default_factory=list)
-    reused: list[str] = field(default_factory=list)
-    built: dict[str, float] = field(default_factory=dict)  # format -> seconds
-
-
-def work_dir(ctx: Context, role: str) -> Path:
-    return ctx.out.work / "images" / role
-
-
-def base_disk(ctx: Context, role: str) -> Path:
-    return work_dir(ctx, role) / "base.qcow2"
-
-
-def image_path(ctx: Context, role: str, fmt: str) -> Path:
-    return ctx.out.images / f"{ctx.cluster.name}-{role}.{fmt}"
 
 
 def rpm_digests(ctx: Context) -> list[tuple[str, str]]:
@@ -81,15 +35,7 @@ def rpm_digests(ctx: Context) -> list[tuple[str, str]]:
 def run_preflight(ctx: Context, opts: ImageOptions) -> preflight.Report:
     report = preflight.Report()
     image = ctx.cluster.image
-    if opts.backend == "virt-install":
-        preflight.check_tools(report, ["virt-install", "virsh", "qemu-img"])
-        preflight.check_source(report, opts.install_source or image.install_source, ctx.runner)
-        preflight.check_kvm(report, opts.kvm)
-    else:
-        preflight.check_tools(report, ["virt-customize", "qemu-img"])
-        preflight.check_file(report, "cloud image", opts.cloud_image or image.cloud_image,
-                             "set image.cloud_image or pass --cloud-image (RHEL 8 KVM Guest "
-                             "Image qcow2)")
+    backends.get(opts.backend).check(report, ctx, opts)
     if not opts.dry_run and not any(ctx.out.rpms.glob(f"{roles.get(opts.role).package}-*")):
         report.problems.append(f"no {roles.get(opts.role).package} RPM in {ctx.out.rpms}: "
                                "run `pgha-build rpms` first")
@@ -102,15 +48,7 @@ def run_preflight(ctx: Context, opts: ImageOptions) -> preflight.Report:
 
 
 def plan_for(ctx: Context, opts: ImageOptions, report: preflight.Report) -> Plan:
-    if opts.backend == "virt-install":
-        from builder.images import imagebuild
-
-        return imagebuild.plan(ctx, opts, report)
-    if opts.backend == "cloud-image":
-        from builder.images import cloudimage
-
-        return cloudimage.plan(ctx, opts)
-    raise PghaError(f"unknown image backend '{opts.backend}'", hint=f"use {', '.join(BACKENDS)}")
+    return backends.get(opts.backend).plan(ctx, opts, report)
 
 
 def _format_key(base_key: str, fmt: Format, opts: ImageOptions, ctx: Context) -> str:

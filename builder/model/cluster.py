@@ -17,6 +17,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
+from builder.images.formats import Format
 from builder.model.repos import DEFAULTS, Repo, Repos, ResolvedRepo, pgdg_url, resolve
 from builder.model.types import (
     DomainName,
@@ -172,7 +173,7 @@ class Image(Strict):
         default="default", description="libvirt network of the installer VM, or 'user' (NAT)"
     )
     http_port: Port = Field(default=8090, description="port of the built-in HTTP server")
-    formats: list[Literal["qcow2", "raw", "vmdk", "vhdx", "ova"]] = Field(
+    formats: list[Format] = Field(
         default=["qcow2"], min_length=1, description="default image formats"
     )
 

@@ -12,7 +12,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import quote, urlsplit
 
 from builder.core.errors import EXIT_CONFIG, PghaError
@@ -198,21 +198,56 @@ class Gitea(Forge):
                            download_url=str(data.get("browser_download_url") or ""))
 
 
-def connect(api_url: str | None, repo: str, token: str, forge: str,
-            policy: RetryPolicy | None = None) -> Forge:
-    """The client for this forge ("github", "gitea" or "auto": decided from the URL)."""
-    url = (api_url or GITHUB_API).rstrip("/")
-    if forge == "auto":
-        forge = "gitea" if urlsplit(url).path.endswith("/api/v1") else "github"
-    tok = Token(token)
-    policy = policy or RetryPolicy()
-    if forge == "gitea":
-        if not urlsplit(url).path.endswith("/api/v1"):
-            url += "/api/v1"
-        return Gitea(url, repo, Api(tok, "token", "application/json", policy=policy))
+def _is_gitea_url(url: str) -> bool:
+    return urlsplit(url).path.endswith("/api/v1")
+
+
+def _github(url: str, repo: str, tok: Token, policy: RetryPolicy) -> Forge:
     api = Api(tok, "Bearer", "application/vnd.github+json",
               {"X-GitHub-Api-Version": "2022-11-28"}, policy=policy)
     return GitHub(url, repo, api)
+
+
+def _gitea(url: str, repo: str, tok: Token, policy: RetryPolicy) -> Forge:
+    if not _is_gitea_url(url):
+        url += "/api/v1"
+    return Gitea(url, repo, Api(tok, "token", "application/json", policy=policy))
+
+
+@dataclass(frozen=True)
+class ForgeKind:
+    name: str
+    help: str
+    make: Callable[[str, str, Token, RetryPolicy], Forge]  # (api url, repo, token, policy)
+    recognise: Callable[[str], bool]  # "auto" picks the first kind that recognises the URL
+
+
+# Adding a forge is one entry here (the last one is auto's fallback); --forge follows.
+TABLE: tuple[ForgeKind, ...] = (
+    ForgeKind("gitea", "Gitea and Forgejo (API v1), recognised by a URL ending in /api/v1",
+              _gitea, _is_gitea_url),
+    ForgeKind("github", "GitHub and GitHub Enterprise", _github, lambda url: True),
+)
+BY_NAME = {k.name: k for k in TABLE}
+CHOICES: tuple[str, ...] = ("auto", *sorted(BY_NAME))
+if TYPE_CHECKING:
+    ForgeName = str
+else:
+    ForgeName = Literal[CHOICES]
+
+
+def cli_help() -> str:
+    return ("API flavour: " + "; ".join(f"{k.name}: {k.help}" for k in TABLE)
+            + "; auto: the first that recognises the URL.")
+
+
+def connect(api_url: str | None, repo: str, token: str, forge: ForgeName,
+            policy: RetryPolicy | None = None) -> Forge:
+    """The client for this forge (a name in TABLE, or "auto": decided from the URL)."""
+    url = (api_url or GITHUB_API).rstrip("/")
+    kind = (next(k for k in TABLE if k.recognise(url)) if forge == "auto"
+            else BY_NAME[forge])
+    return kind.make(url, repo, Token(token), policy or RetryPolicy())
 
 
 _REMOTE_PATTERNS = [
