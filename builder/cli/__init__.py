@@ -129,4 +129,5 @@ COMMAND_MODULES = {
     "images": "image_cmds", "pxe": "image_cmds", "serve": "image_cmds",
     "lab": "lab_cmds",
     "release": "release_cmds",
+    "f5": "f5_cmds",
 }

@@ -18,6 +18,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from builder.images.formats import Format
+from builder.model.f5 import F5
 from builder.model.repos import DEFAULTS, Repo, Repos, ResolvedRepo, pgdg_url, resolve
 from builder.model.types import (
     DomainName,
@@ -130,11 +131,16 @@ class HealthCheck(Strict):
 
 
 class LoadBalancer(Strict):
+    kind: Literal["haproxy", "f5"] = Field(
+        default="haproxy", description="haproxy: nodes with the haproxy role; f5: an F5 BIG-IP "
+        "(`pgha-build f5`), no haproxy node")
     primary_port: Port = Field(default=5000, description="read-write, routed to the primary")
     replica_port: Port = Field(default=6000, description="read-only, routed to the replicas")
     stats_port: Port = Field(default=7000, description="HAProxy stats page")
-    virtual_ip: IPv4 | None = Field(default=None, description="keepalived VIP (2+ LB nodes)")
+    virtual_ip: IPv4 | None = Field(
+        default=None, description="keepalived VIP (2+ LB nodes), or the BIG-IP virtual address")
     check: HealthCheck = Field(default_factory=HealthCheck)
+    f5: F5 = Field(default_factory=F5, description="BIG-IP names and settings (kind f5)")
 
 
 class Patroni(Strict):
@@ -236,6 +242,8 @@ class Cluster(Strict):
         if self.repos.pgdg is None:
             pgdg = Repo(url=pgdg_url(self.postgres_version), **DEFAULTS["pgdg"])
             object.__setattr__(self.repos, "pgdg", pgdg)
+        if self.load_balancer.f5.tenant is None:
+            object.__setattr__(self.load_balancer.f5, "tenant", self.name)
         return self
 
     def repo_list(self) -> list[ResolvedRepo]:

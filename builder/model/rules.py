@@ -3,7 +3,9 @@
 Rules: unique names, addresses and MACs; addresses inside the network and off its reserved
 addresses; known, assignable roles; an odd etcd membership of at least three; at least one
 database node; no port used twice on one host; Patroni's timing rules; HAProxy's check timing
-against the leader TTL; a virtual IP only with two load balancers. Warnings do not fail a build.
+against the leader TTL; a virtual IP only with two load balancers; with an F5 BIG-IP
+(`load_balancer.kind: f5`) the rules of model/f5.py instead of the HAProxy ones. Warnings do
+not fail a build.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
-from builder.model import roles
+from builder.model import f5, roles
 from builder.model.cluster import Cluster
 from builder.model.types import MAX_FQDN
 
@@ -86,7 +88,8 @@ def _virtual_ip(c: Cluster, r: Report) -> None:
         return
     path = "load_balancer.virtual_ip"
     if vip not in net:
-        r.error(path, f"{vip} is outside network.cidr {net}")
+        if c.load_balancer.kind == "haproxy":  # a BIG-IP's VIP may be elsewhere: f5.check
+            r.error(path, f"{vip} is outside network.cidr {net}")
     elif vip == net.network_address and net.prefixlen < 31:
         r.error(path, f"{vip} is the network address of {net}")
     elif vip == net.broadcast_address and net.prefixlen < 31:
@@ -114,7 +117,8 @@ def _roles(c: Cluster, r: Report) -> None:
         r.warn("nodes", "only one database node: there is nothing to fail over to")
     if c.patroni.synchronous_mode and len(db) < 2:
         r.error("patroni.synchronous_mode", "needs at least two database nodes")
-    if not any(known[x].load_balancer for n in c.nodes for x in n.roles if x in known):
+    if c.load_balancer.kind == "haproxy" and not any(
+            known[x].load_balancer for n in c.nodes for x in n.roles if x in known):
         r.warn("nodes", "no load balancer node: clients need an external load balancer")
     if c.admin.ssh_key is None:
         r.warn("admin.ssh_key", "not set: nobody can log in over SSH to the installed nodes")
@@ -160,6 +164,8 @@ def _timing(c: Cluster, r: Report) -> None:
         r.error("patroni.ttl", f"loop_wait + 2*retry_timeout = "
                 f"{p.loop_wait + 2 * p.retry_timeout} exceeds ttl {p.ttl}: the leader could "
                 "lose its lock while still retrying")
+    if c.load_balancer.kind == "f5":
+        return  # the BIG-IP's monitor timing: f5.check
     chk = c.load_balancer.check
     detect_ms = chk.inter_ms * chk.fall
     if detect_ms >= p.ttl * 1000:
@@ -172,6 +178,11 @@ def _timing(c: Cluster, r: Report) -> None:
 
 
 def _load_balancer(c: Cluster, r: Report) -> None:
+    if c.load_balancer.kind == "f5":
+        f5.check(c, r)
+        return
+    if "f5" in c.load_balancer.model_fields_set:
+        r.warn("load_balancer.f5", "ignored: load_balancer.kind is haproxy")
     known = roles.assignable_roles()
     lbs = [n for n in c.nodes if any(x in known and known[x].load_balancer for x in n.roles)]
     if c.load_balancer.virtual_ip is not None and len(lbs) < 2:

@@ -1,4 +1,4 @@
-"""HTTP for the forge APIs: one session, retries, rate limits, streamed bodies, no token leaks.
+"""HTTP for the forge APIs (and the BIG-IP's AS3 API): one session, retries, rate limits, streamed bodies, no token leaks.
 
 Boundary: this module knows HTTP and the GitHub documented failure modes (5xx, dropped
 connections, primary and secondary rate limits); it knows nothing about releases. Every error it
@@ -119,15 +119,24 @@ def multipart_body(path: Path, field_name: str, filename: str, content_type: str
 
 
 class TokenAuth(requests.auth.AuthBase):
-    """Sets the Authorization header. Passed as `auth=`, so requests never replaces it with
-    credentials from a ~/.netrc entry for the host (it would with a plain header)."""
+    """Sets the Authorization header (or another auth header). Passed as `auth=`, so requests
+    never replaces it with credentials from a ~/.netrc entry for the host (it would with a
+    plain header)."""
 
-    def __init__(self, value: str) -> None:
+    def __init__(self, value: str, header: str = "Authorization") -> None:
         self.value = value
+        self.header = header
 
     def __call__(self, req: requests.PreparedRequest) -> requests.PreparedRequest:
-        req.headers["Authorization"] = self.value
+        req.headers[self.header] = self.value
         return req
+
+
+GITHUB_HINTS = {
+    401: "the token is invalid or expired: set GITHUB_TOKEN or GH_TOKEN",
+    403: "the token lacks permission: it needs contents: write on the repository",
+    404: "check --repo and --api-url, and that the token can see the repository",
+}
 
 
 @dataclass
@@ -135,11 +144,13 @@ class Api:
     """One authenticated session against a forge API, with the retry policy applied."""
 
     token: Token
-    auth_scheme: str  # "Bearer" (GitHub) or "token" (Gitea/Forgejo)
+    auth_scheme: str  # "Bearer" (GitHub), "token" (Gitea/Forgejo), "Basic", "" (bare value)
     accept: str
     extra_headers: dict[str, str] = field(default_factory=dict)
     policy: RetryPolicy = field(default_factory=RetryPolicy)
     session: requests.Session = field(default_factory=requests.Session)
+    auth_header: str = "Authorization"
+    hints: dict[int, str] = field(default_factory=lambda: dict(GITHUB_HINTS))
 
     def redact(self, text: str) -> str:
         return text.replace(self.token.value, "***") if self.token.value else text
@@ -163,7 +174,8 @@ class Api:
                 resp = self.session.request(
                     method, url, json=json, params=params, data=body() if body else None,
                     headers=self.headers(headers), timeout=self.policy.timeout, stream=stream,
-                    auth=TokenAuth(f"{self.auth_scheme} {self.token.value}"))
+                    auth=TokenAuth(f"{self.auth_scheme} {self.token.value}".lstrip(),
+                                   self.auth_header))
             except (requests.ConnectionError, requests.Timeout,
                     requests.exceptions.ChunkedEncodingError) as exc:
                 self._retry_or_raise(attempt, what, exc)
@@ -224,10 +236,7 @@ class Api:
         codes = [e.get("code") for e in body.get("errors") or [] if isinstance(e, dict)]
         if codes:
             detail += f" ({', '.join(str(c) for c in codes)})"
-        hint = {401: "the token is invalid or expired: set GITHUB_TOKEN or GH_TOKEN",
-                403: "the token lacks permission: it needs contents: write on the repository",
-                404: "check --repo and --api-url, and that the token can see the repository"
-                }.get(resp.status_code)
+        hint = self.hints.get(resp.status_code)
         return ApiError(self.redact(f"{what} returned HTTP {resp.status_code}: {detail}"),
                         resp.status_code, body, hint=hint)
 

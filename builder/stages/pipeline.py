@@ -12,6 +12,7 @@ from typing import Any
 from builder.core.context import Context
 from builder.core.log import log, step
 from builder.core.manifest import write_manifest
+from builder.stages.f5 import write_f5
 from builder.stages.kickstart import write_kickstarts
 from builder.stages.rpms import build_rpms
 from builder.stages.seeds import write_seeds
@@ -23,9 +24,10 @@ SPECS: Step = ("specs", write_specs)
 RPMS: Step = ("rpms", build_rpms)
 KICKSTART: Step = ("kickstart", write_kickstarts)
 SEEDS: Step = ("seeds", write_seeds)
+F5: Step = ("f5", write_f5)  # only with load_balancer.kind: f5
 MANIFEST: Step = ("manifest", write_manifest)
 
-BUILD: list[Step] = [SPECS, RPMS, KICKSTART, SEEDS, MANIFEST]
+BUILD: list[Step] = [SPECS, RPMS, KICKSTART, SEEDS, F5, MANIFEST]
 
 
 def run_steps(ctx: Context, steps: list[Step]) -> None:
