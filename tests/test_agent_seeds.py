@@ -8,6 +8,7 @@ import http.server
 import json
 import shutil
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -319,3 +320,43 @@ def test_unconfigured_node_fails_when_its_seed_server_is_gone(root):
     )
     assert res.returncode == 3 and "after 2 attempt(s)" in res.stderr
     assert listing(root) == before
+
+
+class _DripServer:
+    """An HTTP server that answers a seed one byte every 0.2 s: each read succeeds within any
+    socket timeout, so only a per-attempt deadline stops it."""
+
+    def __init__(self) -> None:
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                self.send_response(200)
+                self.send_header("Content-Length", "100000")
+                self.end_headers()
+                try:
+                    for _ in range(600):
+                        self.wfile.write(b" ")
+                        self.wfile.flush()
+                        time.sleep(0.2)
+                except OSError:
+                    pass
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/db1/"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+
+def test_url_timeout_is_per_attempt_against_a_slow_server(root):
+    server = _DripServer()
+    try:
+        res = run_agent("--root", root, "--seed", server.url, "--services", "process",
+                        "--url-timeout", "1", "--url-retries", "1", "--url-retry-delay", "0.1",
+                        timeout=60)
+    finally:
+        server.httpd.shutdown()
+        server.httpd.server_close()
+    assert res.returncode == 3, res.stderr
+    assert "after 2 attempt(s): no complete answer within 1 s" in res.stderr

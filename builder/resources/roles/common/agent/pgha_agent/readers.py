@@ -8,7 +8,9 @@ is unmounted/removed before the reader returns. URLs are retried with a timeout 
 
 import os
 import shutil
+import socket
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.parse
@@ -116,13 +118,38 @@ def _permanent(exc):
         and exc.code not in (408, 425, 429)
 
 
+def _get_once(url, timeout):
+    """One GET, bounded as a whole (connect, headers and body) by `timeout` seconds: a server
+    that answers a byte at a time cannot stretch an attempt. The request runs in a daemon
+    thread; on timeout the thread is abandoned (it dies with the process, its socket timeout
+    ends it sooner) and the attempt counts as failed."""
+    box = {}
+
+    def work():
+        try:
+            with urllib.request.urlopen(url, timeout=timeout) as resp:
+                box["resp"] = resp
+                box["data"] = resp.read(MAX_SEED_BYTES + 1)
+        except BaseException as exc:  # handed to the caller's thread
+            box["error"] = exc
+
+    worker = threading.Thread(target=work, name="pgha-fetch")
+    worker.daemon = True
+    worker.start()
+    worker.join(timeout)
+    if worker.is_alive():  # abandoned: closing the response would wait for its reader's lock
+        raise socket.timeout("no complete answer within {:g} s".format(timeout))
+    if "error" in box:
+        raise box["error"]
+    return box["data"]
+
+
 def fetch(url, retries, timeout, delay):
     """GET url with up to `retries` extra attempts, `timeout` seconds each, backing off."""
     attempts = retries + 1
     for attempt in range(1, attempts + 1):
         try:
-            with urllib.request.urlopen(url, timeout=timeout) as resp:
-                data = resp.read(MAX_SEED_BYTES + 1)
+            data = _get_once(url, timeout)
             LOG.info("fetched %s (attempt %d/%d)", redact(url), attempt, attempts)
             return data
         except (urllib.error.URLError, OSError, ValueError) as exc:
