@@ -1,11 +1,13 @@
 """Code checks: ruff (lint) over the project, mypy over builder/, and no import circles between
-builder's subpackages."""
+builder's modules (top-level, lazy and TYPE_CHECKING imports alike)."""
 
 from __future__ import annotations
 
+import ast
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -27,3 +29,83 @@ def test_mypy_is_clean() -> None:
     proc = subprocess.run([sys.executable, "-m", "mypy", "builder"], cwd=PROJECT_ROOT,
                           capture_output=True, text=True, check=False)
     assert proc.returncode == 0, proc.stdout[-3000:]
+
+
+def _module_name(path: Path) -> str:
+    parts = list(path.relative_to(PROJECT_ROOT).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _imported(node: ast.AST, module: str, is_package: bool, known: set[str]) -> Iterator[str]:
+    """The builder modules one import statement loads (`from pkg import mod` loads pkg.mod)."""
+    if isinstance(node, ast.Import):
+        names = [alias.name for alias in node.names]
+    elif isinstance(node, ast.ImportFrom):
+        base = node.module or ""
+        if node.level:
+            anchor = module.split(".")[: len(module.split(".")) - node.level + is_package]
+            base = ".".join([*anchor, base] if base else anchor)
+        names = [f"{base}.{alias.name}" if f"{base}.{alias.name}" in known else base
+                 for alias in node.names]
+    else:
+        return
+    for name in names:
+        while name and name not in known:
+            name = name.rpartition(".")[0]
+        if name:
+            yield name
+
+
+def import_graph() -> dict[str, set[str]]:
+    """Every builder module (outside resources/) -> the builder modules it imports anywhere:
+    at the top, inside functions (lazy) and under TYPE_CHECKING."""
+    files = {_module_name(p): p for p in (PROJECT_ROOT / "builder").rglob("*.py")
+             if "resources" not in p.relative_to(PROJECT_ROOT).parts}
+    known = set(files)
+    graph: dict[str, set[str]] = {}
+    for module, path in files.items():
+        tree = ast.parse(path.read_text(), str(path))
+        is_package = path.name == "__init__.py"
+        graph[module] = {dep for node in ast.walk(tree)
+                         for dep in _imported(node, module, is_package, known)
+                         if dep != module}
+    return graph
+
+
+def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """One import circle as [a, b, ..., a], or None. Depth-first with colours."""
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+    stack: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        state[node] = 1
+        stack.append(node)
+        for dep in sorted(graph.get(node, ())):
+            if state.get(dep) == 1:
+                return [*stack[stack.index(dep):], dep]
+            if dep not in state and (found := visit(dep)):
+                return found
+        stack.pop()
+        state[node] = 2
+        return None
+
+    for node in sorted(graph):
+        if node not in state and (found := visit(node)):
+            return found
+    return None
+
+
+def test_find_cycle_sees_lazy_and_indirect_circles() -> None:
+    assert find_cycle({"a": {"b"}, "b": {"c"}, "c": set()}) is None
+    assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+    tree = ast.parse("def f():\n    from builder.images import stage\n")
+    known = {"builder", "builder.images", "builder.images.stage"}
+    deps = {d for n in ast.walk(tree) for d in _imported(n, "builder.x", False, known)}
+    assert deps == {"builder.images.stage"}
+
+
+def test_no_import_circles_between_builder_modules() -> None:
+    graph = import_graph()
+    assert "builder.images.common" in graph["builder.images.cloudimage"]
+    cycle = find_cycle(graph)
+    assert cycle is None, "import circle: " + " -> ".join(cycle or [])

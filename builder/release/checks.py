@@ -10,16 +10,14 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import yaml
 
 from builder.core.errors import PghaError
 from builder.core.log import log
 from builder.core.paths import OutputPaths
-
-if TYPE_CHECKING:
-    from builder.release.publish import Item
+from builder.release.items import Item
 
 CHUNK = 1 << 20
 MIN_SECRET_LEN = 8  # shorter values match too much by chance to be checked reliably

@@ -20,36 +20,16 @@ from builder.core.paths import OutputPaths
 from builder.release.checks import check_items, secret_reason
 from builder.release.forge import Forge, Release, RemoteAsset, UsageError
 from builder.release.httpclient import ApiError
+from builder.release.items import Item
 
 PUBLISHED_KINDS = {"rpm", "srpm", "kickstart", "image"}
 MAX_ASSET_SIZE = 2 * 1024**3  # GitHub: each asset must be under 2 GiB
 MAX_ASSETS = 1000  # GitHub: at most 1000 assets per release
 TMP_SUFFIX = ".pgha-tmp"
-CONTENT_TYPES = {".rpm": "application/x-rpm", ".ks": "text/plain", ".json": "application/json",
-                 ".iso": "application/x-iso9660-image", ".qcow2": "application/octet-stream",
-                 ".xz": "application/x-xz", ".gz": "application/gzip",
-                 ".zst": "application/zstd", ".tar": "application/x-tar"}
 
 
 class ReleaseError(PghaError):
     """A release cannot be done safely as asked."""
-
-
-@dataclass(frozen=True)
-class Item:
-    """One local file to publish."""
-
-    name: str  # asset name on the release
-    rel: str  # path relative to output/<cluster>/
-    path: Path
-    sha256: str  # from manifest.json ("" for manifest.json and SHA256SUMS: computed)
-    size: int | None  # from manifest.json
-
-    @property
-    def content_type(self) -> str:
-        if self.name == "SHA256SUMS":
-            return "text/plain"
-        return CONTENT_TYPES.get(self.path.suffix, "application/octet-stream")
 
 
 @dataclass
