@@ -245,7 +245,7 @@ class FakeBigIp:
     """AS3 on 127.0.0.1: `faults` scripts per-request failures, `log` records every request."""
 
     def __init__(self, user: str = "admin", password: str = "", token: str = "",
-                 version: str = "3.45.0", polls_in_progress: int = 2) -> None:
+                 version: str = "3.45.0", polls_in_progress: int = 1) -> None:
         self.user, self.password, self.token = user, password, token
         self.version = version
         self.installed = True

@@ -132,7 +132,7 @@ class As3Client:
 
     def wait(self, task_id: str) -> list[dict[str, Any]]:
         deadline = self.clock() + self.wait_s
-        delay = 0.5
+        delay = 0.25
         while True:
             resp = self.api.request("GET", self.url + TASK + task_id)
             results = _results(self._json(resp, "GET task"))
