@@ -8,7 +8,7 @@ QuotingError, a bug in a template or a type) anything that still could change it
             (shlex.split with comments) - shlex.quote, no line breaks
   sh        a word in a shell script (kickstart %post): shlex.quote, no line breaks (a line
             `%end` inside a quoted word would still end the section)
-  spec      an RPM spec token: letters, digits and ._+~^:=<>, - only (never '%' or a newline)
+  spec      an RPM spec token: letters, digits and ._+~^:=<>,/ - only (never '%' or a newline)
   token     a bare word in an INI, env or HAProxy file: no whitespace, quotes, '$', '\\', '#'
   tojson    (jinja2's own) YAML values and keys: a JSON string is a YAML flow scalar
 
@@ -29,7 +29,7 @@ class QuotingError(ValueError):
 
 
 _LINE_BREAKS = re.compile(r"[\x00-\x1f\x7f\u0085\u2028\u2029]")
-_SPEC_TOKEN = re.compile(r"[A-Za-z0-9._+~^:=<>, -]*")
+_SPEC_TOKEN = re.compile(r"[A-Za-z0-9._+~^:=<>,/ -]*")
 _TOKEN = re.compile(r"[A-Za-z0-9._+~^:=,/@%-]*")
 
 
@@ -55,7 +55,7 @@ def spec(value: Any) -> str:
     """A validated RPM spec token, unchanged."""
     text = _one_line(value, "spec")
     if not _SPEC_TOKEN.fullmatch(text):
-        raise QuotingError(f"spec: refusing {text[:60]!r}: only letters, digits and ._+~^:=<>, - "
+        raise QuotingError(f"spec: refusing {text[:60]!r}: only letters, digits and ._+~^:=<>,/ - "
                            "may reach a spec file")
     return text
 

@@ -7,7 +7,6 @@ the hash of its spec, its payload and the rpmbuild options: an unchanged package
 
 from __future__ import annotations
 
-import fcntl
 import os
 import shutil
 import tempfile
@@ -47,20 +46,18 @@ def rpm_names(pkg: Package) -> tuple[str, str]:
     return f"{nvr}.noarch.rpm", f"{nvr}.src.rpm"
 
 
-def _build_one(ctx: Context, pkg: Package, key: str) -> None:
-    """rpmbuild in a private _topdir named after the input key.
+def _build_one(ctx: Context, pkg: Package) -> None:
+    """rpmbuild in a private _topdir: a fresh mkdtemp folder (0700), removed afterwards.
 
-    The SRPM header keeps the expanded spec, paths included, so the _topdir must not depend on
-    the output folder for builds to be byte-identical; a lock keeps two identical builds apart.
+    Nothing predictable in /tmp (no lock, no fixed name a symlink could be planted at); builds
+    stay byte-identical because the spec never expands the _topdir path (it uses rpmbuild's
+    $RPM_SOURCE_DIR and $RPM_BUILD_ROOT).
     """
     spec = ctx.out.specs / f"{pkg.name}.spec"
-    topdir = Path(tempfile.gettempdir()) / f"pgha-rpmbuild-{key[:20]}"
-    lock = topdir.with_suffix(".lock").open("w")
-    fcntl.flock(lock, fcntl.LOCK_EX)
-    shutil.rmtree(topdir, ignore_errors=True)
-    (topdir / "SOURCES").mkdir(parents=True)
-    shutil.copy2(ctx.out.specs / pkg.source, topdir / "SOURCES" / pkg.source)
+    topdir = Path(tempfile.mkdtemp(prefix="pgha-rpmbuild-"))
     try:
+        (topdir / "SOURCES").mkdir()
+        shutil.copy2(ctx.out.specs / pkg.source, topdir / "SOURCES" / pkg.source)
         ctx.runner.run(["rpmbuild", "-ba", "--quiet", *rpmbuild_defines(topdir), str(spec)],
                        env={"SOURCE_DATE_EPOCH": str(ctx.epoch), "HOME": str(topdir),
                             "LC_ALL": "C", "TZ": "UTC"})
@@ -74,8 +71,6 @@ def _build_one(ctx: Context, pkg: Package, key: str) -> None:
             tmp.replace(ctx.out.rpms / name)
     finally:
         shutil.rmtree(topdir, ignore_errors=True)
-        Path(lock.name).unlink(missing_ok=True)
-        lock.close()
 
 
 def _package_key(ctx: Context, pkg: Package) -> str:
@@ -101,7 +96,7 @@ def build_rpms(ctx: Context) -> list[Artifact]:
             continue
         require("rpmbuild")
         log.info("rpmbuild %s", pkg.name)
-        _build_one(ctx, pkg, keys[pkg.name])
+        _build_one(ctx, pkg)
         arts += save(ctx.out, stage, keys[pkg.name], pkg_arts)
         built.append(pkg.name)
     _drop_stale(ctx, {a.path for a in arts})
