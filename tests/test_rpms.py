@@ -172,17 +172,18 @@ def test_manifest_and_sha256sums(built: Context) -> None:
     subprocess.run(["sha256sum", "-c", "--quiet", "SHA256SUMS"], cwd=built.out.root, check=True)
 
 
-class _TopdirRunner(RecordingRunner):
-    """Records the mode and owner of rpmbuild's _topdir while rpmbuild runs."""
+_SEEN: list[tuple[str, int, int]] = []
 
-    seen: list[tuple[str, int, int]] = []
+
+class _TopdirRunner(RecordingRunner):
+    """Records the mode and owner of rpmbuild's _topdir while rpmbuild runs (in _SEEN)."""
 
     def run(self, argv, **kwargs):  # type: ignore[no-untyped-def]
         args = [str(a) for a in argv]
         if Path(args[0]).name == "rpmbuild":
             top = Path(args[args.index("--define") + 1].removeprefix("_topdir "))
             st = top.lstat()
-            self.seen.append((str(top), st.st_mode & 0o7777, st.st_uid))
+            _SEEN.append((str(top), st.st_mode & 0o7777, st.st_uid))
         return super().run(argv, **kwargs)
 
 
@@ -195,11 +196,12 @@ def test_rpmbuild_topdir_is_private_and_unpredictable(tmp_path: Path, monkeypatc
     tmp.mkdir()
     monkeypatch.setattr(tempfile, "tempdir", str(tmp))
     runner = _TopdirRunner()
+    _SEEN.clear()
     ctx = Context.create(config.load(None), tmp_path / "out", runner, force=True)
     pipeline.run_steps(ctx, [pipeline.SPECS, pipeline.RPMS])
-    assert len(runner.seen) == 3
-    assert len({top for top, _, _ in runner.seen}) == 3
-    for top, mode, uid in runner.seen:
+    assert len(_SEEN) == 3
+    assert len({top for top, _, _ in _SEEN}) == 3
+    for top, mode, uid in _SEEN:
         assert Path(top).parent == tmp and Path(top).name.startswith("pgha-rpmbuild-")
         assert mode == 0o700 and uid == os.getuid()
     assert list(tmp.iterdir()) == []
