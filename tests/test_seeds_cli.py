@@ -72,3 +72,25 @@ def test_seeds_command_host_and_rotation(tmp_path):
     assert after != before
     new_seed = (out.seeds / "lb1" / "pgha" / "seed.json").read_text()
     assert new_seed != seed and after.haproxy_stats.password in new_seed
+
+
+@pytest.mark.integration
+def test_lost_secrets_with_existing_seeds_refuse(tmp_path):
+    """README: secrets are never regenerated silently. A missing secrets.yaml beside existing
+    seeds is refused with a hint; --rotate-secrets says it on purpose."""
+    assert _run(tmp_path, "seeds", "--host", "lb1").exit_code == 0
+    out = OutputPaths(tmp_path / "out" / "pgha")
+    seed = (out.seeds / "lb1" / "pgha" / "seed.json").read_bytes()
+    out.secrets.unlink()
+    for args in (("seeds",), ("render", "--host", "db1"), ("seeds", "--force")):
+        res = _run(tmp_path, *args)
+        assert res.exit_code == 1, res.output
+        first = res.output.splitlines()[0]
+        assert first.startswith(f"error: secrets file {out.secrets} is missing, but seeds")
+        assert "hint: restore secrets.yaml from your backup" in res.output
+        assert "--rotate-secrets" in res.output
+        assert not out.secrets.exists()
+        assert (out.seeds / "lb1" / "pgha" / "seed.json").read_bytes() == seed
+    res = _run(tmp_path, "seeds", "--rotate-secrets")
+    assert res.exit_code == 0, res.output
+    assert out.secrets.exists() and (out.seeds / "lb1" / "pgha" / "seed.json").read_bytes() != seed

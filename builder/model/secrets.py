@@ -120,12 +120,28 @@ def load(path: Path) -> Secrets:
     return parse(path, text)
 
 
+def _seeds_exist(out: OutputPaths) -> bool:
+    try:
+        return out.seeds.is_dir() and any(out.seeds.iterdir())
+    except OSError:
+        return True  # cannot tell: do not assume there is nothing to lose
+
+
 def load_or_create(out: OutputPaths, cluster: str, rotate: bool = False) -> Secrets:
     """The cluster's secrets: read from out.secrets, or generated (and saved 0600) when the file
-    does not exist yet or `rotate` is set."""
+    does not exist yet or `rotate` is set. A missing file while seeds exist is an error: never
+    regenerated silently."""
     path = out.secrets
     if path.exists() and not rotate:
         return load(path)
+    if not rotate and _seeds_exist(out):
+        raise PghaError(
+            f"secrets file {path} is missing, but seeds rendered with it exist in {out.seeds}: "
+            "new passwords would lock the deployed nodes out",
+            hint="restore secrets.yaml from your backup; to replace every password on purpose "
+                 "(the running cluster must be changed to match), run "
+                 "`pgha-build seeds --rotate-secrets`",
+        )
     sec = generate()
     atomic_write(path, dump(cluster, sec), mode=0o600)
     return sec
