@@ -114,6 +114,8 @@ def test_haproxy_rules_unchanged_and_f5_block_ignored_with_a_warning() -> None:
         {"load_balancer": {"virtual_ip": "192.0.2.50"}}))
     c = load({"load_balancer": {"f5": {"tenant": "x"}}})
     assert any(w.path == "load_balancer.f5" for w in check_rules(c).warnings)
+    shown = load(load({}).model_dump(mode="json"))  # `show`'s output used as a cluster file
+    assert not any(w.path == "load_balancer.f5" for w in check_rules(shown).warnings)
     assert not any("load balancer node" in w.message for w in check_rules(load(f5_data())).warnings)
 
 
@@ -408,11 +410,13 @@ def test_five_db_nodes(tmp_path: Path) -> None:
 
 def test_build_writes_f5_only_for_kind_f5(tmp_path: Path) -> None:
     assert pipeline.F5 in pipeline.BUILD
-    ctx = Context.create(load({"name": "plain"}), tmp_path / "out")
-    assert stage.write_f5(ctx) == [] and not (ctx.out.root / "f5").exists()
     folder = write(tmp_path, f5_data())
     assert sorted(p.name for p in folder.iterdir()) == ["README.md", "as3.json", "tmsh.txt"]
-    assert "tmsh.txt" in "".join(stage.FILES)
+    back = Context.create(load({**f5_data(), "load_balancer": {}}), tmp_path / "out")
+    pipeline.run_steps(back, [pipeline.F5, pipeline.MANIFEST])  # the same cluster, haproxy
+    assert list(folder.iterdir()) == []
+    manifest = json.loads(back.out.manifest.read_text())
+    assert not [a for a in manifest["artifacts"] if a["path"].startswith("f5/")]
 
 
 def test_text_quoting_refuses_what_tmsh_or_bash_would_read() -> None:

@@ -181,7 +181,7 @@ def _load_balancer(c: Cluster, r: Report) -> None:
     if c.load_balancer.kind == "f5":
         f5.check(c, r)
         return
-    if "f5" in c.load_balancer.model_fields_set:
+    if c.load_balancer.f5 != f5.F5(tenant=c.name):  # (show's output carries the defaults)
         r.warn("load_balancer.f5", "ignored: load_balancer.kind is haproxy")
     known = roles.assignable_roles()
     lbs = [n for n in c.nodes if any(x in known and known[x].load_balancer for x in n.roles)]

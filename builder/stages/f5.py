@@ -24,7 +24,7 @@ from builder import __version__
 from builder.core.context import Context
 from builder.core.errors import PghaError
 from builder.core.fsutil import atomic_write
-from builder.core.state import Artifact, input_key, save, up_to_date
+from builder.core.state import Artifact, forget, input_key, save, up_to_date
 from builder.f5 import as3, plan
 from builder.f5.plan import Plan
 from builder.model.cluster import Cluster
@@ -78,7 +78,10 @@ def dump(decl: dict[str, Any]) -> str:
 
 def write_f5(ctx: Context) -> list[Artifact]:
     """The pipeline step: writes the F5 files when the cluster's load balancer is a BIG-IP."""
-    if ctx.cluster.load_balancer.kind != "f5":
+    if ctx.cluster.load_balancer.kind != "f5":  # files of an earlier kind f5 are not kept
+        forget(ctx.out, "f5")
+        for name in FILES:
+            (ctx.out.root / "f5" / name).unlink(missing_ok=True)
         return []
     rendered = render_all(ctx)
     folder = ctx.out.root / "f5"
