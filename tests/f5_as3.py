@@ -253,6 +253,7 @@ class FakeBigIp:
         self.tenants: dict[str, Any] = {}
         self.tasks: dict[str, dict[str, Any]] = {}
         self.faults: list[str] = []  # "busy" (one 503), "tenant-fails" (deploy fails)
+        self.up: dict[str, set[str]] = {}  # pool name -> nodes its monitor finds up
         self.log: list[dict[str, Any]] = []
         self.lock = threading.Lock()
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
@@ -372,6 +373,10 @@ class _Handler(BaseHTTPRequestHandler):
             return self._task(path.rsplit("/", 1)[1])
         if self.command == "POST" and path == "/mgmt/shared/appsvcs/declare":
             return self._post(query, raw)
+        stats = re.fullmatch(r"/mgmt/tm/ltm/pool/~([^~/]+)~([^~/]+)~([^~/]+)/members/stats",
+                             path)
+        if self.command == "GET" and stats:
+            return self._pool_stats(*stats.groups())
         self.reply(404, {"code": 404, "message": f"Public URI path not registered: {path}"})
 
     def _post(self, query: dict[str, list[str]], raw: bytes) -> None:
@@ -401,6 +406,35 @@ class _Handler(BaseHTTPRequestHandler):
                          "submitted", "tenant": "", "host": "", "runTime": 0, "code": 0}],
                          "declaration": {},
                          "selfLink": f"https://localhost/mgmt/shared/appsvcs/task/{tid}"})
+
+    def _pool_stats(self, tenant: str, app: str, pool: str) -> None:
+        """iControl REST member stats of a deployed pool (one nestedStats entry per member)."""
+        obj = ((self.fake.tenants.get(tenant) or {}).get(app) or {}).get(pool)
+        if not isinstance(obj, dict) or obj.get("class") != "Pool":
+            return self.reply(404, {"code": 404, "message": f"01020036:3: The requested Pool "
+                                    f"(/{tenant}/{app}/{pool}) was not found."})
+        up = self.fake.up.get(pool)
+        entries = {}
+        for member in obj["members"]:
+            for i, server in enumerate(member["servers"]):
+                on = (server["name"] in up) if up is not None else \
+                    (i == 0) == (pool == "pool_primary")
+                name = f"~{tenant}~{server['name']}:{member['servicePort']}"
+                link = f"https://localhost/mgmt/tm/ltm/pool/~{tenant}~{app}~{pool}/members/{name}"
+                entries[f"{link}/stats"] = {"nestedStats": {"entries": {
+                    "addr": {"description": server["address"]},
+                    "nodeName": {"description": f"/{tenant}/{server['name']}"},
+                    "poolName": {"description": f"/{tenant}/{app}/{pool}"},
+                    "port": {"value": member["servicePort"]},
+                    "serverside.curConns": {"value": 3 if on else 0},
+                    "monitorStatus": {"description": "up" if on else "down"},
+                    "status.availabilityState": {"description": "available" if on else
+                                                 "offline"},
+                    "status.enabledState": {"description": "enabled"},
+                    "status.statusReason": {"description": "Pool member is available" if on
+                                            else "Pool member has been marked down by a "
+                                            "monitor"}}}}
+        self.reply(200, {"kind": "tm:ltm:pool:members:membersstats", "entries": entries})
 
     def _task(self, tid: str) -> None:
         task = self.fake.tasks.get(tid)

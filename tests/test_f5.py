@@ -445,7 +445,7 @@ def test_cli_f5_writes_the_files(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(("data", "args", "code", "line"), [
     ({"name": "plain"}, ["f5"], 1, "error: cluster 'plain' uses HAProxy"),
-    (f5_data(), ["f5", "--yes"], 2, "--yes, --ca-file and --insecure go with --apply URL"),
+    (f5_data(), ["f5", "--yes"], 2, "--yes goes with --apply URL"),
     ({**f5_data(), "nodes": DB + [{"name": "lb1", "roles": ["haproxy"],
                                    "address": "10.77.0.9"}]}, ["check"], EXIT_CONFIG,
      "lb1 has the load balancer role 'haproxy', but load_balancer.kind is f5"),

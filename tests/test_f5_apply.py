@@ -174,3 +174,22 @@ def test_bad_urls(url: str, words: str) -> None:
 def test_credentials_with_a_newline_refused() -> None:
     with pytest.raises(PghaError, match="PGHA_F5_PASSWORD holds a line break"):
         apply.api_from_env({"PGHA_F5_USER": "a", "PGHA_F5_PASSWORD": "x\ny"})
+
+
+def test_status_view(tmp_path: Path, bigip: FakeBigIp) -> None:
+    missing = run(tmp_path, "--status", bigip.url)
+    assert missing.exit_code == 1 and "the BIG-IP has no pool /shop/postgres/pool_primary" \
+        in missing.output
+    assert run(tmp_path, "--apply", bigip.url, "--yes").exit_code == 0
+    healthy = run(tmp_path, "--status", bigip.url)
+    assert healthy.exit_code == 0, healthy.output
+    assert "/shop/postgres/pool_primary (read-write: the primary only): 1 of 3 available" \
+        in healthy.output
+    assert "ok: read-write on db1, read-only on db2, db3" in healthy.output
+    bigip.up = {"pool_primary": {"db1", "db2"}, "pool_replicas": set()}
+    split = run(tmp_path, "--status", bigip.url)
+    assert split.exit_code == 1
+    assert "pool_primary has 2 available member(s) db1, db2: it needs exactly one" in split.output
+    assert "pool_replicas has no available member" in split.output
+    assert all(e["method"] == "GET" for e in bigip.log if "/mgmt/tm/" in e["path"])
+    never_printed(split)

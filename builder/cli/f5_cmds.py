@@ -10,9 +10,10 @@ from typing import TYPE_CHECKING
 import click
 
 from builder.cli import App, cli, pass_app
-from builder.core.errors import ValidationFailed
+from builder.core.errors import PghaError, ValidationFailed
 
 if TYPE_CHECKING:
+    from builder.model.cluster import Cluster
     from builder.release.httpclient import Api
 
 
@@ -22,6 +23,9 @@ if TYPE_CHECKING:
                    "unless --yes. Credentials: PGHA_F5_USER + PGHA_F5_PASSWORD, or "
                    "PGHA_F5_TOKEN, from the environment only.")
 @click.option("--yes", is_flag=True, help="With --apply: deploy for real.")
+@click.option("--status", "status_url", metavar="URL",
+              help="Show the BIG-IP's pool members (read-only; same credentials): healthy when "
+                   "exactly one is up for read-write and at least one for read-only.")
 @click.option("--ca-file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="CA bundle that verifies the BIG-IP's management certificate.")
 @click.option("--insecure", is_flag=True,
@@ -30,24 +34,32 @@ if TYPE_CHECKING:
               help="Seconds to wait for AS3 to finish.")
 @click.option("--force", is_flag=True, help="Rewrite the files even if inputs are unchanged.")
 @pass_app
-def f5(app: App, apply_url: str | None, yes: bool, ca_file: Path | None, insecure: bool,
-       timeout: int, force: bool) -> None:
+def f5(app: App, apply_url: str | None, yes: bool, status_url: str | None,
+       ca_file: Path | None, insecure: bool, timeout: int, force: bool) -> None:
     """Write the F5 BIG-IP configuration to OUTPUT/<cluster>/f5/: as3.json (AS3 declaration),
     tmsh.txt (the same as tmsh commands) and README.md (for the network team)."""
     from builder.f5 import apply
     from builder.stages import f5 as stage
     from builder.stages import pipeline
 
-    if (yes or ca_file or insecure) and not apply_url:
-        raise click.UsageError("--yes, --ca-file and --insecure go with --apply URL")
+    if yes and not apply_url:
+        raise click.UsageError("--yes goes with --apply URL")
+    if (ca_file or insecure) and not (apply_url or status_url):
+        raise click.UsageError("--ca-file and --insecure go with --apply or --status URL")
     if ca_file and insecure:
         raise click.UsageError("--ca-file and --insecure contradict each other: pick one")
+    if apply_url and status_url:
+        raise click.UsageError("--apply and --status: one at a time")
     ctx = app.context(force)
     stage.require_f5(ctx)
-    if apply_url:  # everything checked before any file is written or any request is sent
+    url = apply_url or status_url
+    if url:  # everything checked before any file is written or any request is sent
         verify: bool | str = str(ca_file) if ca_file else not insecure
-        base = apply.base_url(apply_url)
+        base = apply.base_url(url)
         api = apply.api_from_env(os.environ, verify)
+        _quiet_if_insecure(api)
+    if status_url:
+        return _status(base, api, ctx.cluster)
     pipeline.run_steps(ctx, [pipeline.F5, pipeline.MANIFEST])
     folder = ctx.out.root / "f5"
     if not apply_url:
@@ -56,17 +68,35 @@ def f5(app: App, apply_url: str | None, yes: bool, ca_file: Path | None, insecur
     _apply(base, api, folder / "as3.json", dry_run=not yes, timeout=timeout)
 
 
-def _apply(base: str, api: Api, path: Path, dry_run: bool, timeout: int) -> None:
-    import json
-
+def _quiet_if_insecure(api: Api) -> None:
     from builder.core.log import log
-    from builder.f5 import apply
 
     if api.session.verify is False:
         import urllib3
 
         urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
         log.warning("not verifying the BIG-IP's certificate (--insecure)")
+
+
+def _status(base: str, api: Api, cluster: Cluster) -> None:
+    from builder.f5 import plan, status
+
+    p = plan.plan(cluster)
+    states = {pool.name: status.pool_members(base, api, p, pool.name) for pool in p.pools}
+    lines, problems = status.report(states, p)
+    for line in lines:
+        click.echo(line)
+    if problems:
+        raise PghaError(f"not healthy: {'; '.join(problems)}",
+                        hint="ask the database team for `patronictl list`; check the "
+                             "monitors' reasons above")
+
+
+def _apply(base: str, api: Api, path: Path, dry_run: bool, timeout: int) -> None:
+    import json
+
+    from builder.f5 import apply
+
     decl = json.loads(path.read_text())
     mode = "dry-run (controls.dryRun=true)" if dry_run else "deploy"
     click.echo(f"AS3 {mode}: {path} -> {base}{apply.DECLARE}")
