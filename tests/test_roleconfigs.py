@@ -6,10 +6,13 @@ import yaml
 
 from builder.core.context import Context
 from builder.model import loading as config
-from builder.model.secrets import generate
+from builder.model import tlsplan
 from builder.stages import seeds
 
-SEC = generate()
+
+def _sec(ctx):
+    """The cluster's passwords and PKI (made once per output folder, as a build does)."""
+    return tlsplan.load_secrets(ctx.out, ctx.cluster)
 
 
 def _ctx(tmp_path, **data):
@@ -26,12 +29,12 @@ def _env(text: str) -> dict[str, str]:
 
 def test_patroni_yml_values(tmp_path):
     ctx = _ctx(tmp_path, profile="fast", patroni={"parameters": {"max_connections": 250}})
-    p = yaml.safe_load(_file(seeds.render_seed(ctx, ctx.cluster.node("db2"), SEC), "patroni.yml"))
+    p = yaml.safe_load(_file(seeds.render_seed(ctx, ctx.cluster.node("db2"), _sec(ctx)), "patroni.yml"))
     assert p["scope"] == "pgha" and p["name"] == "db2"
     assert p["restapi"]["listen"] == "10.77.0.12:8008"
     assert p["restapi"]["connect_address"] == "10.77.0.12:8008"
     assert p["restapi"]["authentication"] == {"username": "patroni",
-                                              "password": SEC.restapi.password}
+                                              "password": _sec(ctx).restapi.password}
     assert p["etcd3"]["hosts"] == ["10.77.0.11:2379", "10.77.0.12:2379", "10.77.0.13:2379"]
     dcs = p["bootstrap"]["dcs"]
     assert (dcs["ttl"], dcs["loop_wait"], dcs["retry_timeout"]) == (20, 1, 3)
@@ -47,14 +50,14 @@ def test_patroni_yml_values(tmp_path):
     assert pg["connect_address"] == "10.77.0.12:5432"
     assert pg["parameters"]["unix_socket_directories"] == "/run/postgresql"
     auth = pg["authentication"]
-    assert auth["superuser"]["password"] == SEC.superuser.password
-    assert auth["replication"]["password"] == SEC.replication.password
-    assert auth["rewind"]["password"] == SEC.rewind.password
+    assert auth["superuser"]["password"] == _sec(ctx).superuser.password
+    assert auth["replication"]["password"] == _sec(ctx).replication.password
+    assert auth["rewind"]["password"] == _sec(ctx).rewind.password
 
 
-def test_pg_hba(tmp_path):
-    ctx = _ctx(tmp_path)
-    p = yaml.safe_load(_file(seeds.render_seed(ctx, ctx.cluster.node("db1"), SEC), "patroni.yml"))
+def test_pg_hba_without_tls(tmp_path):
+    ctx = _ctx(tmp_path, tls=False)
+    p = yaml.safe_load(_file(seeds.render_seed(ctx, ctx.cluster.node("db1"), _sec(ctx)), "patroni.yml"))
     hba = [line.split() for line in p["postgresql"]["pg_hba"]]
     assert ["host", "replication", "replicator", "127.0.0.1/32", "scram-sha-256"] in hba
     assert ["host", "replication", "replicator", "10.77.0.11/32", "scram-sha-256"] in hba
@@ -66,9 +69,9 @@ def test_pg_hba(tmp_path):
     assert not any("0.0.0.0/0" in " ".join(line) or "trust" in line for line in hba)
 
 
-def test_etcd_env(tmp_path):
-    ctx = _ctx(tmp_path)
-    env = _env(_file(seeds.render_seed(ctx, ctx.cluster.node("db3"), SEC), "etcd.conf"))
+def test_etcd_env_without_tls(tmp_path):
+    ctx = _ctx(tmp_path, tls=False)
+    env = _env(_file(seeds.render_seed(ctx, ctx.cluster.node("db3"), _sec(ctx)), "etcd.conf"))
     assert env["ETCD_NAME"] == "db3"
     assert env["ETCD_INITIAL_CLUSTER"] == ("db1=http://10.77.0.11:2380,db2=http://10.77.0.12:2380,"
                                            "db3=http://10.77.0.13:2380")
@@ -85,7 +88,7 @@ def test_etcd_env(tmp_path):
 def test_haproxy_cfg(tmp_path):
     check = {"inter_ms": 1500, "fall": 2, "rise": 1, "fastinter_ms": 500, "downinter_ms": 700}
     ctx = _ctx(tmp_path, load_balancer={"check": check})
-    text = _file(seeds.render_seed(ctx, ctx.cluster.node("lb1"), SEC), "haproxy.cfg")
+    text = _file(seeds.render_seed(ctx, ctx.cluster.node("lb1"), _sec(ctx)), "haproxy.cfg")
     sections = text.split("\nlisten ")
     primary = next(s for s in sections if s.startswith("primary"))
     replicas = next(s for s in sections if s.startswith("replicas"))
@@ -100,24 +103,71 @@ def test_haproxy_cfg(tmp_path):
         assert s.count("check port 8008") == 3
         assert "server db1 10.77.0.11:5432" in s
     assert "bind *:7000" in stats
-    assert f"stats auth haproxy:{SEC.haproxy_stats.password}" in stats
+    assert f"stats auth haproxy:{_sec(ctx).haproxy_stats.password}" in stats
 
 
 def test_keepalived_only_with_vip_and_two_lbs(tmp_path):
     one = _ctx(tmp_path, load_balancer={"virtual_ip": "10.77.0.100"})
-    seed = seeds.render_seed(one, one.cluster.node("lb1"), SEC)
+    seed = seeds.render_seed(one, one.cluster.node("lb1"), _sec(one))
     assert [s["name"] for s in seed["services"]] == ["haproxy"]
     assert not any(f["path"].endswith("keepalived.conf") for f in seed["files"])
     nodes = [*one.cluster.model_dump(mode="json")["nodes"],
              {"name": "lb2", "roles": ["haproxy"], "address": "10.77.0.9"}]
     two = _ctx(tmp_path, nodes=nodes, load_balancer={"virtual_ip": "10.77.0.100"})
-    seed1 = seeds.render_seed(two, two.cluster.node("lb1"), SEC)
-    seed2 = seeds.render_seed(two, two.cluster.node("lb2"), SEC)
+    seed1 = seeds.render_seed(two, two.cluster.node("lb1"), _sec(two))
+    seed2 = seeds.render_seed(two, two.cluster.node("lb2"), _sec(two))
     assert [s["name"] for s in seed1["services"]] == ["haproxy", "keepalived"]
     k1, k2 = _file(seed1, "keepalived.conf"), _file(seed2, "keepalived.conf")
     assert "10.77.0.100/24" in k1 and "chk_haproxy" in k1
     assert "unicast_peer {\n        10.77.0.9\n" in k1
     assert "priority 150" in k1 and "priority 140" in k2
     novip = _ctx(tmp_path, nodes=nodes)
-    seed = seeds.render_seed(novip, novip.cluster.node("lb2"), SEC)
+    seed = seeds.render_seed(novip, novip.cluster.node("lb2"), _sec(novip))
     assert not any(f["path"].endswith("keepalived.conf") for f in seed["files"])
+
+
+def test_pg_hba_with_tls_admits_remote_access_only_over_ssl(tmp_path):
+    ctx = _ctx(tmp_path, network={"client_networks": ["192.168.5.0/24"]})
+    p = yaml.safe_load(_file(seeds.render_seed(ctx, ctx.cluster.node("db1"), _sec(ctx)),
+                             "patroni.yml"))
+    hba = [line.split() for line in p["postgresql"]["pg_hba"]]
+    remote = [h for h in hba if h[0].startswith("host") and h[3] != "127.0.0.1/32"]
+    assert remote[0] == ["hostnossl", "all", "all", "0.0.0.0/0", "reject"]
+    assert all(h[0] == "hostssl" for h in remote[1:])
+    assert ["hostssl", "replication", "replicator", "10.77.0.12/32", "scram-sha-256",
+            "clientcert=verify-ca"] in hba
+    assert ["hostssl", "all", "all", "192.168.5.0/24", "scram-sha-256"] in hba
+    assert ["hostssl", "all", "all", "10.77.0.10/32", "scram-sha-256"] in hba  # the LB
+    assert not any(h[3] == "10.77.0.0/24" for h in remote)  # only configured client networks
+    pg = p["postgresql"]
+    assert pg["parameters"]["ssl"] == "on"
+    assert pg["parameters"]["ssl_cert_file"] == "/etc/pgha/tls/postgres.crt"
+    for user in ("replication", "rewind"):
+        assert pg["authentication"][user]["sslmode"] == "verify-full"
+        assert pg["authentication"][user]["sslrootcert"] == "/etc/pgha/tls/ca.crt"
+    assert p["etcd3"]["protocol"] == "https" and p["etcd3"]["cert"].endswith("postgres.crt")
+    assert p["restapi"]["certfile"] == "/etc/pgha/tls/postgres.crt"
+    assert p["restapi"]["verify_client"] == "optional"
+    assert p["ctl"]["cacert"] == "/etc/pgha/tls/ca.crt"
+
+
+def test_etcd_env_with_tls_needs_client_certificates(tmp_path):
+    ctx = _ctx(tmp_path)
+    env = _env(_file(seeds.render_seed(ctx, ctx.cluster.node("db3"), _sec(ctx)), "etcd.conf"))
+    assert env["ETCD_INITIAL_CLUSTER"] == ("db1=https://10.77.0.11:2380,"
+                                           "db2=https://10.77.0.12:2380,db3=https://10.77.0.13:2380")
+    assert env["ETCD_LISTEN_CLIENT_URLS"] == "https://10.77.0.13:2379,https://127.0.0.1:2379"
+    assert env["ETCD_CLIENT_CERT_AUTH"] == env["ETCD_PEER_CLIENT_CERT_AUTH"] == "true"
+    assert env["ETCD_CERT_FILE"] == env["ETCD_PEER_CERT_FILE"] == "/etc/pgha/tls/etcd.crt"
+    assert env["ETCD_TRUSTED_CA_FILE"] == env["ETCD_PEER_TRUSTED_CA_FILE"] == "/etc/pgha/tls/ca.crt"
+
+
+def test_haproxy_checks_patroni_over_verified_tls(tmp_path):
+    ctx = _ctx(tmp_path)
+    text = _file(seeds.render_seed(ctx, ctx.cluster.node("lb1"), _sec(ctx)), "haproxy.cfg")
+    servers = [ln.split() for ln in text.splitlines() if ln.strip().startswith("server ")]
+    assert len(servers) == 6
+    for s in servers:
+        opts = " ".join(s[3:])
+        assert "check-ssl verify required ca-file /etc/pgha/tls/ca.crt" in opts
+        assert f"verifyhost {s[1]}.pgha.lab" in opts and "crt /etc/pgha/tls/haproxy.pem" in opts

@@ -106,7 +106,9 @@ def test_install_into_folder(built: Context, tmp_path: Path) -> None:
     dropin = root / "usr/lib/systemd/system/patroni.service.d/50-pgha.conf"
     assert "After=network-online.target etcd.service pgha-firstboot.service" in dropin.read_text()
     xml = (root / "usr/lib/firewalld/services/pgha-postgresql.xml").read_text()
-    assert 'port="5432"' in xml and 'port="8008"' in xml
+    assert 'port="5432"' in xml and 'port="8008"' not in xml
+    xml = (root / "usr/lib/firewalld/services/pgha-patroni.xml").read_text()
+    assert 'port="8008"' in xml
     assert oct((root / "etc/patroni").stat().st_mode & 0o777) == "0o750"
 
 

@@ -11,11 +11,15 @@ import subprocess
 import pytest
 
 from builder.core.errors import ToolFailed
+from builder.model import tlsplan
 from builder.model.platform import ROOTED_FIELDS, layout
 from builder.model.secrets import generate
 from builder.stages import seeds
 
-SEC = generate()
+
+def _sec(ctx):
+    """The cluster's passwords and PKI (made once per output folder, as a build does)."""
+    return tlsplan.load_secrets(ctx.out, ctx.cluster)
 
 
 def _mode(path) -> int:
@@ -23,7 +27,7 @@ def _mode(path) -> int:
 
 
 def test_seed_json_follows_the_contract(ctx):
-    seed = seeds.render_seed(ctx, ctx.cluster.node("db1"), SEC)
+    seed = seeds.render_seed(ctx, ctx.cluster.node("db1"), _sec(ctx))
     assert seed["schema_version"] == 1 and seed["cluster"] == "pgha"
     assert seed["instance_id"].startswith("pgha-db1-")
     assert seed["node"] == {"name": "db1", "fqdn": "db1.pgha.lab", "address": "10.77.0.11",
@@ -35,7 +39,11 @@ def test_seed_json_follows_the_contract(ctx):
                                    "env_file": "/etc/etcd/etcd.conf"}
     assert seed["services"][1]["argv"] == ["/usr/bin/patroni", "/etc/patroni/patroni.yml"]
     assert seed["disable_services"] == ["postgresql-16"]
-    assert seed["firewall_services"] == ["pgha-postgresql", "pgha-etcd"]
+    assert seed["firewall_services"] == []  # every db port is limited by source
+    assert ('rule family="ipv4" source address="10.77.0.12/32" service name="pgha-etcd" accept'
+            in seed["firewall_rules"])
+    assert {"kind": "http", "url": "https://10.77.0.11:8008/health", "service": "patroni",
+            "expect": [200, 503], "cafile": "/etc/pgha/tls/ca.crt"} in seed["health"]
     assert {"kind": "tcp", "host": "10.77.0.11", "port": 2379, "service": "etcd"} in seed["health"]
     assert seed["protected_dirs"] == ["/var/lib/pgsql/16/data"]
     for f in seed["files"]:
@@ -47,9 +55,9 @@ def test_seed_json_follows_the_contract(ctx):
 
 def test_instance_id_is_stable_and_follows_content(ctx):
     node = ctx.cluster.node("db1")
-    a = seeds.render_seed(ctx, node, SEC)["instance_id"]
-    assert seeds.render_seed(ctx, node, SEC)["instance_id"] == a
-    assert seeds.render_seed(ctx, node, generate())["instance_id"] != a
+    a = seeds.render_seed(ctx, node, _sec(ctx))["instance_id"]
+    assert seeds.render_seed(ctx, node, _sec(ctx))["instance_id"] == a
+    assert seeds.render_seed(ctx, node, generate().with_tls(_sec(ctx).tls))["instance_id"] != a
 
 
 def test_layout_rooted_prefixes_places_not_binaries():
@@ -62,8 +70,8 @@ def test_layout_rooted_prefixes_places_not_binaries():
 
 
 def test_root_prefix_moves_contents_and_argv_not_file_paths(ctx):
-    plain = seeds.render_seed(ctx, ctx.cluster.node("db1"), SEC)
-    lab = seeds.render_seed(ctx, ctx.cluster.node("db1"), SEC, root_prefix="/srv/lab/db1")
+    plain = seeds.render_seed(ctx, ctx.cluster.node("db1"), _sec(ctx))
+    lab = seeds.render_seed(ctx, ctx.cluster.node("db1"), _sec(ctx), root_prefix="/srv/lab/db1")
     assert [f["path"] for f in lab["files"]] == [f["path"] for f in plain["files"]]
     assert lab["protected_dirs"] == plain["protected_dirs"]
     assert lab["services"][0]["env_file"] == "/srv/lab/db1/etc/etcd/etcd.conf"
@@ -77,7 +85,7 @@ def test_root_prefix_moves_contents_and_argv_not_file_paths(ctx):
 
 def test_cidata_files(ctx):
     node = ctx.cluster.node("db2")
-    files = seeds.seed_files(ctx, node, seeds.render_seed(ctx, node, SEC))
+    files = seeds.seed_files(ctx, node, seeds.render_seed(ctx, node, _sec(ctx)))
     assert sorted(files) == sorted(seeds.SEED_FILES)
     import yaml
 
@@ -93,8 +101,10 @@ def test_cidata_files(ctx):
 
 @pytest.mark.integration
 def test_stage_writes_private_folders_and_cidata_isos(ctx):
-    arts = seeds.write_seeds(ctx, secrets=SEC)
-    assert all(a.secret for a in arts) and len(arts) == 5 * len(ctx.cluster.nodes)
+    arts = seeds.write_seeds(ctx, secrets=_sec(ctx))
+    assert [a.path for a in arts if not a.secret] == ["pki/ca.crt"]  # public: clients need it
+    arts = [a for a in arts if a.secret]
+    assert len(arts) == 5 * len(ctx.cluster.nodes)
     root = ctx.out.seeds
     assert _mode(root) == 0o700
     for node in ctx.cluster.nodes:
@@ -116,21 +126,21 @@ def test_stage_writes_private_folders_and_cidata_isos(ctx):
 
 @pytest.mark.integration
 def test_iso_is_reproducible_and_stage_cached(ctx):
-    seeds.write_seeds(ctx, ["db1"], SEC)
+    seeds.write_seeds(ctx, ["db1"], _sec(ctx))
     iso = ctx.out.seeds / "db1-cidata.iso"
     first = iso.read_bytes()
     calls = ctx.runner.ran("xorriso")
-    seeds.write_seeds(ctx, ["db1"], SEC)
+    seeds.write_seeds(ctx, ["db1"], _sec(ctx))
     assert ctx.runner.ran("xorriso") == calls  # up to date: nothing rebuilt
     iso.unlink()
     shutil.rmtree(ctx.out.seeds / "db1")
-    seeds.write_seeds(ctx, ["db1"], SEC)
+    seeds.write_seeds(ctx, ["db1"], _sec(ctx))
     assert iso.read_bytes() == first
 
 
 @pytest.mark.integration
 def test_failed_iso_leaves_no_half_seed(ctx, monkeypatch):
-    seeds.write_seeds(ctx, ["db1"], SEC)
+    seeds.write_seeds(ctx, ["db1"], _sec(ctx))
     before = (ctx.out.seeds / "db1" / "pgha" / "seed.json").read_text()
 
     def broken(argv, **kwargs):
@@ -139,6 +149,6 @@ def test_failed_iso_leaves_no_half_seed(ctx, monkeypatch):
     monkeypatch.setattr(ctx.runner, "run", broken)
     ctx.force = True
     with pytest.raises(ToolFailed):
-        seeds.write_seeds(ctx, ["db1"], generate())
+        seeds.write_seeds(ctx, ["db1"], generate().with_tls(_sec(ctx).tls))
     assert sorted(p.name for p in ctx.out.seeds.iterdir()) == ["db1", "db1-cidata.iso"]
     assert (ctx.out.seeds / "db1" / "pgha" / "seed.json").read_text() == before

@@ -22,7 +22,12 @@ def test_render_prints_every_file_with_a_header(tmp_path):
     assert res.exit_code == 0, res.output
     headers = [ln for ln in res.output.splitlines() if ln.startswith("==> ")]
     assert headers == ["==> /etc/patroni/patroni.yml postgres:postgres 0600",
-                       "==> /etc/etcd/etcd.conf root:root 0644"]
+                       "==> /etc/etcd/etcd.conf root:root 0644",
+                       "==> /etc/pgha/tls/postgres.crt postgres:postgres 0644",
+                       "==> /etc/pgha/tls/postgres.key postgres:postgres 0600",
+                       "==> /etc/pgha/tls/etcd.crt etcd:etcd 0644",
+                       "==> /etc/pgha/tls/etcd.key etcd:etcd 0600",
+                       "==> /etc/pgha/tls/ca.crt root:root 0644"]
     sec = secrets.load(OutputPaths(tmp_path / "out" / "pgha").secrets)
     assert sec.superuser.password in res.output
 

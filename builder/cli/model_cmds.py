@@ -32,7 +32,7 @@ def init(path: Path, force: bool) -> None:
 @pass_app
 def check(app: App, deep: bool) -> None:
     """Validate the cluster file (every error with its YAML path) and the kickstarts."""
-    from builder.model import roles
+    from builder.model import roles, tlsplan
     from builder.model import rules as validate
     from builder.stages import kickstart
 
@@ -40,6 +40,8 @@ def check(app: App, deep: bool) -> None:
     report = validate.check(cluster)
     for warning in report.warnings:
         click.echo(f"warning: {warning}", err=True)
+    for line in tlsplan.expiry_warnings(app.context().out):
+        click.echo(f"warning: {line}: `pgha-build seeds --rotate-certs` issues new ones", err=True)
     kickstart.check_all(app.context())
     if deep:
         from builder.stages import deepcheck

@@ -20,11 +20,15 @@ def _check_hosts(app: App, hosts: tuple[str, ...]) -> None:
               help="Only this node (repeatable). Default: every node.")
 @click.option("--rotate-secrets", is_flag=True,
               help="Generate new passwords (the running cluster must be changed to match).")
+@click.option("--rotate-certs", is_flag=True,
+              help="Issue new node certificates from the same CA (the agent applies them to a "
+                   "running node by reloading its services).")
 @click.option("--force", is_flag=True, help="Rewrite even if inputs are unchanged.")
 @pass_app
-def seeds(app: App, hosts: tuple[str, ...], rotate_secrets: bool, force: bool) -> None:
+def seeds(app: App, hosts: tuple[str, ...], rotate_secrets: bool, rotate_certs: bool,
+          force: bool) -> None:
     """Write each node's seed: OUTPUT/<cluster>/seeds/<host>/ and <host>-cidata.iso."""
-    from builder.model import secrets
+    from builder.model import tlsplan
     from builder.stages import pipeline
     from builder.stages import seeds as seedmod
 
@@ -32,12 +36,19 @@ def seeds(app: App, hosts: tuple[str, ...], rotate_secrets: bool, force: bool) -
     if rotate_secrets and hosts:
         raise PghaError("--rotate-secrets changes every node's passwords: it cannot be "
                         "combined with --host", hint="run `pgha-build seeds --rotate-secrets`")
+    if rotate_certs and hosts:
+        raise PghaError("--rotate-certs issues every node's certificates: it cannot be "
+                        "combined with --host", hint="run `pgha-build seeds --rotate-certs`")
     ctx = app.context(force or rotate_secrets)
-    sec = secrets.load_or_create(ctx.out, ctx.cluster.name, rotate=rotate_secrets)
+    sec = tlsplan.load_secrets(ctx.out, ctx.cluster, rotate=rotate_secrets,
+                              rotate_certs=rotate_certs)
     step = ("seeds", lambda c: seedmod.write_seeds(c, list(hosts) or None, sec))
     pipeline.run_steps(ctx, [step, pipeline.MANIFEST])
     if rotate_secrets:
         click.echo(f"rotated the secrets in {ctx.out.secrets}", err=True)
+    if sec.tls is not None and sec.tls.reissued:
+        click.echo(f"issued certificate(s) for {', '.join(sec.tls.reissued)} from the CA in "
+                   f"{ctx.out.pki}", err=True)
     click.echo(f"seeds of {', '.join(hosts) or 'every node'} in {ctx.out.seeds}")
 
 
@@ -51,12 +62,12 @@ def render(app: App, host: str, file_path: str | None) -> None:
 
     The output holds the cluster's passwords: do not paste it anywhere public.
     """
-    from builder.model import secrets
+    from builder.model import tlsplan
     from builder.stages import seeds as seedmod
 
     _check_hosts(app, (host,))
     ctx = app.context()
-    sec = secrets.load_or_create(ctx.out, ctx.cluster.name)
+    sec = tlsplan.load_secrets(ctx.out, ctx.cluster)
     files = seedmod.render_seed(ctx, ctx.cluster.node(host), sec)["files"]
     if file_path is not None:
         match = [f for f in files if f["path"] == file_path]

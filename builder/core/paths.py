@@ -68,6 +68,11 @@ class OutputPaths:
         return self.root / "secrets.yaml"
 
     @property
+    def pki(self) -> Path:
+        """The cluster CA (ca.crt public, ca.key 0600) and the certificates it issued."""
+        return self.root / "pki"
+
+    @property
     def manifest(self) -> Path:
         return self.root / "manifest.json"
 

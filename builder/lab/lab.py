@@ -29,7 +29,7 @@ from builder.core.run import Runner, require
 from builder.lab import net, nodes
 from builder.lab.health import Sql, wait_until
 from builder.lab.net import LabNet, NodeNet
-from builder.model import secrets as secretsmod
+from builder.model import tlsplan
 from builder.model.cluster import Cluster
 from builder.model.platform import Layout, layout
 from builder.model.secrets import Secrets
@@ -55,6 +55,8 @@ def lab_cluster(cluster: Cluster, profile: str | None = None,
         data["load_balancer"].pop("check", None)
     if synchronous is not None:
         data["patroni"]["synchronous_mode"] = synchronous
+    # Until the lab's own clients (health, status, scenarios) speak TLS (issue 14, next step).
+    data["tls"] = {**data["tls"], "enabled": False}
     return Cluster.model_validate(data)
 
 
@@ -97,7 +99,7 @@ class Lab:
         return [self.net.node(n.name) for n in self.cluster.nodes if "db" in n.roles]
 
     def secrets(self) -> Secrets:
-        return secretsmod.load_or_create(self.ctx.out, self.cluster.name)
+        return tlsplan.load_secrets(self.ctx.out, self.cluster)
 
     def ports(self) -> dict[str, int]:
         lb = self.cluster.load_balancer

@@ -103,6 +103,11 @@ class Network(Strict):
     gateway: IPv4 = Field(default="10.77.0.1", validate_default=True)
     dns: list[IPv4] = Field(default_factory=lambda: [ipaddress.IPv4Address("10.77.0.1")])
     domain: DomainName = Field(default="pgha.lab", description="RFC 1123 DNS domain")
+    client_networks: list[IPv4Net] | None = Field(
+        default=None,
+        description="networks whose clients may reach PostgreSQL (5432) and the load balancer "
+                    "ports (5000/6000/7000); the firewall admits no one else. Default: [cidr]",
+    )
 
 
 class Ports(Strict):
@@ -154,6 +159,31 @@ class Patroni(Strict):
     synchronous_mode_strict: bool = False
     parameters: dict[GucName, GucValue] = Field(
         default_factory=dict, description="PostgreSQL parameters for bootstrap.dcs"
+    )
+
+
+def _tls(value: Any) -> Any:
+    """`tls: false` (or true) is short for `tls: {enabled: false}`."""
+    return {"enabled": value} if isinstance(value, bool) else value
+
+
+class Tls(Strict):
+    """TLS on every link (etcd client and peer, Patroni REST, PostgreSQL) from a per-cluster CA,
+    and the names clients use. `tls: false` turns it off (throwaway labs only; `check` warns)."""
+
+    enabled: bool = True
+    cert_days: int = Field(default=365, ge=1, le=3650,
+                           description="validity of node certificates, days")
+    ca_days: int = Field(default=3650, ge=30, le=36500, description="validity of the CA, days")
+    service_names: list[DomainName] = Field(
+        default_factory=list,
+        description="DNS names clients use for the load balancer or virtual IP "
+                    "(sslmode=verify-full checks them); <cluster>.<domain> is always included",
+    )
+    restapi_verify_client: Literal["none", "optional", "required"] = Field(
+        default="optional",
+        description="Patroni REST client certificates: optional = required for changes "
+                    "(POST, PATCH, ...), required = for every request (HAProxy presents one)",
     )
 
 
@@ -215,6 +245,7 @@ class Cluster(Strict):
         default_factory=dict, description="package -> exact version for Requires"
     )
     image: Image = Field(default_factory=Image)
+    tls: Annotated[Tls, BeforeValidator(_tls)] = Field(default_factory=Tls)
 
     @model_validator(mode="before")
     @classmethod
@@ -239,6 +270,8 @@ class Cluster(Strict):
 
     @model_validator(mode="after")
     def _resolve_pgdg(self) -> Cluster:
+        if self.network.client_networks is None:
+            object.__setattr__(self.network, "client_networks", [self.network.cidr])
         if self.repos.pgdg is None:
             pgdg = Repo(url=pgdg_url(self.postgres_version), **DEFAULTS["pgdg"])
             object.__setattr__(self.repos, "pgdg", pgdg)
@@ -252,6 +285,11 @@ class Cluster(Strict):
 
     def nodes_with_role(self, role: str) -> list[Node]:
         return [n for n in self.nodes if role in n.roles]
+
+    def service_names(self) -> list[str]:
+        """The DNS names clients use for the load balancer (or VIP), the first the default."""
+        first = f"{self.name}.{self.network.domain}"
+        return [first, *(n for n in self.tls.service_names if n != first)]
 
     def node(self, name: str) -> Node:
         for n in self.nodes:

@@ -15,6 +15,7 @@ from typing import Any
 ROOTED_FIELDS = (
     "pg_data_dir", "pg_home", "pg_socket_dir", "pgpass", "patroni_config", "etcd_config",
     "etcd_data_dir", "haproxy_config", "haproxy_state_dir", "keepalived_config",
+    "tls_dir",
 )
 
 
@@ -41,6 +42,7 @@ class Layout:
     haproxy_bin: str = "/usr/sbin/haproxy"
     haproxy_state_dir: str = "/var/lib/haproxy"
     keepalived_bin: str = "/usr/sbin/keepalived"
+    tls_dir: str = "/etc/pgha/tls"  # the CA certificate and the node's keys and certificates
     nic: str = "eth0"  # the node's network interface (network-config, keepalived)
 
     def as_dict(self) -> dict[str, Any]:

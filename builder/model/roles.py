@@ -59,12 +59,35 @@ class SeedFile(_Owned):
     )
 
 
+class Certificate(_Strict):
+    """A certificate of the node's services, issued by the cluster CA when TLS is on.
+
+    The seed carries `<tls_dir>/<name>.crt` (0644) and `<name>.key` (key_mode), or one
+    `<name>.pem` with both (`combined`, as HAProxy's `crt` wants), owned by the service that
+    reads them. SANs: the node's name, FQDN and address, plus the names below when set.
+    """
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9-]{0,30}$")
+    owner: str = "root"
+    group: str = "root"
+    key_mode: str = Field(default="0600", pattern=r"^0[0-7]{2}0$")
+    combined: bool = False
+    server: bool = True
+    client: bool = True
+    client_names: bool = Field(
+        default=False, description="also the names clients use: service names, VIP, LBs")
+    loopback: bool = Field(default=False, description="also 127.0.0.1 and localhost")
+
+
 class ServiceExec(_Strict):
     """How a service runs outside systemd (seed.json `services`); strings are templates."""
 
     user: str
     argv: list[str]
     env_file: str | None = None
+    reload: Literal["HUP", "USR2"] | None = Field(
+        default=None, description="signal that makes the running service re-read its "
+                                  "configuration and certificates (systemd: `systemctl reload`)")
     when: str | None = Field(default=None, description="a jinja expression that must be true")
 
 
@@ -76,6 +99,10 @@ class HealthProbe(_Strict):
     port: str = Field(description="a Ports/load_balancer field name")
     path: str = "/"
     expect: list[int] = Field(default_factory=lambda: [200])
+    tls: bool = Field(default=False, description="HTTPS when the cluster's TLS is on")
+    client_cert: str | None = Field(
+        default=None, description="certificate (of this role) presented when the service "
+                                   "requires client certificates")
 
 
 class FirewallService(_Strict):
@@ -83,6 +110,10 @@ class FirewallService(_Strict):
     description: str
     ports: list[str] = Field(default_factory=list, description="Ports/load_balancer fields")
     protocols: list[str] = Field(default_factory=list, description="e.g. vrrp")
+    sources: list[Literal["etcd_member", "postgres", "load_balancer", "clients"]] = Field(
+        default_factory=list,
+        description="who may connect: nodes with these role capabilities and/or the "
+                    "cluster's client networks (firewalld rich rules); empty = anyone")
 
 
 class Role(_Strict):
@@ -104,6 +135,7 @@ class Role(_Strict):
     files: list[PayloadFile] = Field(default_factory=list)
     directories: list[Directory] = Field(default_factory=list)
     seed_files: list[SeedFile] = Field(default_factory=list)
+    certificates: list[Certificate] = Field(default_factory=list)
     service_exec: dict[str, ServiceExec] = Field(
         default_factory=dict, description="service name -> how to run it (every service)"
     )

@@ -45,7 +45,7 @@ NODE_COUNT_PATHS = frozenset({"nodes", "patroni.synchronous_mode"})
 
 def check(c: Cluster) -> Report:
     report = Report()
-    for rule in (_unique, _addresses, _roles, _etcd, _ports, _timing, _load_balancer):
+    for rule in (_unique, _addresses, _roles, _etcd, _ports, _timing, _load_balancer, _tls):
         rule(c, report)
     return report
 
@@ -189,3 +189,13 @@ def _load_balancer(c: Cluster, r: Report) -> None:
         r.warn("load_balancer.virtual_ip", "a virtual IP needs two load balancer nodes to "
                "move; keepalived is configured only with two or more")
 
+
+
+def _tls(c: Cluster, r: Report) -> None:
+    if not c.tls.enabled:
+        r.warn("tls", "TLS is off: etcd, Patroni's REST API and PostgreSQL (replication "
+               "included) talk in clear text and etcd accepts any client that the firewall "
+               "lets through; use `tls: false` only for throwaway labs")
+    elif c.tls.cert_days > c.tls.ca_days:
+        r.warn("tls.cert_days", f"longer than the CA's validity ({c.tls.ca_days} days): node "
+               "certificates end when the CA does")

@@ -13,15 +13,18 @@ from __future__ import annotations
 import os
 import secrets as _secrets
 import string
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from builder.core.errors import PghaError
 from builder.core.fsutil import atomic_write
 from builder.core.paths import OutputPaths
+
+if TYPE_CHECKING:
+    from builder.model.pki import Pki
 
 FILE_VERSION = 1
 PASSWORD_LENGTH = 32
@@ -56,10 +59,16 @@ class Secrets:
     rewind: Credential
     restapi: Credential
     haproxy_stats: Credential
+    tls: Pki | None = None  # the cluster CA and node certificates (builder.model.tlsplan)
 
     def values(self) -> list[str]:
-        """Every secret value (the passwords), e.g. to look for leaks or redact output."""
-        return [getattr(self, name).password for name in CREDENTIALS]
+        """Every secret value (the passwords and private keys), e.g. to look for leaks or
+        redact output."""
+        keys = self.tls.key_values() if self.tls is not None else []
+        return [getattr(self, name).password for name in CREDENTIALS] + keys
+
+    def with_tls(self, tls: Pki | None) -> Secrets:
+        return replace(self, tls=tls)
 
     def as_dict(self) -> dict[str, dict[str, str]]:
         return {name: {"username": getattr(self, name).username,
@@ -71,7 +80,9 @@ def password() -> str:
 
 
 def generate() -> Secrets:
-    return Secrets(**{name: Credential(user, password()) for name, user in CREDENTIALS.items()})
+    creds = {name: Credential(user, password()) for name, user in CREDENTIALS.items()}
+    return Secrets(creds["superuser"], creds["replication"], creds["rewind"], creds["restapi"],
+                   creds["haproxy_stats"])
 
 
 def _corrupt(path: Path, why: str) -> PghaError:
@@ -102,7 +113,9 @@ def parse(path: Path, text: str) -> Secrets:
         raise _corrupt(path, "not a YAML mapping")
     if data.get("version") != FILE_VERSION:
         raise _corrupt(path, f"unknown version {data.get('version')!r} (expected {FILE_VERSION})")
-    return Secrets(**{name: _credential(path, name, data.get(name)) for name in CREDENTIALS})
+    creds = {name: _credential(path, name, data.get(name)) for name in CREDENTIALS}
+    return Secrets(creds["superuser"], creds["replication"], creds["rewind"], creds["restapi"],
+                   creds["haproxy_stats"])
 
 
 def dump(cluster: str, sec: Secrets) -> str:

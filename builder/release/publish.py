@@ -22,7 +22,7 @@ from builder.release.forge import Forge, Release, RemoteAsset, UsageError
 from builder.release.httpclient import ApiError
 from builder.release.items import Item
 
-PUBLISHED_KINDS = {"rpm", "srpm", "kickstart", "image"}
+PUBLISHED_KINDS = {"rpm", "srpm", "kickstart", "image", "ca-cert"}
 MAX_ASSET_SIZE = 2 * 1024**3  # GitHub: each asset must be under 2 GiB
 MAX_ASSETS = 1000  # GitHub: at most 1000 assets per release
 TMP_SUFFIX = ".pgha-tmp"

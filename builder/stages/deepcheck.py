@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import re
 import socket
+import ssl
 import tempfile
 import time
 import urllib.request
@@ -31,9 +32,9 @@ from builder.core.context import Context
 from builder.core.errors import PghaError, ValidationFailed
 from builder.core.log import log
 from builder.core.run import require
-from builder.model import roles
+from builder.model import roles, tlsplan
 from builder.model import secrets as secretsmod
-from builder.stages import render
+from builder.stages import firewall, render, specs
 from builder.stages import seeds as seedmod
 
 ETCD_RUN_S = 8
@@ -64,13 +65,20 @@ def local_pg_bin() -> str:
     return str(max(found, key=lambda p: [int(x) for x in re.findall(r"\d+", str(p))]))
 
 
-def collect(ctx: Context, sec: secretsmod.Secrets) -> list[SeedFile]:
-    """Every seed file that declares a check, per node."""
+def collect(ctx: Context, sec: secretsmod.Secrets, work: Path) -> list[SeedFile]:
+    """Every seed file that declares a check, per node. Each node's seed is rendered with its
+    paths under work/<host>/ and its files written there, so the files a config names (the
+    TLS certificates and keys) exist where the tools look for them."""
     out = []
     for node in ctx.cluster.nodes:
         checks = {_dest(ctx, f.dest): f.check for r in node.roles for f in roles.get(r).seed_files
                   if f.check}
-        for f in seedmod.render_seed(ctx, node, sec)["files"]:
+        root = work / node.name
+        for f in seedmod.render_seed(ctx, node, sec, root_prefix=str(root))["files"]:
+            dest = root / f["path"].lstrip("/")
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            dest.write_text(f["content"])
+            dest.chmod(0o600)
             if f["path"] in checks:
                 out.append(SeedFile(node.name, f["path"], checks[f["path"]], f["content"]))
     return out
@@ -132,24 +140,29 @@ def localize_etcd(envs: dict[str, dict[str, str]], work: Path) -> dict[str, dict
     names = {env.get("ETCD_NAME", h): h for h, env in envs.items()}
     out = {}
     for host, env in envs.items():
+        scheme = "https" if env.get("ETCD_CERT_FILE") else "http"
         initial = []
         for item in env.get("ETCD_INITIAL_CLUSTER", "").split(","):
             name, _, _url = item.partition("=")
             other = names.get(name)
-            initial.append(f"{name}=http://127.0.0.1:{peer[other]}" if other else item)
+            initial.append(f"{name}={scheme}://127.0.0.1:{peer[other]}" if other else item)
         out[host] = {**env,
                      "ETCD_DATA_DIR": str(work / f"{host}-etcd"),
-                     "ETCD_LISTEN_PEER_URLS": f"http://127.0.0.1:{peer[host]}",
-                     "ETCD_INITIAL_ADVERTISE_PEER_URLS": f"http://127.0.0.1:{peer[host]}",
-                     "ETCD_LISTEN_CLIENT_URLS": f"http://127.0.0.1:{client[host]}",
-                     "ETCD_ADVERTISE_CLIENT_URLS": f"http://127.0.0.1:{client[host]}",
+                     "ETCD_LISTEN_PEER_URLS": f"{scheme}://127.0.0.1:{peer[host]}",
+                     "ETCD_INITIAL_ADVERTISE_PEER_URLS": f"{scheme}://127.0.0.1:{peer[host]}",
+                     "ETCD_LISTEN_CLIENT_URLS": f"{scheme}://127.0.0.1:{client[host]}",
+                     "ETCD_ADVERTISE_CLIENT_URLS": f"{scheme}://127.0.0.1:{client[host]}",
                      "ETCD_INITIAL_CLUSTER": ",".join(initial)}
     return out
 
 
-def _healthy(url: str) -> bool:
+def _healthy(url: str, env: dict[str, str]) -> bool:
+    context = None
+    if url.startswith("https:"):  # client-cert-auth: present the member's own certificate
+        context = ssl.create_default_context(cafile=env["ETCD_TRUSTED_CA_FILE"])
+        context.load_cert_chain(env["ETCD_CERT_FILE"], env["ETCD_KEY_FILE"])
     try:
-        with urllib.request.urlopen(url, timeout=1) as resp:
+        with urllib.request.urlopen(url, timeout=1, context=context) as resp:
             body: Any = json.loads(resp.read())
             return str(body.get("health")) == "true"
     except (OSError, ValueError):
@@ -170,7 +183,7 @@ def check_etcd(ctx: Context, files: list[SeedFile], work: Path,
         while time.monotonic() < deadline and len(healthy) < len(files):
             for f in files:
                 url = envs[f.host]["ETCD_ADVERTISE_CLIENT_URLS"].split(",")[0] + "/health"
-                if f.host not in healthy and _healthy(url):
+                if f.host not in healthy and _healthy(url, envs[f.host]):
                     healthy.add(f.host)
             time.sleep(0.3)
         results = {h: fut.result() for h, fut in futures.items()}
@@ -184,29 +197,51 @@ def check_etcd(ctx: Context, files: list[SeedFile], work: Path,
     return problems
 
 
+def check_firewall(ctx: Context) -> list[str]:
+    """Each node's rich rules, loaded with its roles' firewalld services by the real
+    firewall-offline-cmd into a scratch configuration."""
+    problems = []
+    for node in ctx.cluster.nodes:
+        context = render.base_context(ctx.cluster)
+        services = {}
+        for r in node.roles:
+            for entry in specs.firewall_files(roles.get(r), context):
+                services[Path(entry.dest).stem] = entry.content.decode()
+        try:
+            firewall.check_rules(ctx.runner, services, firewall.node_rules(ctx.cluster, node),
+                                 node.name)
+        except ValidationFailed as exc:
+            problems.append(str(exc))
+    return problems
+
+
 def run(ctx: Context) -> list[str]:
     """Check every generated config with its tool; log one line per file; raise on failure."""
-    sec = secretsmod.load_or_create(ctx.out, ctx.cluster.name)
-    files = collect(ctx, sec)
-    kinds = {f.check for f in files}
-    require(*sorted({"patroni": "patroni", "haproxy": "haproxy", "etcd_env": "etcd"}[k]
-                    for k in kinds))
-    bin_dir = local_pg_bin() if "patroni" in kinds else ""
+    sec = tlsplan.load_secrets(ctx.out, ctx.cluster)
     with tempfile.TemporaryDirectory(prefix="pgha-deep-") as tmp:
         work = Path(tmp)
+        files = collect(ctx, sec, work)
+        kinds = {f.check for f in files}
+        require(*sorted({"patroni": "patroni", "haproxy": "haproxy", "etcd_env": "etcd"}[k]
+                        for k in kinds))
+        bin_dir = local_pg_bin() if "patroni" in kinds else ""
         problems = [p for f in files if f.check == "patroni"
                     if (p := check_patroni(ctx, f, work, sec, bin_dir))]
         problems += [p for f in files if f.check == "haproxy"
                      if (p := check_haproxy(ctx, f, work, sec))]
         problems += check_etcd(ctx, [f for f in files if f.check == "etcd_env"], work, sec)
+        problems += check_firewall(ctx)
+        kinds.add("firewall")
     notes = {
         "patroni": f"patroni --validate-config (listen on 127.0.0.1 free ports, "
                    f"bin_dir {bin_dir}, scratch data_dir)",
         "haproxy": "haproxy -c -f (as generated)",
         "etcd_env": "etcd started with every member on 127.0.0.1 free ports until /health",
+        "firewall": "firewall-offline-cmd --system-config (scratch): role services + rich rules",
     }
     for kind in sorted(kinds):
-        n = len([f for f in files if f.check == kind])
+        n = len([f for f in files if f.check == kind]) if kind != "firewall" else len(
+            ctx.cluster.nodes)
         log.info("deep: %d file(s) checked with %s", n, notes[kind])
     for p in problems:
         log.error("deep: %s", p)

@@ -22,16 +22,16 @@ import yaml
 
 from builder import __version__
 from builder.core.context import Context
+from builder.core.errors import PghaError
 from builder.core.fsutil import sha256_bytes
 from builder.core.run import require
 from builder.core.state import Artifact, input_key, save, up_to_date
-from builder.model import roles
-from builder.model import secrets as secretsmod
+from builder.model import roles, tlsplan
 from builder.model.cluster import Node
 from builder.model.platform import Layout
 from builder.model.roles import Role
 from builder.model.secrets import Secrets
-from builder.stages import render
+from builder.stages import firewall, render, seedtls
 
 SEED_SCHEMA_VERSION = 1
 SEED_FILES = ("meta-data", "network-config", "user-data", "pgha/seed.json")
@@ -88,22 +88,27 @@ def _services(role: Role, rooted: dict[str, Any]) -> list[dict[str, Any]]:
             continue
         out.append({"name": name, "user": _t(ex.user, rooted),
                     "argv": [_t(a, rooted) for a in ex.argv],
-                    "env_file": _t(ex.env_file, rooted) if ex.env_file else None})
+                    "env_file": _t(ex.env_file, rooted) if ex.env_file else None,
+                    **({"reload": ex.reload} if ex.reload else {})})
     return out
 
 
-def _health(role: Role, node: Node, ports: dict[str, int], services: set[str]) -> list[dict]:
+def _health(role: Role, node: Node, context: dict[str, Any], services: set[str]) -> list[dict]:
     out: list[dict[str, Any]] = []
+    sec, lay = context["secrets"], context["layout"]
     for probe in role.health:
         if probe.service not in services:
             continue
-        port = ports[probe.port]
+        port = context["ports"][probe.port]
         if probe.kind == "tcp":
             out.append({"kind": "tcp", "host": str(node.address), "port": port,
                         "service": probe.service})
-        else:
-            out.append({"kind": "http", "url": f"http://{node.address}:{port}{probe.path}",
-                        "service": probe.service, "expect": list(probe.expect)})
+            continue
+        tls = seedtls.https_fields(role, probe.tls, probe.client_cert, sec, lay,
+                                   context["cluster"].tls.restapi_verify_client)
+        scheme = "https" if tls else "http"
+        out.append({"kind": "http", "url": f"{scheme}://{node.address}:{port}{probe.path}",
+                    "service": probe.service, "expect": list(probe.expect), **tls})
     return out
 
 
@@ -113,13 +118,14 @@ def _role_parts(role: Role, node: Node, logical: dict[str, Any],
     return {
         "services": services,
         "disable_services": [_t(s, logical) for s in role.disable_services],
-        "firewall_services": [f.name for f in role.firewall],
-        "health": _health(role, node, logical["ports"], {s["name"] for s in services}),
+        "firewall_services": [f.name for f in role.firewall if not f.sources],
+        "health": _health(role, node, logical, {s["name"] for s in services}),
         "protected_dirs": [_t(d, logical) for d in role.protected_dirs],
         "directories": [{"path": _t(d.path, logical), "owner": _t(d.owner, logical),
                          "group": _t(d.group, logical), "mode": d.mode}
                         for d in role.seed_directories],
-        "files": _files(role, logical, rooted),
+        "files": _files(role, logical, rooted)
+        + seedtls.cert_files(role, node, logical["secrets"], logical),
     }
 
 
@@ -135,12 +141,17 @@ def render_seed(ctx: Context, node: Node, secrets: Secrets, root_prefix: str = "
     in services' argv/env_file is under it (Layout.rooted); files[].path, directories and
     protected_dirs stay logical: the agent puts them under its --root."""
     lay = render.base_context(ctx.cluster)["layout"]
+    if ctx.cluster.tls.enabled and (secrets.tls is None or node.name not in secrets.tls.nodes):
+        raise PghaError(f"TLS is on but {node.name} has no certificates",
+                        hint="load the secrets with builder.model.tlsplan.load_secrets")
     logical = node_context(ctx, node, secrets, lay)
     rooted = node_context(ctx, node, secrets, lay.rooted(root_prefix))
     parts: dict[str, list[Any]] = {}
     for name in node.roles:
         for key, values in _role_parts(roles.get(name), node, logical, rooted).items():
             parts.setdefault(key, []).extend(values)
+    parts["files"] = parts.get("files", []) + seedtls.ca_file(secrets, lay)
+    parts["firewall_rules"] = firewall.node_rules(ctx.cluster, node)
     digest = sha256_bytes(json.dumps(parts, sort_keys=True).encode())[:8]
     return {"schema_version": SEED_SCHEMA_VERSION, "cluster": ctx.cluster.name,
             "instance_id": f"{ctx.cluster.name}-{node.name}-{digest}",
@@ -239,10 +250,13 @@ def write_seeds(ctx: Context, hosts: list[str] | None = None,
                 secrets: Secrets | None = None) -> list[Artifact]:
     """The `seeds` stage: every node's seed (or only `hosts`'), with the cluster's secrets."""
     require("xorriso")
-    sec = secrets or secretsmod.load_or_create(ctx.out, ctx.cluster.name)
+    sec = secrets or tlsplan.load_secrets(ctx.out, ctx.cluster)
     nodes = [ctx.cluster.node(h) for h in hosts] if hosts else list(ctx.cluster.nodes)
     arts: list[Artifact] = []
     for node in nodes:
         arts += write_seed(ctx, node, sec)
+    if sec.tls is not None:  # the CA certificate is public: clients need it (sslrootcert)
+        arts += save(ctx.out, "pki", input_key(sec.tls.ca.cert_pem),
+                     [Artifact("ca-cert", "pki/ca.crt")])
     ctx.messages.append(f"seeds: {len(nodes)} seed(s) (folder + cidata ISO) in {ctx.out.seeds}")
     return arts

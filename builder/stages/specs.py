@@ -90,7 +90,7 @@ def _role_files(role: Role, context: dict[str, Any]) -> list[FileEntry]:
     return out
 
 
-def _firewall_files(role: Role, context: dict[str, Any]) -> list[FileEntry]:
+def firewall_files(role: Role, context: dict[str, Any]) -> list[FileEntry]:
     out = []
     for svc in role.firewall:
         ports = [context["ports"][p] for p in svc.ports]
@@ -121,7 +121,7 @@ def plan(ctx: Context, role: Role) -> Package:
     pkg.requires_pre = [render.render_string(r, context) for r in role.requires_pre]
     if role.name != COMMON:
         pkg.requires.insert(0, "pgha-common = %{version}")
-    files = _role_files(role, context) + _firewall_files(role, context)
+    files = _role_files(role, context) + firewall_files(role, context)
     if role.name != COMMON:
         files.append(FileEntry(f"/etc/pgha/roles.d/{role.name}", f"{role.name}\n".encode()))
     pkg.files = sorted(files, key=lambda f: f.dest)
