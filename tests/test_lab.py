@@ -12,6 +12,8 @@ takes it down again on any failure.
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,7 +27,6 @@ from builder.model.cluster import Cluster
 
 pytestmark = [pytest.mark.lab, pytest.mark.skipif(os.geteuid() != 0, reason="the lab needs root")]
 
-OUTPUT = Path("/var/tmp/pgha-lab-tests")
 TEST_CLUSTER = {
     "name": "labt",
     "profile": "fast",
@@ -40,20 +41,25 @@ TEST_CLUSTER = {
 }
 
 
-def make_lab(**changes: object) -> labmod.Lab:
+def make_lab(output: Path, **changes: object) -> labmod.Lab:
     cluster = labmod.lab_cluster(Cluster.model_validate({**TEST_CLUSTER, **changes}))
-    return labmod.Lab.of(cluster, OUTPUT)
+    return labmod.Lab.of(cluster, output)
 
 
 @pytest.fixture(scope="module")
 def lab() -> Iterator[labmod.Lab]:
-    the_lab = make_lab()
+    # The output folder is a mkdtemp folder, mode 0700 as a clone under /root is: the lab must
+    # run from it (node roots live in the lab folder, which the service users can reach).
+    output = Path(tempfile.mkdtemp(prefix="pgha-lab-tests-"))
+    assert output.stat().st_mode & 0o777 == 0o700
+    the_lab = make_lab(output)
     labmod.down(the_lab)
     try:
         labmod.up(the_lab, timeout=90)
         yield the_lab
     finally:
         labmod.down(the_lab)
+        shutil.rmtree(output, ignore_errors=True)
 
 
 def check(out: scenarios.Outcome, strict: bool = True) -> None:

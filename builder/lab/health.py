@@ -83,7 +83,7 @@ def wait_until(what: str, check: Any, timeout: float, interval: float = 0.2) -> 
         if time.monotonic() - start > timeout:
             raise PghaError(f"timed out after {timeout:.0f}s waiting for {what}",
                             hint="see `pgha-build lab status` and the logs under "
-                                 "output/<cluster>/lab/<node>/root/var/log/pgha/")
+                                 "/var/lib/pgha-lab/<cluster>/<node>/root/var/log/pgha/")
         time.sleep(interval)
 
 

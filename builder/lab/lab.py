@@ -1,11 +1,17 @@
 """`lab up` and `lab down`: the lab's cluster, its folders, and the order things happen in.
 
 The lab runs the cluster with platform debian12 (Debian's PostgreSQL 15, etcd 3.4, HAProxy 2.6;
-Patroni from /opt/pgha-lab/venv, see scripts/setup). Everything it makes lives under
-output/<cluster>/lab/: build/ (the lab's RPMs, specs and secrets), one folder per node, the
-relay's pid and log, and state.json. The relay (builder.lab.relay) is the one long-running
-process started here, with subprocess.Popen (it must outlive this command); node processes
-are started by each node's agent.
+Patroni from /opt/pgha-lab/venv, see scripts/setup). Everything it makes lives in the lab folder,
+/var/lib/pgha-lab/<cluster>/ (PGHA_LAB_DIR overrides /var/lib/pgha-lab): build/ (the lab's RPMs,
+specs and secrets), one folder per node, the relay's pid and log, and state.json. It is outside
+the checkout and the output folder on purpose: the service users (postgres, etcd) must reach
+the node roots, and a checkout under /root (mode 0700) or in a mkdtemp folder would stop them.
+output/<cluster>/lab is a symbolic link to it, for finding it. Like the namespaces and the
+bridge, a lab is one per cluster name on a machine.
+
+The relay (builder.lab.relay) is the one long-running process started here, with
+subprocess.Popen (it must outlive this command); node processes are started by each node's
+agent.
 """
 
 from __future__ import annotations
@@ -25,11 +31,12 @@ from typing import Any
 from builder.core.context import Context
 from builder.core.errors import PghaError
 from builder.core.log import log
-from builder.core.run import Runner, require
+from builder.core.run import Runner
 from builder.lab import net, nodes
+from builder.lab import preflight as lab_preflight
 from builder.lab.health import Sql, wait_until
 from builder.lab.net import LabNet, NodeNet
-from builder.model import tlsplan
+from builder.model import roles, tlsplan
 from builder.model.cluster import Cluster
 from builder.model.platform import Layout, layout
 from builder.model.secrets import Secrets
@@ -38,6 +45,12 @@ from builder.stages import pipeline
 LAB_PG = 15
 HOST = "127.0.0.1"
 PYTHON = "/usr/bin/python3"
+DEFAULT_LAB_ROOT = "/var/lib/pgha-lab"
+
+
+def lab_root() -> Path:
+    """Where every lab's folder lives: PGHA_LAB_DIR, else /var/lib/pgha-lab."""
+    return Path(os.environ.get("PGHA_LAB_DIR") or DEFAULT_LAB_ROOT).absolute()
 
 
 def lab_cluster(cluster: Cluster, profile: str | None = None,
@@ -67,10 +80,12 @@ class Lab:
     cluster: Cluster
     dir: Path
     runner: Runner
+    link: Path | None = None  # output/<cluster>/lab -> dir
 
     @classmethod
     def of(cls, cluster: Cluster, output: Path, runner: Runner | None = None) -> Lab:
-        return cls(cluster, output.resolve() / cluster.name / "lab", runner or Runner())
+        return cls(cluster, lab_root() / cluster.name, runner or Runner(),
+                   output.absolute() / cluster.name / "lab")
 
     @property
     def net(self) -> LabNet:
@@ -89,14 +104,15 @@ class Lab:
 
     @property
     def lb(self) -> NodeNet:
-        lbs = [n for n in self.cluster.nodes if "haproxy" in n.roles]
+        lbs = roles.nodes_with(self.cluster.nodes, "load_balancer")
         if not lbs:
-            raise PghaError("the cluster has no load balancer node (role haproxy)")
+            raise PghaError("the cluster has no load balancer node (a role with "
+                            "load_balancer: true, e.g. haproxy)")
         return self.net.node(lbs[0].name)
 
     @property
     def db_nodes(self) -> list[NodeNet]:
-        return [self.net.node(n.name) for n in self.cluster.nodes if "db" in n.roles]
+        return [self.net.node(n.name) for n in roles.nodes_with(self.cluster.nodes, "postgres")]
 
     def secrets(self) -> Secrets:
         return tlsplan.load_secrets(self.ctx.out, self.cluster)
@@ -127,21 +143,15 @@ class Lab:
 
 
 def preflight(lab: Lab) -> None:
-    if os.geteuid() != 0:
-        raise PghaError("the lab needs root (network namespaces, users, rpm --root)",
-                        hint="run it as root, e.g. sudo pgha-build lab up")
-    require("ip", "rpm", "rpmbuild", "etcd", "haproxy")
-    wanted = lab.layout
-    for what, path in (("PostgreSQL", wanted.pg_bin_dir), ("Patroni", wanted.patroni_bin)):
-        if not Path(path).exists():
-            raise PghaError(f"lab: {what} not found at {path}",
-                            hint="run scripts/setup (Debian packages and the Patroni venv)")
+    """Everything the lab needs, checked before anything starts (builder.lab.preflight)."""
+    lab_preflight.check(lab.layout, lab.dir)
 
 
 def up(lab: Lab, only: list[str] | None = None, timeout: float = 120) -> dict[str, Any]:
     """Build what is missing, boot the nodes, wait until healthy; return timings."""
     t0 = time.monotonic()
     preflight(lab)
+    make_dir(lab)
     ctx = lab.ctx
     pipeline.run_steps(ctx, [pipeline.SPECS, pipeline.RPMS])
     sec = lab.secrets()
@@ -170,6 +180,19 @@ def up(lab: Lab, only: list[str] | None = None, timeout: float = 120) -> dict[st
             "rw_s": t_rw - t_built, "ro_s": t_ro - t_built, "total_s": t_ro - t0}
 
 
+def make_dir(lab: Lab) -> None:
+    """The lab folder, reachable by the service users (0755 down from the lab root), and the
+    link to it from the output folder."""
+    for folder in [*reversed(lab.dir.parents), lab.dir]:
+        if not folder.exists():
+            folder.mkdir(mode=0o755)
+            folder.chmod(0o755)  # whatever the umask
+    if lab.link is not None and not lab.link.is_symlink():
+        with contextlib.suppress(OSError):
+            lab.link.parent.mkdir(parents=True, exist_ok=True)
+            lab.link.symlink_to(lab.dir, target_is_directory=True)
+
+
 def _version() -> str:
     from builder import __version__
 
@@ -177,7 +200,7 @@ def _version() -> str:
 
 
 def _write_state(lab: Lab, **extra: Any) -> None:
-    lab.dir.mkdir(parents=True, exist_ok=True)
+    make_dir(lab)
     data = {"cluster": lab.cluster.name, "network": lab.net.cidr,
             "nodes": [n.name for n in lab.cluster.nodes], **extra}
     lab.state_file.write_text(json.dumps(data, indent=2) + "\n")
@@ -248,8 +271,10 @@ def down(lab: Lab) -> None:
     net.down(lab.runner, lab.net)
     if lab.dir.exists():
         shutil.rmtree(lab.dir)
-    with contextlib.suppress(OSError):
-        lab.dir.parent.rmdir()  # output/<cluster>/ too, if the lab was all it held
+    if lab.link is not None and lab.link.is_symlink():
+        lab.link.unlink()
+        with contextlib.suppress(OSError):
+            lab.link.parent.rmdir()  # output/<cluster>/ too, if the link was all it held
     log.debug("lab %s is down", lab.cluster.name)
 
 
@@ -259,6 +284,8 @@ def leftovers(lab: Lab) -> list[str]:
     found += [f"process {pid}" for pid in _lab_pids(lab)]
     if lab.dir.exists():
         found.append(f"folder {lab.dir}")
+    if lab.link is not None and lab.link.is_symlink():
+        found.append(f"link {lab.link}")
     return found
 
 

@@ -1,6 +1,6 @@
 """One lab node: its folder, the role RPMs installed into it, its seed, and its first boot.
 
-A node's folder (output/<cluster>/lab/<node>/) holds `root/` (what would be the machine's /:
+A node's folder (<lab folder>/<node>/, see builder.lab.lab) holds `root/` (what would be the machine's /:
 the RPM payloads, then everything the agent writes, the data directories, logs under
 root/var/log/pgha/ and pid files under root/run/pgha/) and `seed/` (its NoCloud seed folder).
 The seed is rendered with root_prefix=<root>, so every path inside the configs points into the

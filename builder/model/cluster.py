@@ -283,9 +283,6 @@ class Cluster(Strict):
         """BaseOS, AppStream, PGDG <major>, PGDG common, PGDG extras, as every renderer uses."""
         return resolve(self.repos, self.postgres_version)
 
-    def nodes_with_role(self, role: str) -> list[Node]:
-        return [n for n in self.nodes if role in n.roles]
-
     def service_names(self) -> list[str]:
         """The DNS names clients use for the load balancer (or VIP), the first the default."""
         first = f"{self.name}.{self.network.domain}"

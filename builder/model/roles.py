@@ -9,9 +9,10 @@ nodes.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from functools import cache
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Protocol, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -174,7 +175,7 @@ def _load(path: Path) -> Role:
     except (OSError, yaml.YAMLError, ValidationError) as exc:
         raise ConfigError(
             f"role definition {path} is invalid: {str(exc).splitlines()[0]}",
-            hint="fix the role.yaml (see roles/db/role.yaml for the fields)",
+            hint="fix the role.yaml (see builder/resources/roles/db/role.yaml for the fields)",
         ) from exc
 
 
@@ -199,3 +200,21 @@ def get(name: str) -> Role:
     except KeyError:
         known = ", ".join(sorted(assignable_roles()))
         raise ConfigError(f"unknown role '{name}'", hint=f"known roles: {known}") from None
+
+
+Capability = Literal["etcd_member", "postgres", "load_balancer"]
+
+
+class _HasRoles(Protocol):
+    @property
+    def roles(self) -> list[str]: ...
+
+
+N = TypeVar("N", bound=_HasRoles)
+
+
+def nodes_with(nodes: Iterable[N], capability: Capability) -> list[N]:
+    """The nodes with a role that has this capability flag (role data, never role names);
+    unknown role names are skipped (the rules report them)."""
+    known = all_roles()
+    return [n for n in nodes if any(r in known and getattr(known[r], capability) for r in n.roles)]

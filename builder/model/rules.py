@@ -110,23 +110,21 @@ def _roles(c: Cluster, r: Report) -> None:
                         f"unknown role '{name}'; known roles: {', '.join(sorted(known))}")
         if len(set(n.roles)) != len(n.roles):
             r.error(f"nodes[{i}].roles", "a role is listed twice")
-    if not any(known[x].postgres for n in c.nodes for x in n.roles if x in known):
+    db = roles.nodes_with(c.nodes, "postgres")
+    if not db:
         r.error("nodes", "no node has a role that runs PostgreSQL (e.g. db)")
-    db = [n for n in c.nodes if any(x in known and known[x].postgres for x in n.roles)]
     if len(db) == 1:
         r.warn("nodes", "only one database node: there is nothing to fail over to")
     if c.patroni.synchronous_mode and len(db) < 2:
         r.error("patroni.synchronous_mode", "needs at least two database nodes")
-    if c.load_balancer.kind == "haproxy" and not any(
-            known[x].load_balancer for n in c.nodes for x in n.roles if x in known):
+    if c.load_balancer.kind == "haproxy" and not roles.nodes_with(c.nodes, "load_balancer"):
         r.warn("nodes", "no load balancer node: clients need an external load balancer")
     if c.admin.ssh_key is None:
         r.warn("admin.ssh_key", "not set: nobody can log in over SSH to the installed nodes")
 
 
 def _etcd(c: Cluster, r: Report) -> None:
-    known = roles.assignable_roles()
-    members = [n for n in c.nodes if any(x in known and known[x].etcd_member for x in n.roles)]
+    members = roles.nodes_with(c.nodes, "etcd_member")
     if members and (len(members) < 3 or len(members) % 2 == 0):
         r.error("nodes", f"etcd needs an odd number of members, at least 3 (found "
                          f"{len(members)}: {', '.join(n.name for n in members)})")
@@ -183,8 +181,7 @@ def _load_balancer(c: Cluster, r: Report) -> None:
         return
     if c.load_balancer.f5 != f5.F5(tenant=c.name):  # (show's output carries the defaults)
         r.warn("load_balancer.f5", "ignored: load_balancer.kind is haproxy")
-    known = roles.assignable_roles()
-    lbs = [n for n in c.nodes if any(x in known and known[x].load_balancer for x in n.roles)]
+    lbs = roles.nodes_with(c.nodes, "load_balancer")
     if c.load_balancer.virtual_ip is not None and len(lbs) < 2:
         r.warn("load_balancer.virtual_ip", "a virtual IP needs two load balancer nodes to "
                "move; keepalived is configured only with two or more")

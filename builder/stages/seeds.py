@@ -37,21 +37,16 @@ SEED_SCHEMA_VERSION = 1
 SEED_FILES = ("meta-data", "network-config", "user-data", "pgha/seed.json")
 
 
-def members(ctx: Context, capability: str) -> list[Node]:
-    """Nodes with a role that has the given capability flag (etcd_member, postgres, ...)."""
-    return [n for n in ctx.cluster.nodes if any(getattr(roles.get(r), capability) for r in n.roles)]
-
-
 def node_context(ctx: Context, node: Node, secrets: Secrets, lay: Layout) -> dict[str, Any]:
-    lbs = members(ctx, "load_balancer")
+    lbs = roles.nodes_with(ctx.cluster.nodes, "load_balancer")
     names = [n.name for n in lbs]
     return {
         **render.base_context(ctx.cluster),
         "layout": lay,
         "node": node,
         "secrets": secrets,
-        "etcd_members": members(ctx, "etcd_member"),
-        "db_nodes": members(ctx, "postgres"),
+        "etcd_members": roles.nodes_with(ctx.cluster.nodes, "etcd_member"),
+        "db_nodes": roles.nodes_with(ctx.cluster.nodes, "postgres"),
         "lb_nodes": lbs,
         "lb_index": names.index(node.name) if node.name in names else 0,
         "vrrp_router_id": zlib.crc32(ctx.cluster.name.encode()) % 254 + 1,
