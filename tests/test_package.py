@@ -61,8 +61,8 @@ def test_sdist_and_wheel_carry_the_data_and_one_version(dist: Path) -> None:
                    "builder/resources/examples/cluster.yaml"):
         assert needed in names, f"{needed} missing from the wheel"
     assert not [n for n in names if "__pycache__" in n or n.endswith(".pyc")]
-    assert not [n for n in names if n.split("/")[0] not in ("builder", "pgha_build-"
-                                                             f"{__version__}.dist-info")]
+    dist_info = f"pgha_build-{__version__}.dist-info"
+    assert not [n for n in names if n.split("/")[0] not in ("builder", dist_info)]
     with tarfile.open(sdist) as tar:
         members = tar.getnames()
     assert f"pgha_build-{__version__}/builder/resources/roles/haproxy/role.yaml" in members
