@@ -7,7 +7,10 @@ and exit with the documented code; tracebacks only with --debug.
 
 from __future__ import annotations
 
+import errno
 import importlib
+import os
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -17,6 +20,7 @@ import click
 from builder import __version__
 from builder.core import log as logmod
 from builder.core.errors import EXIT_CODES_HELP, ConfigError, PghaError, ToolFailed
+from builder.core.redact import text as redact
 from builder.core.run import Runner
 
 if TYPE_CHECKING:  # the model (pydantic) loads only when a command needs the cluster
@@ -40,13 +44,38 @@ class App:
             self._cluster = load(self.cluster_file)
         return self._cluster
 
-    def context(self, force: bool = False) -> Context:
+    def context(self, force: bool = False, write: bool = True) -> Context:
+        """The build context; with `write`, the output folder is checked to be writable first
+        (one clear line rather than a traceback from deep inside a stage)."""
         from builder.core.context import Context
 
-        return Context.create(self.cluster, self.output, self.runner, force=force)
+        cluster = self.cluster
+        if write:
+            writable_folder(self.output / cluster.name)
+        return Context.create(cluster, self.output, self.runner, force=force)
+
+
+def writable_folder(path: Path) -> None:
+    """Create path if missing and prove it writable, or raise one PghaError."""
+    hint = "pass -o/--output with a folder you can write to"
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".pgha-write-test.", dir=path)
+        os.close(fd)
+        os.unlink(probe)
+    except FileExistsError:
+        raise PghaError(f"output folder {path} exists and is not a folder", hint=hint) from None
+    except OSError as exc:
+        raise PghaError(f"cannot write to output folder {path}: {exc.strerror}",
+                        hint=hint) from None
 
 
 pass_app = click.make_pass_decorator(App)
+
+# Filesystem failures that come from the user's environment (permissions, a file where a
+# folder should be, a full or read-only disk): one line, never a traceback.
+USER_ERRNOS = frozenset({errno.EACCES, errno.EPERM, errno.ENOTDIR, errno.EISDIR, errno.EEXIST,
+                         errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.ENAMETOOLONG})
 
 
 class PghaGroup(click.Group):
@@ -70,6 +99,15 @@ class PghaGroup(click.Group):
                 raise
             _print_error(err)
             ctx.exit(err.exit_code)
+        except OSError as exc:
+            app = ctx.obj
+            if exc.errno not in USER_ERRNOS or (isinstance(app, App) and app.debug):
+                raise
+            _print_error(PghaError(
+                f"{exc.strerror}: {redact(str(exc.filename or ''))}".rstrip(": "),
+                hint="check the paths and permissions of the cluster file and the output "
+                     "folder; --debug shows where it happened"))
+            ctx.exit(1)
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
             ctx.exit(130)
@@ -104,15 +142,21 @@ def cli(ctx: click.Context, cluster_file: Path | None, output: Path, verbose: in
 
 
 def _print_error(err: PghaError) -> None:
-    click.echo(f"error: {err.message}", err=True)
+    """The error on one line (problems and a tool's stderr indented below), then the hint;
+    credentials redacted."""
+    click.echo(redact(f"error: {_one_line(err.message)}"), err=True)
     if isinstance(err, ConfigError):
         for problem in err.problems:
-            click.echo(f"  {problem}", err=True)
+            click.echo(redact(f"  {_one_line(problem)}"), err=True)
     if isinstance(err, ToolFailed) and err.stderr_tail:
         for line in err.stderr_tail.splitlines():
-            click.echo(f"  | {line}", err=True)
+            click.echo(redact(f"  | {line}"), err=True)
     if err.hint:
-        click.echo(f"hint: {err.hint}", err=True)
+        click.echo(redact(f"hint: {_one_line(err.hint)}"), err=True)
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.splitlines())
 
 
 def main() -> None:

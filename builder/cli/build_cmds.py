@@ -67,7 +67,7 @@ def build(app: App, force: bool) -> None:
     from builder.core import fastpath
 
     digest = fastpath.input_digest(app.cluster_file, "build")
-    root = None if force else fastpath.fresh(app.output, digest)
+    root = None if force or digest is None else fastpath.fresh(app.output, digest)
     if root is not None:
         click.echo(f"up to date: cluster artifacts in {root} (inputs unchanged)")
         return
@@ -75,5 +75,6 @@ def build(app: App, force: bool) -> None:
 
     ctx = app.context(force)
     pipeline.run_steps(ctx, pipeline.BUILD)
-    fastpath.record(app.output, digest, ctx.out.root)
+    if digest is not None:
+        fastpath.record(app.output, digest, ctx.out.root)
     click.echo(f"built cluster '{ctx.cluster.name}' in {ctx.out.root}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import stat
 from pathlib import Path
 
 import click
@@ -20,7 +21,16 @@ EXAMPLE = EXAMPLE_CLUSTER
 @click.option("--force", is_flag=True, help="Overwrite an existing file.")
 def init(path: Path, force: bool) -> None:
     """Write a commented cluster file (the built-in reference lab) to PATH."""
-    if path.exists() and not force:
+    try:
+        info = path.lstat()
+    except FileNotFoundError:
+        info = None
+    if info is not None and not stat.S_ISREG(info.st_mode):
+        kind = "a symlink" if stat.S_ISLNK(info.st_mode) else "a directory" if stat.S_ISDIR(
+            info.st_mode) else "not a regular file (a device, FIFO or socket)"
+        raise PghaError(f"{path} is {kind}: init writes only regular files",
+                        hint="give the path of a new .yaml file")
+    if info is not None and not force:
         raise PghaError(f"{path} already exists", hint="pass --force to overwrite it")
     atomic_write(path, EXAMPLE.read_text())
     click.echo(f"wrote {path}: edit it, then run `pgha-build -c {path} check`")
@@ -40,9 +50,9 @@ def check(app: App, deep: bool) -> None:
     report = validate.check(cluster)
     for warning in report.warnings:
         click.echo(f"warning: {warning}", err=True)
-    for line in tlsplan.expiry_warnings(app.context().out):
+    for line in tlsplan.expiry_warnings(app.context(write=False).out):
         click.echo(f"warning: {line}: `pgha-build seeds --rotate-certs` issues new ones", err=True)
-    kickstart.check_all(app.context())
+    kickstart.check_all(app.context(write=False))
     if deep:
         from builder.stages import deepcheck
 

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from pathlib import Path
 
 import click
 
 from builder.cli import App, cli, pass_app
+from builder.core import redact
 from builder.core.log import log
 from builder.core.paths import OutputPaths
 from builder.release import forge as forgemod
@@ -21,9 +23,15 @@ make_policy = RetryPolicy
 
 
 def token_from_env() -> str:
+    """The API token; registered for redaction; refused (never shown) if it could not be a
+    token: a line break or other whitespace inside, or a control character."""
     for name in ("GITHUB_TOKEN", "GH_TOKEN"):
         value = os.environ.get(name, "").strip()
         if value:
+            redact.register(value)
+            if not re.fullmatch(r"[\x21-\x7e]+", value):
+                raise UsageError(f"{name} holds a line break, a space or a control character, "
+                                 "which no API token has", hint=f"set {name} to the token alone")
             return value
     raise UsageError("no API token: set GITHUB_TOKEN or GH_TOKEN",
                      hint="a token with contents: write on the repository (in GitHub Actions: "

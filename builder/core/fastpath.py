@@ -13,18 +13,36 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import stat
 from pathlib import Path
 
 from builder import __version__
 from builder.core.paths import PACKAGE_ROOT
 
 INDEX_NAME = ".build-index.json"
+MAX_CLUSTER_BYTES = 1024 * 1024  # as builder.model.yamlfile.MAX_BYTES
 
 
-def input_digest(cluster_file: Path | None, command: str) -> str:
+def _cluster_bytes(cluster_file: Path) -> bytes | None:
+    """The cluster file's bytes, or None for anything but a readable regular file of at most
+    1 MiB (the full path then reports it: a FIFO must never block here)."""
+    try:
+        info = os.stat(cluster_file)
+        if not stat.S_ISREG(info.st_mode) or info.st_size > MAX_CLUSTER_BYTES:
+            return None
+        return cluster_file.read_bytes()
+    except OSError:
+        return None
+
+
+def input_digest(cluster_file: Path | None, command: str) -> str | None:
+    """The digest of every input, or None when the cluster file cannot be read as one."""
     h = hashlib.sha256()
     h.update(f"{__version__}\0{command}\0{os.environ.get('SOURCE_DATE_EPOCH', '')}\0".encode())
-    h.update(cluster_file.read_bytes() if cluster_file else b"<built-in default>")
+    data = _cluster_bytes(cluster_file) if cluster_file else b"<built-in default>"
+    if data is None:
+        return None
+    h.update(data)
     for path in sorted(PACKAGE_ROOT.rglob("*")):
         if path.is_file() and "__pycache__" not in path.parts:
             h.update(str(path.relative_to(PACKAGE_ROOT)).encode() + b"\0")

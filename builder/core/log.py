@@ -8,6 +8,8 @@ import sys
 import time
 from collections.abc import Iterator
 
+from builder.core import redact
+
 log = logging.getLogger("pgha")
 
 
@@ -16,6 +18,7 @@ def setup(verbosity: int) -> None:
     level = logging.WARNING if verbosity < 0 else logging.INFO if verbosity == 0 else logging.DEBUG
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(message)s"))
+    handler.addFilter(redact.Filter())  # URL credentials and tokens never reach the log
     log.handlers[:] = [handler]
     log.setLevel(level)
     log.propagate = False

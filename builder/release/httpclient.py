@@ -264,5 +264,6 @@ def _seconds(value: str | None, now: float) -> float | None:
 
 
 def _short(url: str) -> str:
+    """host[:port]/path, without any user:password@ part."""
     parts = urlsplit(url)
-    return f"{parts.netloc}{parts.path}"
+    return f"{parts.netloc.rpartition('@')[2]}{parts.path}"
