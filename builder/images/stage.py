@@ -16,10 +16,10 @@ from pathlib import Path
 from builder import __version__
 from builder.core.context import Context
 from builder.core.errors import PghaError
-from builder.core.fsutil import atomic_write, sha256_file
+from builder.core.fsutil import sha256_file
 from builder.core.log import log
 from builder.core.run import quote
-from builder.core.state import Artifact, input_key, load, save, up_to_date
+from builder.core.state import Artifact, cached_stage, input_key, load, up_to_date
 from builder.images import backends, ova, preflight
 from builder.images import formats as imageformats
 from builder.images.common import ImageOptions, Plan, Result, base_disk, image_path, work_dir
@@ -63,45 +63,22 @@ def _stage(role: str, fmt: str) -> str:
     return f"image-{role}-{fmt}"
 
 
-def _stamp(ctx: Context, role: str, fmt: str) -> Path:
-    return work_dir(ctx, role) / f"{fmt}.stamp"
-
-
-def _stat_id(path: Path) -> str:
-    st = path.stat()
-    return f"{st.st_size} {st.st_mtime_ns} {st.st_ino}"
-
-
-def fresh(ctx: Context, role: str, fmt: Format, key: str) -> bool:
-    """Up to date: the recorded key matches and the file is the one recorded. The file's stat
-    (size, mtime, inode) stamped when it was written saves re-hashing a multi-GiB image on every
-    run; without a matching stamp the sha256 is checked (builder.core.state)."""
-    state = load(ctx.out, _stage(role, fmt))
-    path = image_path(ctx, role, fmt)
-    stamp = _stamp(ctx, role, fmt)
-    if state is None or state[0] != key or not path.is_file():
-        return False
-    if stamp.is_file() and stamp.read_text() == f"{key} {_stat_id(path)}":
-        return True
-    return up_to_date(ctx.out, _stage(role, fmt), key)
-
-
 def ensure_base(ctx: Context, role: str, plan: Plan, base_key: str) -> Path:
-    """The installed base qcow2: reused when built from the same inputs, else built now."""
+    """The installed base qcow2: reused when built from the same inputs, else built now. Its
+    state is a work/ one (builder.core.state): the base disk is scratch, not an artifact."""
     disk = base_disk(ctx, role)
-    keyfile = disk.with_suffix(".key")
-    if (not ctx.force and disk.is_file() and keyfile.is_file()
-            and keyfile.read_text().strip() == base_key):
-        log.info("images: %s base install reused (inputs unchanged)", role)
-        return disk
-    keyfile.unlink(missing_ok=True)
-    disk.unlink(missing_ok=True)
-    start = time.monotonic()
-    plan.build()
-    if not disk.is_file():
-        raise PghaError(f"the {role} install produced no disk {disk}")
-    atomic_write(keyfile, base_key + "\n")
-    ctx.messages.append(f"images: {role} base built in {time.monotonic() - start:.0f}s")
+
+    def build() -> None:
+        disk.unlink(missing_ok=True)
+        start = time.monotonic()
+        plan.build()
+        if not disk.is_file():
+            raise PghaError(f"the {role} install produced no disk {disk}")
+        ctx.messages.append(f"images: {role} base built in {time.monotonic() - start:.0f}s")
+
+    art = Artifact("base-disk", disk.relative_to(ctx.out.root).as_posix(), role=role)
+    cached_stage(ctx, f"work/image-base-{role}", base_key, [art], build,
+                 fresh=f"images: {role} base install reused (inputs unchanged)")
     return disk
 
 
@@ -149,26 +126,30 @@ def build_images(ctx: Context, opts: ImageOptions) -> Result:
     base_key = input_key("image-base", __version__, opts.backend, plan.inputs, rpms)
     keys = {f: _format_key(base_key, f, opts, ctx) for f in opts.formats}
     result = Result()
-    todo = [f for f in opts.formats if ctx.force or not fresh(ctx, opts.role, f, keys[f])]
-    for fmt in opts.formats:
-        if fmt not in todo:
-            result.reused.append(fmt)
-            result.artifacts += load(ctx.out, _stage(opts.role, fmt))[1]  # type: ignore[index]
+    todo = [f for f in opts.formats
+            if ctx.force or not up_to_date(ctx.out, _stage(opts.role, f), keys[f])]
+    result.reused = [f for f in opts.formats if f not in todo]
     if result.reused:
         ctx.messages.append(f"images: {opts.role} {', '.join(result.reused)} up to date "
                             "(inputs unchanged), reused")
     if opts.dry_run:
         result.dry_run = _dry_run_lines(ctx, opts, plan, todo)
+        for fmt in result.reused:
+            result.artifacts += load(ctx.out, _stage(opts.role, fmt))[1]  # type: ignore[index]
         return result
-    if not todo:
-        return result
-    base = ensure_base(ctx, opts.role, plan, base_key)
-    for fmt in todo:
-        start = time.monotonic()
-        dest = convert_one(ctx, opts, base, fmt)
-        result.built[fmt] = time.monotonic() - start
+    base: list[Path] = []  # built (or reused) on the first format that needs it
+    for fmt in opts.formats:
+        dest = image_path(ctx, opts.role, fmt)
+
+        def convert(fmt: Format = fmt, dest: Path = dest) -> None:
+            if not base:
+                base.append(ensure_base(ctx, opts.role, plan, base_key))
+            start = time.monotonic()
+            convert_one(ctx, opts, base[0], fmt)
+            result.built[fmt] = time.monotonic() - start
+            ctx.messages.append(f"images: wrote {dest} ({result.built[fmt]:.1f}s)")
+
         art = Artifact("image", dest.relative_to(ctx.out.root).as_posix(), role=opts.role)
-        result.artifacts += save(ctx.out, _stage(opts.role, fmt), keys[fmt], [art])
-        atomic_write(_stamp(ctx, opts.role, fmt), f"{keys[fmt]} {_stat_id(dest)}")
-        ctx.messages.append(f"images: wrote {dest} ({result.built[fmt]:.1f}s)")
+        result.artifacts += cached_stage(ctx, _stage(opts.role, fmt), keys[fmt], [art], convert,
+                                         force=fmt in todo)
     return result

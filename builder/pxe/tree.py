@@ -24,7 +24,7 @@ from builder.core.errors import PghaError, ValidationFailed
 from builder.core.fsutil import atomic_write
 from builder.core.log import log
 from builder.core.run import require
-from builder.core.state import Artifact, input_key, save, up_to_date
+from builder.core.state import Artifact, cached_stage, input_key
 from builder.images import installsrc
 from builder.model import roles
 from builder.model.cluster import Node
@@ -70,17 +70,19 @@ def write_host_kickstarts(ctx: Context) -> list[Artifact]:
     rendered = {n.name: render_host(ctx, n) for n in ctx.cluster.nodes}
     key = input_key("kickstart-hosts", __version__, sorted(rendered.items()))
     arts = [Artifact("kickstart", f"kickstart/hosts/{h}.ks", host=h) for h in rendered]
-    if not ctx.force and up_to_date(ctx.out, "kickstart-hosts", key):
-        ctx.messages.append("pxe: host kickstarts up to date")
-        return arts
-    problems = [p for h, t in rendered.items() for p in kickstart.validate(t, f"hosts/{h}.ks")]
-    if problems:
-        raise ValidationFailed(f"kickstart validation failed: {'; '.join(problems)}",
-                               hint="fix kickstart/hosts/host.ks.j2 or the partials")
-    for host, text in rendered.items():
-        atomic_write(ctx.out.kickstart / "hosts" / f"{host}.ks", text)
-    ctx.messages.append(f"pxe: wrote {len(rendered)} host kickstart(s)")
-    return save(ctx.out, "kickstart-hosts", key, arts)
+
+    def write() -> None:
+        problems = [p for h, t in rendered.items()
+                    for p in kickstart.validate(t, f"hosts/{h}.ks")]
+        if problems:
+            raise ValidationFailed(f"kickstart validation failed: {'; '.join(problems)}",
+                                   hint="fix kickstart/hosts/host.ks.j2 or the partials")
+        for host, text in rendered.items():
+            atomic_write(ctx.out.kickstart / "hosts" / f"{host}.ks", text)
+        ctx.messages.append(f"pxe: wrote {len(rendered)} host kickstart(s)")
+
+    return cached_stage(ctx, "kickstart-hosts", key, arts, write,
+                        fresh="pxe: host kickstarts up to date")
 
 
 def install_repo(ctx: Context, src: installsrc.InstallSource) -> str:
@@ -202,17 +204,17 @@ def build_pxe(ctx: Context, location: str | None) -> list[Artifact]:
              f"{BOOT_DIR}/initrd.img", *files]
     pxe_arts = [Artifact("pxe", f"pxe/tftp/{n}") for n in names]
     pxe_arts.append(Artifact("pxe", "pxe/dnsmasq.conf"))
-    if not ctx.force and up_to_date(ctx.out, "pxe", key):
-        ctx.messages.append("pxe: up to date")
-        return arts + pxe_arts
-    shutil.rmtree(tftp, ignore_errors=True)
-    tftp.mkdir(parents=True)
-    _boot_loaders(ctx, tftp)
-    installsrc.copy_boot_files(src, tftp / BOOT_DIR, ctx.runner)
-    for rel, text in files.items():
-        atomic_write(tftp / rel, text)
-    atomic_write(ctx.out.pxe / "dnsmasq.conf", conf)
-    ctx.messages.append(f"pxe: {len(nodes)} host(s) in {tftp}, dnsmasq snippet "
-                        f"{ctx.out.pxe / 'dnsmasq.conf'}")
-    return arts + save(ctx.out, "pxe", key, pxe_arts)
+
+    def write() -> None:
+        shutil.rmtree(tftp, ignore_errors=True)
+        tftp.mkdir(parents=True)
+        _boot_loaders(ctx, tftp)
+        installsrc.copy_boot_files(src, tftp / BOOT_DIR, ctx.runner)
+        for rel, text in files.items():
+            atomic_write(tftp / rel, text)
+        atomic_write(ctx.out.pxe / "dnsmasq.conf", conf)
+        ctx.messages.append(f"pxe: {len(nodes)} host(s) in {tftp}, dnsmasq snippet "
+                            f"{ctx.out.pxe / 'dnsmasq.conf'}")
+
+    return arts + cached_stage(ctx, "pxe", key, pxe_arts, write, fresh="pxe: up to date")
 

@@ -24,7 +24,7 @@ from builder import __version__
 from builder.core.context import Context
 from builder.core.errors import PghaError
 from builder.core.fsutil import atomic_write
-from builder.core.state import Artifact, forget, input_key, save, up_to_date
+from builder.core.state import Artifact, cached_stage, forget, input_key
 from builder.f5 import as3, plan
 from builder.f5.plan import Plan
 from builder.model.cluster import Cluster
@@ -87,13 +87,14 @@ def write_f5(ctx: Context) -> list[Artifact]:
     folder = ctx.out.root / "f5"
     key = input_key("f5", __version__, sorted(rendered.items()))
     arts = [Artifact("f5", f"f5/{name}") for name in FILES]
-    if not ctx.force and up_to_date(ctx.out, "f5", key):
-        ctx.messages.append("f5: up to date")
-        return arts
-    for name in FILES:
-        atomic_write(folder / name, rendered[name], mode=0o755 if name == "tmsh.txt" else 0o644)
-    ctx.messages.append(f"f5: wrote {', '.join(FILES)} to {folder}")
-    return save(ctx.out, "f5", key, arts)
+
+    def write() -> None:
+        for name in FILES:
+            atomic_write(folder / name, rendered[name],
+                         mode=0o755 if name == "tmsh.txt" else 0o644)
+        ctx.messages.append(f"f5: wrote {', '.join(FILES)} to {folder}")
+
+    return cached_stage(ctx, "f5", key, arts, write, fresh="f5: up to date")
 
 
 def require_f5(ctx: Context) -> None:

@@ -14,7 +14,7 @@ from builder import __version__
 from builder.core.context import Context
 from builder.core.errors import ValidationFailed
 from builder.core.fsutil import atomic_write
-from builder.core.state import Artifact, input_key, save, up_to_date
+from builder.core.state import Artifact, cached_stage, input_key
 from builder.model import roles
 from builder.model.roles import Role
 from builder.stages import render
@@ -78,11 +78,13 @@ def write_kickstarts(ctx: Context, role_names: list[str] | None = None) -> list[
     key = input_key("kickstart", __version__, sorted(rendered.items()))
     stage = "kickstart" if role_names is None else f"kickstart-{'-'.join(role_names)}"
     arts = [Artifact("kickstart", f"kickstart/{n}.ks", role=n) for n in rendered]
-    if not ctx.force and up_to_date(ctx.out, stage, key):
-        ctx.messages.append("kickstart: up to date (validated when written)")
-        return arts
-    check_rendered(rendered)
-    for name, text in rendered.items():
-        atomic_write(ctx.out.kickstart / f"{name}.ks", text)
-    ctx.messages.append(f"kickstart: wrote {len(rendered)} kickstart(s) to {ctx.out.kickstart}")
-    return save(ctx.out, stage, key, arts)
+
+    def write() -> None:
+        check_rendered(rendered)
+        for name, text in rendered.items():
+            atomic_write(ctx.out.kickstart / f"{name}.ks", text)
+        ctx.messages.append(f"kickstart: wrote {len(rendered)} kickstart(s) to "
+                            f"{ctx.out.kickstart}")
+
+    return cached_stage(ctx, stage, key, arts, write,
+                        fresh="kickstart: up to date (validated when written)")

@@ -17,7 +17,7 @@ from builder.core.context import Context
 from builder.core.fsutil import sha256_file
 from builder.core.log import log
 from builder.core.run import require
-from builder.core.state import Artifact, input_key, load, save, up_to_date
+from builder.core.state import Artifact, cached_stage, input_key
 from builder.stages.specs import Package, plan, roles_in_use
 
 DIST = ".el8"
@@ -91,14 +91,14 @@ def build_rpms(ctx: Context) -> list[Artifact]:
         rpm, srpm = rpm_names(pkg)
         pkg_arts = [Artifact("rpm", f"rpms/{rpm}", role=pkg.role.name),
                     Artifact("srpm", f"rpms/{srpm}", role=pkg.role.name)]
-        if not ctx.force and up_to_date(ctx.out, stage, keys[pkg.name]):
-            arts += load(ctx.out, stage)[1]  # type: ignore[index]
-            continue
-        require("rpmbuild")
-        log.info("rpmbuild %s", pkg.name)
-        _build_one(ctx, pkg)
-        arts += save(ctx.out, stage, keys[pkg.name], pkg_arts)
-        built.append(pkg.name)
+
+        def build(pkg: Package = pkg) -> None:
+            require("rpmbuild")
+            log.info("rpmbuild %s", pkg.name)
+            _build_one(ctx, pkg)
+            built.append(pkg.name)
+
+        arts += cached_stage(ctx, stage, keys[pkg.name], pkg_arts, build)
     _drop_stale(ctx, {a.path for a in arts})
     arts += _repodata(ctx, [a for a in arts if a.kind in ("rpm", "srpm")], bool(built))
     if built:
@@ -121,13 +121,14 @@ def _drop_stale(ctx: Context, keep: set[str]) -> None:
 def _repodata(ctx: Context, rpms: list[Artifact], changed: bool) -> list[Artifact]:
     key = input_key("repodata", sorted((a.path, a.sha256) for a in rpms), ctx.epoch)
     repomd = Artifact("repodata", "rpms/repodata/repomd.xml")
-    if not changed and up_to_date(ctx.out, "repodata", key):
-        return load(ctx.out, "repodata")[1]  # type: ignore[index]
-    require("createrepo_c")
-    ctx.runner.run(["createrepo_c", "--quiet", "--no-database",
-                    "--revision", str(ctx.epoch), "--set-timestamp-to-revision",
-                    str(ctx.out.rpms)])
-    files = sorted((ctx.out.rpms / "repodata").iterdir())
-    arts = [repomd] + [Artifact("repodata", f"rpms/repodata/{f.name}") for f in files
-                       if f.name != "repomd.xml"]
-    return save(ctx.out, "repodata", key, arts)
+
+    def write() -> list[Artifact]:
+        require("createrepo_c")
+        ctx.runner.run(["createrepo_c", "--quiet", "--no-database",
+                        "--revision", str(ctx.epoch), "--set-timestamp-to-revision",
+                        str(ctx.out.rpms)])
+        files = sorted((ctx.out.rpms / "repodata").iterdir())
+        return [repomd] + [Artifact("repodata", f"rpms/repodata/{f.name}") for f in files
+                           if f.name != "repomd.xml"]
+
+    return cached_stage(ctx, "repodata", key, [repomd], write, force=changed)

@@ -25,7 +25,7 @@ from builder.core.context import Context
 from builder.core.errors import PghaError
 from builder.core.fsutil import sha256_bytes
 from builder.core.run import require
-from builder.core.state import Artifact, input_key, save, up_to_date
+from builder.core.state import Artifact, cached_stage, input_key, save
 from builder.model import roles, tlsplan
 from builder.model.cluster import Node
 from builder.model.platform import Layout
@@ -230,15 +230,16 @@ def write_seed(ctx: Context, node: Node, secrets: Secrets) -> list[Artifact]:
             for rel in SEED_FILES]
     arts.append(Artifact("seed-iso", f"seeds/{node.name}-cidata.iso", role=role,
                          host=node.name, secret=True))
-    if not ctx.force and up_to_date(ctx.out, stage, key):
-        return arts
-    tmp = _stage_dir(ctx.out.seeds / node.name, files, ctx.epoch)
-    try:  # the ISO first: if it fails, the old folder and ISO both stay as they were
-        _write_iso(ctx, tmp, ctx.out.seeds / f"{node.name}-cidata.iso")
-        _swap(tmp, ctx.out.seeds / node.name)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return save(ctx.out, stage, key, arts)
+
+    def write() -> None:
+        tmp = _stage_dir(ctx.out.seeds / node.name, files, ctx.epoch)
+        try:  # the ISO first: if it fails, the old folder and ISO both stay as they were
+            _write_iso(ctx, tmp, ctx.out.seeds / f"{node.name}-cidata.iso")
+            _swap(tmp, ctx.out.seeds / node.name)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    return cached_stage(ctx, stage, key, arts, write)
 
 
 def write_seeds(ctx: Context, hosts: list[str] | None = None,

@@ -19,7 +19,7 @@ from typing import Any
 from builder import __version__
 from builder.core.context import Context
 from builder.core.fsutil import atomic_write
-from builder.core.state import Artifact, input_key, save, up_to_date
+from builder.core.state import Artifact, cached_stage, input_key
 from builder.model import roles
 from builder.model.roles import COMMON, Role
 from builder.stages import quoting, render
@@ -162,11 +162,11 @@ def write_specs(ctx: Context) -> list[Artifact]:
     for p, spec, _tar in rendered:
         arts.append(Artifact("spec", f"specs/{p.name}.spec", role=p.role.name))
         arts.append(Artifact("source", f"specs/{p.source}", role=p.role.name))
-    if up_to_date(ctx.out, "specs", key) and not ctx.force:
-        ctx.messages.append("specs: up to date")
-        return arts
-    for p, spec, tar in rendered:
-        atomic_write(ctx.out.specs / f"{p.name}.spec", spec)
-        atomic_write(ctx.out.specs / p.source, tar)
-    ctx.messages.append(f"specs: wrote {len(rendered)} spec(s) to {ctx.out.specs}")
-    return save(ctx.out, "specs", key, arts)
+
+    def write() -> None:
+        for p, spec, tar in rendered:
+            atomic_write(ctx.out.specs / f"{p.name}.spec", spec)
+            atomic_write(ctx.out.specs / p.source, tar)
+        ctx.messages.append(f"specs: wrote {len(rendered)} spec(s) to {ctx.out.specs}")
+
+    return cached_stage(ctx, "specs", key, arts, write, fresh="specs: up to date")
