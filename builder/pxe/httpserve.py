@@ -14,6 +14,7 @@ import contextlib
 import http.server
 import mimetypes
 import shutil
+import sys
 import threading
 import urllib.parse
 from collections.abc import Callable, Iterator
@@ -21,6 +22,10 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from builder.core.log import log
+
+MAX_PATH = 1024  # longer request paths: 414
+MAX_NAME = 255  # a longer path component cannot name a file: 404
+IDLE_TIMEOUT = 30.0  # seconds a connection may sit idle (keep-alive) or stall mid-request
 
 # (client address, path inside the mount) -> allowed?
 AccessRule = Callable[[str, str], bool]
@@ -34,10 +39,15 @@ class Mount:
 
 
 def resolve(mounts: list[Mount], url_path: str) -> tuple[Mount, str, Path] | None | str:
-    """Map a URL path to (mount, relative path, file); None if unmapped; "forbidden" if unsafe."""
+    """Map a URL path to (mount, relative path, file); None if unmapped (or a name too long to
+    exist); "forbidden" if unsafe; "too long" for a path over MAX_PATH characters."""
+    if len(url_path) > MAX_PATH:
+        return "too long"
     path = urllib.parse.unquote(urllib.parse.urlsplit(url_path).path)
     if "\x00" in path or "\\" in path:
         return "forbidden"
+    if any(len(part.encode()) > MAX_NAME for part in path.split("/")):
+        return None
     for mount in sorted(mounts, key=lambda m: -len(m.prefix)):
         if not (path + "/").startswith(mount.prefix) and path != mount.prefix.rstrip("/"):
             continue
@@ -45,8 +55,11 @@ def resolve(mounts: list[Mount], url_path: str) -> tuple[Mount, str, Path] | Non
         parts = PurePosixPath(rel).parts
         if rel.startswith("/") or ".." in parts:
             return "forbidden"
-        root = mount.root.resolve()
-        target = (root / rel).resolve()
+        try:
+            root = mount.root.resolve()
+            target = (root / rel).resolve()
+        except OSError:  # a loop of symlinks, a name the file system refuses
+            return None
         if not target.is_relative_to(root):
             return "forbidden"  # a symlink that points out of the tree
         return mount, rel, target
@@ -57,6 +70,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
     server: Server
     server_version = "pgha-serve"
     protocol_version = "HTTP/1.1"
+    timeout = IDLE_TIMEOUT  # socket timeout: an idle or stalled connection is closed
 
     def do_GET(self) -> None:
         self._send(body=True)
@@ -70,6 +84,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
     def _send(self, body: bool) -> None:
         client = self.client_address[0]
         found = resolve(self.server.mounts, self.path)
+        if found == "too long":
+            return self._refuse(414, "path too long")
         if found == "forbidden":
             return self._refuse(403, "outside the served tree")
         if found is None or isinstance(found, str):
@@ -97,12 +113,24 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 shutil.copyfileobj(fh, self.wfile)
 
     def log_message(self, format: str, *args: object) -> None:
-        log.info("serve: %s %s", self.client_address[0], format % args)
+        text = (format % args).encode("ascii", "backslashreplace").decode()
+        text = "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in text)
+        log.info("serve: %s %s", self.client_address[0], text[:300])
 
 
 class Server(http.server.ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+
+    def handle_error(self, request: object, client_address: tuple[str, int]) -> None:
+        """A client that goes away mid-answer (or any other per-request failure): one log line,
+        not socketserver's traceback on stderr."""
+        exc = sys.exc_info()[1]
+        if isinstance(exc, (ConnectionError, TimeoutError)):
+            log.info("serve: %s disconnected (%s)", client_address[0], type(exc).__name__)
+        else:
+            log.warning("serve: request from %s failed: %s: %s", client_address[0],
+                        type(exc).__name__, exc)
 
     def __init__(self, bind: tuple[str, int], mounts: list[Mount]) -> None:
         self.mounts = mounts
