@@ -68,7 +68,8 @@ def test_writer_rto_is_fault_to_first_ack_after_the_outage() -> None:
 
 def test_status_table_when_down_and_up() -> None:
     assert "not running" in table({"cluster": "pgha", "running": False})
-    data = {"cluster": "pgha", "running": True,
+    data = {"cluster": "pgha", "running": True, "synchronous_mode": True, "watchdog": "off",
+            "failover_ready": {"ready": True, "reason": "leader db1, streaming: db2, db3"},
             "members": [{"name": "db1", "host": "10.77.0.11", "role": "leader",
                          "state": "running", "timeline": 1, "lag": None}],
             "backends": [{"listener": "primary", "server": "db1", "status": "UP"}],

@@ -171,3 +171,26 @@ def test_haproxy_checks_patroni_over_verified_tls(tmp_path):
         opts = " ".join(s[3:])
         assert "check-ssl verify required ca-file /etc/pgha/tls/ca.crt" in opts
         assert f"verifyhost {s[1]}.pgha.lab" in opts and "crt /etc/pgha/tls/haproxy.pem" in opts
+
+
+def test_patroni_watchdog_failsafe_and_quorum(tmp_path):
+    ctx = _ctx(tmp_path)
+    p = yaml.safe_load(_file(seeds.render_seed(ctx, ctx.cluster.node("db1"), SEC), "patroni.yml"))
+    assert p["watchdog"] == {"mode": "automatic", "device": "/dev/watchdog", "safety_margin": 5}
+    assert p["bootstrap"]["dcs"]["failsafe_mode"] is False
+    ctx = _ctx(tmp_path / "q", patroni={"watchdog": "required", "synchronous_mode": "quorum",
+                                        "failsafe_mode": True})
+    p = yaml.safe_load(_file(seeds.render_seed(ctx, ctx.cluster.node("db1"), SEC), "patroni.yml"))
+    assert p["watchdog"]["mode"] == "required"
+    assert p["bootstrap"]["dcs"]["synchronous_mode"] == "quorum"
+    assert p["bootstrap"]["dcs"]["failsafe_mode"] is True
+
+
+def test_lab_turns_the_watchdog_off(tmp_path):
+    from builder.lab.lab import lab_cluster
+
+    cluster = lab_cluster(config.from_data({"patroni": {"watchdog": "required"}}))
+    assert cluster.patroni.watchdog == "off"
+    ctx = Context.create(cluster, tmp_path)
+    p = yaml.safe_load(_file(seeds.render_seed(ctx, cluster.node("db1"), SEC), "patroni.yml"))
+    assert p["watchdog"]["mode"] == "off"

@@ -110,6 +110,12 @@ def test_install_into_folder(built: Context, tmp_path: Path) -> None:
     xml = (root / "usr/lib/firewalld/services/pgha-patroni.xml").read_text()
     assert 'port="8008"' in xml
     assert oct((root / "etc/patroni").stat().st_mode & 0o777) == "0o750"
+    # watchdog fencing: softdog loaded at boot, /dev/watchdog given to Patroni's user
+    modules = (root / "usr/lib/modules-load.d/pgha-softdog.conf").read_text().splitlines()
+    assert [ln for ln in modules if ln and not ln.startswith("#")] == ["softdog"]
+    rules = (root / "usr/lib/udev/rules.d/90-pgha-watchdog.rules").read_text().splitlines()
+    assert [ln for ln in rules if ln and not ln.startswith("#")] == [
+        'KERNEL=="watchdog", OWNER="postgres", GROUP="postgres", MODE="0600"']
 
 
 def test_repository_metadata_lists_packages(built: Context) -> None:

@@ -55,7 +55,8 @@ def up(app: App, only: str | None, timeout: int) -> None:
     p = lab_.ports()
     su = lab_.secrets().superuser.username
     click.echo(f"lab '{lab_.cluster.name}' is up: writes after {t['rw_s']:.1f}s, reads after "
-               f"{t['ro_s']:.1f}s ({t['total_s']:.1f}s in all, build included)")
+               f"{t['ro_s']:.1f}s, able to fail over after {t['ready_s']:.1f}s "
+               f"({t['total_s']:.1f}s in all, build included)")
     click.echo(f"  read-write  127.0.0.1:{p['rw']}  -> HAProxy {lab_.lb.address}:{p['rw']} "
                "-> primary")
     click.echo(f"  read-only   127.0.0.1:{p['ro']}  -> HAProxy {lab_.lb.address}:{p['ro']} "

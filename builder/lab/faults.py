@@ -105,7 +105,7 @@ def synchronous_mode(lab: Lab) -> bool:
         code, answer = http("GET", lab.rest_url(node, "/config"), timeout=2)
         if code == 200 and isinstance(answer, dict):
             return bool(answer.get("synchronous_mode"))
-    return lab.cluster.patroni.synchronous_mode
+    return bool(lab.cluster.patroni.synchronous_mode)
 
 
 def sync_standbys(lab: Lab) -> list[str]:

@@ -18,7 +18,7 @@ from typing import Self
 
 from builder.lab import faults, net
 from builder.lab.health import wait_until
-from builder.lab.lab import Lab, up
+from builder.lab.lab import Lab, up, wait_failover_ready
 from builder.lab.status import backends, cluster_view, leader, views_agree
 from builder.lab.workload import Writer
 
@@ -79,17 +79,8 @@ def healthy(lab: Lab, timeout: float = 90) -> str:
     """Wait for one leader, every replica streaming (and, in synchronous mode, a synchronous
     standby: until there is one Patroni will not fail over), writes and reads; return the
     leader."""
-    sync = faults.synchronous_mode(lab)
-
-    def ok() -> bool:
-        members = (cluster_view(lab) or {}).get("members", [])
-        leaders = [m for m in members if m.get("role") == "leader"]
-        streaming = [m for m in members if m.get("state") == "streaming"]
-        has_sync = any(m.get("role") == "sync_standby" for m in members)
-        return (len(leaders) == 1 and len(streaming) == len(lab.db_nodes) - 1
-                and (has_sync or not sync) and views_agree(lab))
-
-    wait_until("a healthy cluster", ok, timeout, 0.25)
+    wait_failover_ready(lab, timeout)
+    wait_until("every node to agree on the leader", lambda: views_agree(lab), timeout, 0.25)
     wait_until("HAProxy to agree with Patroni", lambda: haproxy_agrees(lab), timeout, 0.25)
     sql = lab.sql()
     wait_until("writes", sql.can_write, timeout)

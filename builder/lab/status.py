@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 from typing import Any
 
+from builder.lab import readiness
 from builder.lab.health import http
 from builder.lab.lab import HOST, Lab
 from builder.lab.net import namespaces
+from builder.lab.readiness import Readiness
 
 
 def cluster_views(lab: Lab, timeout: float = 1.5) -> list[dict[str, Any]]:
@@ -54,6 +57,19 @@ def leader(lab: Lab) -> str | None:
     return None
 
 
+def failover_readiness(lab: Lab, view: dict[str, Any] | None = None) -> Readiness:
+    """Whether the cluster can fail over now (every db node a member, replicas streaming, a
+    synchronous standby in synchronous mode), judged on the freshest view."""
+    view = view if view is not None else cluster_view(lab)
+    config = readiness.dynamic_config([lab.rest_url(n, "/config") for n in lab.db_nodes])
+    return readiness.evaluate(view, config, [n.name for n in lab.db_nodes])
+
+
+def watchdog_line(mode: str) -> str:
+    why = " (the lab's nodes share this machine's kernel: a reset would reboot it)"
+    return f"watchdog: {mode}{why if mode == 'off' else ''}"
+
+
 def backends(lab: Lab) -> list[dict[str, str]]:
     """HAProxy's view: one row per (listener, server) with its UP/DOWN status."""
     lb = lab.lb
@@ -76,9 +92,13 @@ def collect(lab: Lab) -> dict[str, Any]:
     running = lab.running() and all(n.netns in present for n in lab.net.nodes)
     view = cluster_view(lab) if running else None
     ports = lab.ports()
+    ready = failover_readiness(lab, view) if running else Readiness(False, "not running")
     return {
         "cluster": lab.cluster.name,
         "running": running,
+        "failover_ready": {"ready": ready.ready, "reason": ready.reason},
+        "synchronous_mode": lab.cluster.patroni.synchronous_mode,
+        "watchdog": lab.cluster.patroni.watchdog,
         "members": [_member(m) for m in (view or {}).get("members", [])],
         "backends": backends(lab) if running else [],
         "endpoints": {"read_write": f"{HOST}:{ports['rw']}", "read_only": f"{HOST}:{ports['ro']}",
@@ -102,7 +122,10 @@ def table(data: dict[str, Any]) -> str:
                      f"{m['state'] or '':<12} {m['timeline'] or '':>3} {lag:>8}")
     if not data["members"]:
         lines.append("(no Patroni member answers)")
-    lines.append("")
+    ready = data["failover_ready"]
+    lines += ["", Readiness(ready["ready"], ready["reason"]).line(),
+              f"synchronous_mode: {json.dumps(data['synchronous_mode'])}",
+              watchdog_line(data["watchdog"]), ""]
     lines.append(f"{'haproxy':<10} {'server':<8} status")
     for b in data["backends"]:
         lines.append(f"{b['listener']:<10} {b['server']:<8} {b['status']}")

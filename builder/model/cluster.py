@@ -153,10 +153,22 @@ class Patroni(Strict):
     loop_wait: int = Field(default=10, description="seconds between HA loops (>= 1)")
     retry_timeout: int = Field(default=10, description="DCS and PostgreSQL retry, seconds (>= 3)")
     maximum_lag_on_failover: int = Field(default=1048576, ge=0, description="bytes")
-    synchronous_mode: bool = Field(
-        default=True, description="no acknowledged commit is lost on failover"
+    synchronous_mode: bool | Literal["quorum"] = Field(
+        default=True,
+        description="true: one synchronous standby; quorum: any one of the replicas (Patroni "
+        ">= 4); false: asynchronous (docs/replication.md)",
     )
-    synchronous_mode_strict: bool = False
+    synchronous_mode_strict: bool = Field(
+        default=False, description="no commit at all while no synchronous standby is available"
+    )
+    failsafe_mode: bool = Field(
+        default=False,
+        description="keep the primary while the DCS is down if every member answers it",
+    )
+    watchdog: Literal["off", "automatic", "required"] = Field(
+        default="automatic",
+        description="Patroni's watchdog: a primary whose Patroni hangs is reset (softdog)",
+    )
     parameters: dict[GucName, GucValue] = Field(
         default_factory=dict, description="PostgreSQL parameters for bootstrap.dcs"
     )

@@ -93,10 +93,12 @@ class ServiceExec(_Strict):
 
 
 class HealthProbe(_Strict):
-    """A health check of a service on the node's address (seed.json `health`)."""
+    """A health check of a service on the node's address (seed.json `health`). `failover`: the
+    Patroni cluster seen from this node's REST API can fail over (every database node a member,
+    replicas streaming, a synchronous standby registered in synchronous mode)."""
 
     service: str
-    kind: Literal["tcp", "http"]
+    kind: Literal["tcp", "http", "failover"]
     port: str = Field(description="a Ports/load_balancer field name")
     path: str = "/"
     expect: list[int] = Field(default_factory=lambda: [200])

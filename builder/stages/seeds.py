@@ -102,6 +102,11 @@ def _health(role: Role, node: Node, context: dict[str, Any], services: set[str])
         tls = seedtls.https_fields(role, probe.tls, probe.client_cert, sec, lay,
                                    context["cluster"].tls.restapi_verify_client)
         scheme = "https" if tls else "http"
+        if probe.kind == "failover":
+            out.append({"kind": "failover", "url": f"{scheme}://{node.address}:{port}",
+                        "service": probe.service,
+                        "members": [n.name for n in context["db_nodes"]], **tls})
+            continue
         out.append({"kind": "http", "url": f"{scheme}://{node.address}:{port}{probe.path}",
                     "service": probe.service, "expect": list(probe.expect), **tls})
     return out

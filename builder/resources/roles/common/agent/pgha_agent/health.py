@@ -1,4 +1,5 @@
-"""Health checks from the seed (tcp connect, http status) and waiting for them.
+"""Health checks from the seed (tcp connect, http status, the cluster able to fail over) and
+waiting for them.
 
 Boundary: probes and waits; it starts nothing. `wait` polls every check of one service until all
 pass or the timeout expires, calling `alive()` between rounds so a service that died fails fast
@@ -10,6 +11,7 @@ import time
 import urllib.error
 import urllib.request
 
+from pgha_agent import readiness
 from pgha_agent.errors import ServiceFailed
 from pgha_agent.log import LOG
 
@@ -27,6 +29,8 @@ _OPENER = urllib.request.build_opener(_NoRedirect)
 def describe(check):
     if check["kind"] == "tcp":
         return "tcp {}:{}".format(check["host"], check["port"])
+    if check["kind"] == "failover":
+        return "the cluster able to fail over (Patroni {})".format(check["url"])
     return "http {} (expect {})".format(check["url"], ",".join(
         str(c) for c in check.get("expect") or [200]))
 
@@ -39,6 +43,8 @@ def probe(check, timeout=3.0):
             return True, "connected"
         except OSError as exc:
             return False, exc.strerror or str(exc)
+    if check["kind"] == "failover":
+        return readiness.check(check["url"], check.get("members") or (), timeout, check)
     expect = check.get("expect") or [200]
     try:
         with _OPENER.open(check["url"], timeout=timeout) as resp:

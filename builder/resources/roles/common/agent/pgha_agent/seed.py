@@ -182,14 +182,16 @@ def _check_health(data, services):
             port = _field(check, "port", at, "int")
             if not 0 < port < 65536:
                 raise _bad(at + ".port", "out of range: {}".format(port))
-        elif kind == "http":
+        elif kind in ("http", "failover"):
             url = _field(check, "url", at, "str")
             if not url.startswith(("http://", "https://")):
                 raise _bad(at + ".url", "not an http(s) URL")
             if "expect" in check:
                 _list_of(check, "expect", at, "int")
+            if "members" in check:
+                _list_of(check, "members", at, "str")
         else:
-            raise _bad(at + ".kind", "unknown kind {!r} (tcp, http)".format(kind))
+            raise _bad(at + ".kind", "unknown kind {!r} (tcp, http, failover)".format(kind))
         service = _field(check, "service", at, "str", nullable=True, required=False)
         if service is not None and service not in services:
             raise _bad(at + ".service", "'{}' is not in services".format(service))

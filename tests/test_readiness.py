@@ -1,0 +1,152 @@
+"""Failover readiness (the agent's pgha_agent/readiness.py, also used by the lab): judged on
+Patroni's /cluster and /config answers, as Patroni 4.1 writes them; the agent's `failover`
+health check against a local HTTP server that answers like a Patroni REST API; the db seed
+carries that check; the lab status prints the verdict and the watchdog mode."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, ClassVar
+
+import pytest
+
+from builder.core.context import Context
+from builder.lab.readiness import Readiness, agent_readiness, evaluate
+from builder.lab.status import table
+from builder.model import loading as config
+from builder.model.secrets import generate
+from builder.stages import seeds
+
+NAMES = ["db1", "db2", "db3"]
+SYNC = {"synchronous_mode": True, "maximum_lag_on_failover": 1048576}
+
+
+def member(name: str, role: str = "replica", state: str = "streaming", lag: Any = 0,
+           **extra: Any) -> dict[str, Any]:
+    m = {"name": name, "role": role, "state": state, "timeline": 1, **extra}
+    if role != "leader":
+        m["lag"] = lag
+    return m
+
+
+def view(*members: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    return {"members": list(members), **extra}
+
+
+LEADER = member("db1", "leader", "running")
+
+
+def verdict(cluster: dict[str, Any], conf: dict[str, Any] = SYNC) -> Readiness:
+    return evaluate(cluster, conf, NAMES)
+
+
+def test_ready_with_a_synchronous_standby_and_every_replica_streaming() -> None:
+    r = verdict(view(LEADER, member("db2", "sync_standby"), member("db3")))
+    assert r.ready, r.reason
+    assert "sync: db2" in r.reason and r.line().startswith("failover-ready: yes")
+
+
+@pytest.mark.parametrize(("cluster", "conf", "why"), [
+    # right after bootstrap: streaming, but /sync names no one yet (Patroni promotes no one)
+    (view(LEADER, member("db2"), member("db3")), SYNC, "no synchronous standby registered"),
+    (view(LEADER, member("db2", "quorum_standby", state="running"), member("db3")),
+     {"synchronous_mode": "quorum"}, "db2 is running, not streaming"),
+    (view(LEADER, member("db2"), member("db3")), {"synchronous_mode": "quorum"},
+     "no quorum standby registered"),
+    (view(LEADER, member("db2", "sync_standby")), SYNC, "not a member yet: db3"),
+    (view(member("db1", state="running"), member("db2"), member("db3")), SYNC, "no leader"),
+    (view(member("db1", "leader", "stopped"), member("db2", "sync_standby"), member("db3")),
+     SYNC, "leader db1 is stopped"),
+    (view(LEADER, member("db2", "sync_standby"), member("db3"), pause=True), SYNC,
+     "maintenance mode"),
+    (view(LEADER, member("db2", "sync_standby", tags={"nofailover": True}),
+          member("db3", tags={"nofailover": True})), SYNC, "nofailover"),
+    (view(LEADER, member("db2", lag=5 << 20), member("db3", lag="unknown")),
+     {"synchronous_mode": False, "maximum_lag_on_failover": 1 << 20}, "lags more than"),
+])
+def test_not_ready_says_why(cluster: dict[str, Any], conf: dict[str, Any], why: str) -> None:
+    r = verdict(cluster, conf)
+    assert not r.ready
+    assert why in r.reason, r.reason
+    assert r.line().startswith("failover-ready: no (")
+
+
+def test_asynchronous_and_quorum_modes() -> None:
+    async_ = verdict(view(LEADER, member("db2", lag=100), member("db3", lag=10 << 20)),
+                     {"synchronous_mode": False})
+    assert async_.ready and "asynchronous" in async_.reason
+    quorum = verdict(view(LEADER, member("db2", "quorum_standby"),
+                          member("db3", "quorum_standby")), {"synchronous_mode": "quorum"})
+    assert quorum.ready and "quorum: db2, db3" in quorum.reason
+    assert agent_readiness().sync_mode({"synchronous_mode": "on"}) == "on"
+    assert agent_readiness().sync_mode({}) == "off"
+
+
+def test_no_answer_is_not_ready() -> None:
+    assert not evaluate(None, SYNC, NAMES).ready
+    assert "no Patroni REST API answers" in evaluate(view(LEADER), None, NAMES).reason
+
+
+class _Patroni(BaseHTTPRequestHandler):
+    answers: ClassVar[dict[str, Any]] = {}
+
+    def do_GET(self) -> None:
+        body = json.dumps(self.answers.get(self.path, {})).encode()
+        self.send_response(200 if self.path in self.answers else 404)
+        self.send_header("Content-Type", "application/json")
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def patroni_api() -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Patroni)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_agent_failover_probe(patroni_api: str) -> None:
+    from test_agent_units import health  # the agent package, on sys.path there
+
+    check = {"kind": "failover", "url": patroni_api, "members": NAMES, "service": "patroni"}
+    _Patroni.answers = {"/cluster": view(LEADER, member("db2"), member("db3")), "/config": SYNC}
+    ok, detail = health.probe(check)
+    assert not ok and "no synchronous standby registered" in detail
+    _Patroni.answers["/cluster"] = view(LEADER, member("db2", "sync_standby"), member("db3"))
+    assert health.probe(check) == (True, "leader db1, streaming: db2, db3, sync: db2")
+    assert "able to fail over" in health.describe(check)
+    gone = {**check, "url": "http://127.0.0.1:9"}
+    ok, detail = health.probe(gone, timeout=1)
+    assert not ok and "Patroni REST API http://127.0.0.1:9" in detail
+
+
+def test_db_seed_waits_for_failover_readiness(tmp_path) -> None:
+    cluster = config.load(None)
+    ctx = Context.create(cluster, tmp_path)
+    seed = seeds.render_seed(ctx, cluster.node("db2"), generate())
+    check = next(c for c in seed["health"] if c["kind"] == "failover")
+    assert check == {"kind": "failover", "url": "http://10.77.0.12:8008", "service": "patroni",
+                     "members": NAMES}
+    lb = seeds.render_seed(ctx, cluster.node("lb1"), generate())
+    assert not [c for c in lb["health"] if c["kind"] == "failover"]
+
+
+def test_status_table_shows_readiness_and_watchdog() -> None:
+    data = {"cluster": "pgha", "running": True, "members": [], "backends": [],
+            "failover_ready": {"ready": False, "reason": "no leader"},
+            "synchronous_mode": True, "watchdog": "off",
+            "endpoints": {"read_write": "a", "read_only": "b", "stats": "c"}}
+    text = table(data)
+    assert "failover-ready: no (no leader)" in text
+    assert "watchdog: off (the lab's nodes share this machine's kernel" in text
