@@ -17,7 +17,7 @@ from builder.core.context import Context
 from builder.lab.readiness import Readiness, agent_readiness, evaluate
 from builder.lab.status import table
 from builder.model import loading as config
-from builder.model.secrets import generate
+from builder.model import tlsplan
 from builder.stages import seeds
 
 NAMES = ["db1", "db2", "db3"]
@@ -134,12 +134,20 @@ def test_agent_failover_probe(patroni_api: str) -> None:
 def test_db_seed_waits_for_failover_readiness(tmp_path) -> None:
     cluster = config.load(None)
     ctx = Context.create(cluster, tmp_path)
-    seed = seeds.render_seed(ctx, cluster.node("db2"), generate())
+    sec = tlsplan.load_secrets(ctx.out, cluster)
+    seed = seeds.render_seed(ctx, cluster.node("db2"), sec)
     check = next(c for c in seed["health"] if c["kind"] == "failover")
-    assert check == {"kind": "failover", "url": "http://10.77.0.12:8008", "service": "patroni",
-                     "members": NAMES}
-    lb = seeds.render_seed(ctx, cluster.node("lb1"), generate())
+    # TLS on (the default): Patroni's REST API over HTTPS, verified, with the client certificate
+    assert check["url"] == "https://10.77.0.12:8008" and check["members"] == NAMES
+    assert check["cafile"].endswith("/ca.crt") and check["service"] == "patroni"
+    lb = seeds.render_seed(ctx, cluster.node("lb1"), sec)
     assert not [c for c in lb["health"] if c["kind"] == "failover"]
+    plain = config.from_data({"tls": {"enabled": False}})
+    ctx = Context.create(plain, tmp_path / "plain")
+    seed = seeds.render_seed(ctx, plain.node("db1"), tlsplan.load_secrets(ctx.out, plain))
+    check = next(c for c in seed["health"] if c["kind"] == "failover")
+    assert check == {"kind": "failover", "url": "http://10.77.0.11:8008", "service": "patroni",
+                     "members": NAMES}
 
 
 def test_status_table_shows_readiness_and_watchdog() -> None:

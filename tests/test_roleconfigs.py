@@ -175,12 +175,12 @@ def test_haproxy_checks_patroni_over_verified_tls(tmp_path):
 
 def test_patroni_watchdog_failsafe_and_quorum(tmp_path):
     ctx = _ctx(tmp_path)
-    p = yaml.safe_load(_file(seeds.render_seed(ctx, ctx.cluster.node("db1"), SEC), "patroni.yml"))
+    p = yaml.safe_load(_file(seeds.render_seed(ctx, ctx.cluster.node("db1"), _sec(ctx)), "patroni.yml"))
     assert p["watchdog"] == {"mode": "automatic", "device": "/dev/watchdog", "safety_margin": 5}
     assert p["bootstrap"]["dcs"]["failsafe_mode"] is False
     ctx = _ctx(tmp_path / "q", patroni={"watchdog": "required", "synchronous_mode": "quorum",
                                         "failsafe_mode": True})
-    p = yaml.safe_load(_file(seeds.render_seed(ctx, ctx.cluster.node("db1"), SEC), "patroni.yml"))
+    p = yaml.safe_load(_file(seeds.render_seed(ctx, ctx.cluster.node("db1"), _sec(ctx)), "patroni.yml"))
     assert p["watchdog"]["mode"] == "required"
     assert p["bootstrap"]["dcs"]["synchronous_mode"] == "quorum"
     assert p["bootstrap"]["dcs"]["failsafe_mode"] is True
@@ -192,5 +192,5 @@ def test_lab_turns_the_watchdog_off(tmp_path):
     cluster = lab_cluster(config.from_data({"patroni": {"watchdog": "required"}}))
     assert cluster.patroni.watchdog == "off"
     ctx = Context.create(cluster, tmp_path)
-    p = yaml.safe_load(_file(seeds.render_seed(ctx, cluster.node("db1"), SEC), "patroni.yml"))
+    p = yaml.safe_load(_file(seeds.render_seed(ctx, cluster.node("db1"), _sec(ctx)), "patroni.yml"))
     assert p["watchdog"]["mode"] == "off"

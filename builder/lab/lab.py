@@ -178,28 +178,13 @@ def up(lab: Lab, only: list[str] | None = None, timeout: float = 120) -> dict[st
     t_rw = time.monotonic()
     wait_until("reads through the read-only port", sql.can_read, timeout)
     t_ro = time.monotonic()
+    from builder.lab.readiness import wait_failover_ready
+
     wait_failover_ready(lab, timeout)
     t_ready = time.monotonic()
     return {"build_s": t_built - t0, "boot_s": t_booted - t_built,
             "rw_s": t_rw - t_built, "ro_s": t_ro - t_built, "ready_s": t_ready - t_built,
             "total_s": t_ready - t0}
-
-
-def wait_failover_ready(lab: Lab, timeout: float) -> float:
-    """Wait until the cluster can fail over (see builder.lab.readiness); the error names why
-    it cannot."""
-    from builder.lab.status import failover_readiness
-
-    last = [failover_readiness(lab)]
-
-    def ready() -> bool:
-        last[0] = failover_readiness(lab)
-        return last[0].ready
-
-    try:
-        return wait_until("the cluster to be able to fail over", ready, timeout, 0.25)
-    except PghaError as err:
-        raise PghaError(f"{err.message}: {last[0].reason}", hint=err.hint) from None
 
 
 def make_dir(lab: Lab) -> None:

@@ -18,7 +18,8 @@ from typing import Self
 
 from builder.lab import faults, net
 from builder.lab.health import wait_until
-from builder.lab.lab import Lab, up, wait_failover_ready
+from builder.lab.lab import Lab, up
+from builder.lab.readiness import wait_failover_ready
 from builder.lab.status import backends, cluster_view, leader, views_agree
 from builder.lab.workload import Writer
 

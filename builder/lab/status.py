@@ -11,63 +11,21 @@ import io
 import json
 from typing import Any
 
-from builder.lab import readiness
 from builder.lab.health import http
 from builder.lab.lab import HOST, Lab
 from builder.lab.net import namespaces
-from builder.lab.readiness import Readiness
 
-
-def cluster_views(lab: Lab, timeout: float = 1.5) -> list[dict[str, Any]]:
-    """Patroni's /cluster from every db node that answers."""
-    views = []
-    for node in lab.db_nodes:
-        code, body = http("GET", lab.rest_url(node, "/cluster"), timeout=timeout)
-        if code == 200 and isinstance(body, dict):
-            views.append(body)
-    return views
-
-
-def _leader_of(view: dict[str, Any]) -> tuple[int, str]:
-    for m in view.get("members", []):
-        if m.get("role") == "leader":
-            return int(m.get("timeline") or 0), str(m["name"])
-    return -1, ""
-
-
-def cluster_view(lab: Lab, timeout: float = 1.5) -> dict[str, Any] | None:
-    """The freshest /cluster view (None if no node answers). A node that was cut off (a healed
-    partition) may still serve its stale cache, naming itself leader on an old timeline: the
-    view whose leader has the highest timeline wins."""
-    views = cluster_views(lab, timeout)
-    return max(views, key=_leader_of) if views else None
-
-
-def views_agree(lab: Lab) -> bool:
-    """Every answering node names the same leader on the same timeline."""
-    views = cluster_views(lab)
-    return bool(views) and len({_leader_of(v) for v in views}) == 1
-
-
-def leader(lab: Lab) -> str | None:
-    view = cluster_view(lab)
-    for m in (view or {}).get("members", []):
-        if m.get("role") == "leader":
-            return str(m["name"])
-    return None
-
-
-def failover_readiness(lab: Lab, view: dict[str, Any] | None = None) -> Readiness:
-    """Whether the cluster can fail over now (every db node a member, replicas streaming, a
-    synchronous standby in synchronous mode), judged on the freshest view."""
-    view = view if view is not None else cluster_view(lab)
-    config = readiness.dynamic_config([lab.rest_url(n, "/config") for n in lab.db_nodes])
-    return readiness.evaluate(view, config, [n.name for n in lab.db_nodes])
-
-
-def watchdog_line(mode: str) -> str:
-    why = " (the lab's nodes share this machine's kernel: a reset would reboot it)"
-    return f"watchdog: {mode}{why if mode == 'off' else ''}"
+# Patroni's view of the cluster lives in readiness (lab.up needs it without importing status);
+# the names stay importable from here.
+from builder.lab.readiness import (  # noqa: F401
+    Readiness,
+    cluster_view,
+    cluster_views,
+    failover_readiness,
+    leader,
+    views_agree,
+    watchdog_line,
+)
 
 
 def backends(lab: Lab) -> list[dict[str, str]]:
