@@ -19,7 +19,7 @@ import click
 
 from builder import __version__
 from builder.core import log as logmod
-from builder.core.errors import EXIT_CODES_HELP, ConfigError, PghaError, ToolFailed
+from builder.core.errors import EXIT_CODES_HELP, PghaError, ToolFailed
 from builder.core.redact import text as redact
 from builder.core.run import Runner
 
@@ -145,9 +145,8 @@ def _print_error(err: PghaError) -> None:
     """The error on one line (problems and a tool's stderr indented below), then the hint;
     credentials redacted."""
     click.echo(redact(f"error: {_one_line(err.message)}"), err=True)
-    if isinstance(err, ConfigError):
-        for problem in err.problems:
-            click.echo(redact(f"  {_one_line(problem)}"), err=True)
+    for problem in getattr(err, "problems", []):  # ConfigError, DepsolveFailed
+        click.echo(redact(f"  {_one_line(problem)}"), err=True)
     if isinstance(err, ToolFailed) and err.stderr_tail:
         for line in err.stderr_tail.splitlines():
             click.echo(redact(f"  | {line}"), err=True)

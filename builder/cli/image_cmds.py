@@ -34,12 +34,15 @@ def _formats(value: str | None, app: App) -> tuple[str, ...]:
               show_default=True, help="zstd is faster but needs qemu >= 5.1 to read.")
 @click.option("--blueprint", is_flag=True,
               help="Also write an image-builder blueprint (TOML) beside the kickstarts.")
+@click.option("--depsolve/--no-depsolve", default=True, show_default=True,
+              help="Resolve the role's packages with dnf against its repositories first.")
 @click.option("--dry-run", is_flag=True, help="Print the commands instead of running them.")
 @click.option("--force", is_flag=True, help="Rebuild even if inputs are unchanged.")
 @pass_app
 def images(app: App, role: str, formats: str | None, backend: str, install_source: str | None,
            cloud_image: str | None, deps_repo: str | None, kvm: bool | None,
-           qcow2_compression: str, blueprint: bool, dry_run: bool, force: bool) -> None:
+           qcow2_compression: str, blueprint: bool, depsolve: bool, dry_run: bool,
+           force: bool) -> None:
     """Build a bootable RHEL 8 disk image of one role, in each format, cached on its inputs."""
     from builder.images import cloudimage
     from builder.images import stage as imagemod
@@ -51,7 +54,8 @@ def images(app: App, role: str, formats: str | None, backend: str, install_sourc
     opts = imagemod.ImageOptions(
         role=role, formats=_formats(formats, app), backend=backend,
         install_source=install_source, cloud_image=cloud_image, deps_repo=deps_repo, kvm=kvm,
-        compression=qcow2_compression, dry_run=dry_run)  # type: ignore[arg-type]
+        compression=qcow2_compression, dry_run=dry_run,  # type: ignore[arg-type]
+        depsolve=depsolve)
     if blueprint:
         for path in cloudimage.write_blueprint(ctx, role):
             click.echo(f"wrote {path}")

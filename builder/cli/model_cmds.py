@@ -39,8 +39,11 @@ def init(path: Path, force: bool) -> None:
 @cli.command()
 @click.option("--deep", is_flag=True,
               help="Also validate generated configs with the real tools (patroni, haproxy, etcd).")
+@click.option("--depsolve", is_flag=True,
+              help="Also resolve each role's kickstart packages with dnf against its "
+                   "repositories (builds the RPMs first; needs dnf and the repositories).")
 @pass_app
-def check(app: App, deep: bool) -> None:
+def check(app: App, deep: bool, depsolve: bool) -> None:
     """Validate the cluster file (every error with its YAML path) and the kickstarts."""
     from builder.model import roles, tlsplan
     from builder.model import rules as validate
@@ -57,6 +60,14 @@ def check(app: App, deep: bool) -> None:
         from builder.stages import deepcheck
 
         deepcheck.run(app.context())
+    if depsolve:
+        from builder.stages import depsolve as gate
+        from builder.stages import pipeline
+
+        ctx = app.context()
+        pipeline.run_steps(ctx, [pipeline.SPECS, pipeline.RPMS])
+        for result in gate.run(ctx):
+            click.echo(gate.summary(result))
     known = roles.all_roles()
     db = len([n for n in cluster.nodes if any(known[r].postgres for r in n.roles)])
     click.echo(f"ok: cluster '{cluster.name}' is valid ({len(cluster.nodes)} nodes, "

@@ -37,6 +37,7 @@ TOOL_PACKAGES: dict[str, tuple[str, str]] = {
     "patroni": ("pip install 'patroni[etcd3]'", "patroni patroni-etcd"),
     "ip": ("iproute2", "iproute"),
     "cpio": ("cpio", "cpio"),
+    "dnf": ("dnf", "dnf"),
 }
 
 STDERR_TAIL_LINES = 15
@@ -77,6 +78,7 @@ class Runner:
         env: Mapping[str, str] | None = None,
         input: bytes | None = None,
         check: bool = True,
+        timeout: float | None = None,
     ) -> subprocess.CompletedProcess[bytes]:
         args = [str(a) for a in argv]
         full_env = dict(os.environ)
@@ -88,10 +90,14 @@ class Runner:
                   (prefix + " ") if prefix else "", quote(args) + (")" if cwd else ""))
         try:
             proc = subprocess.run(
-                args, cwd=cwd, env=full_env, input=input, capture_output=True, check=False
+                args, cwd=cwd, env=full_env, input=input, capture_output=True, check=False,
+                timeout=timeout,
             )
         except FileNotFoundError as exc:
             raise missing_tool_error(args[0]) from exc
+        except subprocess.TimeoutExpired:
+            raise ToolFailed(f"{Path(args[0]).name} did not finish within {timeout:g} s and was "
+                             f"stopped: {quote(args)}", argv=args, stderr_tail="") from None
         if check and proc.returncode != 0:
             tail = "\n".join(
                 proc.stderr.decode(errors="replace").strip().splitlines()[-STDERR_TAIL_LINES:]

@@ -24,6 +24,7 @@ class ImageOptions:
     kvm: bool | None = None  # None: use it when it works
     compression: Compression = "zlib"
     dry_run: bool = False
+    depsolve: bool = True  # the depsolve gate in the preflight (--no-depsolve skips it)
 
 
 @dataclass

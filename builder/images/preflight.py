@@ -8,6 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from builder.core.context import Context
 from builder.core.errors import ConfigError, PghaError
 from builder.core.run import Runner, missing_tool_error
 from builder.images import formats as imageformats
@@ -99,3 +100,22 @@ def check_kvm(report: Report, want: bool | None,
     usable, line = status()
     report.kvm = usable
     report.notes.append(line)
+
+
+def check_depsolve(report: Report, ctx: Context, role: str) -> None:
+    """The depsolve gate for the role (builder.stages.depsolve): every unresolvable item, or
+    the unreachable repository, is a problem line; without the role's RPMs it is skipped."""
+    from builder.stages import depsolve
+
+    if not (ctx.out.rpms / "repodata" / "repomd.xml").is_file():
+        report.notes.append("depsolve: skipped, no RPM repository yet (run `pgha-build rpms`)")
+        return
+    try:
+        results = depsolve.run(ctx, [role])
+    except depsolve.DepsolveFailed as err:
+        report.problems += [f"depsolve: {p}" for p in err.problems]
+        return
+    except PghaError as err:
+        report.problems.append(f"{err.message}: {err.hint}" if err.hint else err.message)
+        return
+    report.notes += [depsolve.summary(r) for r in results]

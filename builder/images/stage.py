@@ -41,6 +41,12 @@ def run_preflight(ctx: Context, opts: ImageOptions) -> preflight.Report:
                                "run `pgha-build rpms` first")
     preflight.check_disk(report, ctx.out.root,
                          preflight.space_needed(image.disk_gb, list(opts.formats)))
+    if opts.deps_repo:
+        report.notes.append("depsolve: skipped, --deps-repo installs from a local repository")
+    elif opts.depsolve:
+        preflight.check_depsolve(report, ctx, opts.role)
+    else:
+        report.notes.append("depsolve: skipped (--no-depsolve)")
     for note in report.notes:
         log.info("preflight: %s", note)
     report.raise_if_failed()
