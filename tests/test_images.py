@@ -25,7 +25,7 @@ Usage = namedtuple("Usage", "total used free")
 def test_treeinfo_rhel8_tree_is_accepted(tmp_path: Path) -> None:
     src = installsrc.load(str(make_tree(tmp_path)))
     assert (src.name, src.version, src.arch, src.kind) == (
-        "Red Hat Enterprise Linux", "8.6", "x86_64", "dir")
+        "Red Hat Enterprise Linux", "8.10", "x86_64", "dir")
     assert src.kernel == "images/pxeboot/vmlinuz"
     assert src.identity["kernel"]["size"] == 700  # type: ignore[index]
     assert "AppStream" in src.variants

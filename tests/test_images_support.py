@@ -38,7 +38,7 @@ repository = BaseOS
 """
 
 
-def make_tree(root: Path, name: str = "Red Hat Enterprise Linux", version: str = "8.6") -> Path:
+def make_tree(root: Path, name: str = "Red Hat Enterprise Linux", version: str = "8.10") -> Path:
     """A minimal install tree: .treeinfo plus images/pxeboot/vmlinuz and initrd.img."""
     (root / "images" / "pxeboot").mkdir(parents=True, exist_ok=True)
     (root / ".treeinfo").write_text(TREEINFO.format(name=name, version=version))

@@ -45,7 +45,7 @@ def _install_media(report: Report, ctx: Context, opts: ImageOptions) -> None:
     from builder.images import preflight
 
     preflight.check_source(report, opts.install_source or ctx.cluster.image.install_source,
-                           ctx.runner)
+                           ctx.runner, ctx.cluster)
     preflight.check_kvm(report, opts.kvm)
 
 

@@ -114,7 +114,7 @@ def parse_treeinfo(text: str, location: str) -> InstallSource:
     if not any(name.startswith(f) for f in RHEL8_FAMILIES) or version.split(".")[0] != "8":
         raise SourceError(
             f"install source {location} is {name or 'unknown'} {version or '?'}, not RHEL 8",
-            hint="use a RHEL 8 DVD ISO or install tree (e.g. rhel-8.9-x86_64-dvd.iso)")
+            hint="use a RHEL 8 DVD ISO or install tree (e.g. rhel-8.10-x86_64-dvd.iso)")
     if arch != "x86_64":
         raise SourceError(f"install source {location} is for {arch or '?'}, not x86_64",
                           hint="use the x86_64 RHEL 8 media")

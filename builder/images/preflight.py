@@ -14,6 +14,8 @@ from builder.core.run import Runner, missing_tool_error
 from builder.images import formats as imageformats
 from builder.images import installsrc, vminstall
 from builder.images.installsrc import InstallSource
+from builder.model import minorpolicy
+from builder.model.cluster import Cluster
 
 GIB = 1 << 30
 DiskUsage = Callable[[Path], "shutil._ntuple_diskusage"]
@@ -46,7 +48,10 @@ def check_tools(report: Report, tools: list[str]) -> None:
             report.notes.append(f"tool: {tool} found")
 
 
-def check_source(report: Report, location: str | None, runner: Runner) -> None:
+def check_source(report: Report, location: str | None, runner: Runner,
+                 cluster: Cluster | None = None) -> None:
+    """The install source: readable, RHEL 8 x86_64, and (with the cluster) a minor release
+    that can run the chosen Patroni (builder.model.minorpolicy)."""
     if not location:
         report.problems.append("no install source: set image.install_source in the cluster "
                                "file or pass --install-source (RHEL 8 DVD ISO, tree or URL)")
@@ -57,6 +62,9 @@ def check_source(report: Report, location: str | None, runner: Runner) -> None:
         report.problems.append(f"{err.message}: {err.hint}" if err.hint else err.message)
         return
     report.notes.append(f"install source: {report.source.describe()}")
+    problem = minorpolicy.minor_problem(cluster, report.source.version) if cluster else None
+    if problem:
+        report.problems.append(problem)
 
 
 def check_file(report: Report, what: str, path: str | None, hint: str) -> None:

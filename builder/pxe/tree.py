@@ -26,7 +26,7 @@ from builder.core.log import log
 from builder.core.run import require
 from builder.core.state import Artifact, cached_stage, input_key
 from builder.images import installsrc
-from builder.model import roles
+from builder.model import minorpolicy, roles
 from builder.model.cluster import Node
 from builder.stages import kickstart, render
 
@@ -195,6 +195,11 @@ def build_pxe(ctx: Context, location: str | None) -> list[Artifact]:
         raise PghaError("no install source for the PXE kernel and initrd",
                         hint="set image.install_source or pass --install-source")
     src = installsrc.load(where, ctx.runner)
+    problem = minorpolicy.minor_problem(ctx.cluster, src.version)
+    if problem:
+        raise PghaError(problem.split(": the install")[0],
+                        hint="use RHEL 8.10 media, or pin a Patroni built for python3.6 "
+                             "(pins: {patroni: 4.0.5-3PGDG.rhel8}); see docs/rhel8.md")
     nodes = pxe_nodes(ctx)
     tftp = ctx.out.pxe / "tftp"
     files = _tftp_files(ctx, nodes, install_repo(ctx, src))
