@@ -7,9 +7,9 @@ import shutil
 from pathlib import Path
 
 import pytest
+from support import RecordingRunner
 
 from builder.core.context import Context
-from builder.core.run import RecordingRunner
 from builder.model import loading as config
 from builder.model.cluster import Cluster
 from builder.stages import pipeline

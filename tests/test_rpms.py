@@ -8,9 +8,9 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from support import RecordingRunner
 
 from builder.core.context import Context
-from builder.core.run import RecordingRunner
 from builder.model import loading as config
 from builder.stages import pipeline
 from builder.stages.lint import lint_rpms

@@ -8,10 +8,10 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from support import RecordingRunner
 
 from builder.core import log
 from builder.core.context import Context
-from builder.core.run import RecordingRunner
 from builder.model import loading as config
 from builder.model import secrets
 from builder.stages import pipeline

@@ -10,9 +10,9 @@ import os
 from pathlib import Path
 
 import pytest
+from support import RecordingRunner
 
 from builder.core.context import Context
-from builder.core.run import RecordingRunner
 from builder.model import loading as config
 from builder.pxe import httpserve, serve
 from builder.pxe import tree as pxe

@@ -14,7 +14,6 @@ import subprocess
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from builder.core.errors import ToolFailed, ToolMissing
 from builder.core.log import log
@@ -110,19 +109,3 @@ class Runner:
                 stderr_tail=tail,
             )
         return proc
-
-
-@dataclass
-class RecordingRunner(Runner):
-    """A runner that records every argv and still runs the real tool."""
-
-    calls: list[list[str]] = field(default_factory=list)
-
-    def run(
-        self, argv: Sequence[str | Path], **kwargs: Any
-    ) -> subprocess.CompletedProcess[bytes]:
-        self.calls.append([str(a) for a in argv])
-        return super().run(argv, **kwargs)
-
-    def ran(self, tool: str) -> int:
-        return sum(1 for c in self.calls if Path(c[0]).name == tool)

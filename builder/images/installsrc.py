@@ -48,10 +48,6 @@ class InstallSource:
     treeinfo: str
     identity: dict[str, object] = field(default_factory=dict, compare=False)
 
-    @property
-    def major(self) -> str:
-        return self.version.split(".")[0]
-
     def describe(self) -> str:
         return f"{self.name} {self.version} {self.arch} ({self.kind} {self.location})"
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import signal
-import time
 from pathlib import Path
 from typing import Any
 
@@ -57,19 +56,12 @@ def kill_service(lab: Lab, name: str, program: str) -> int:
 
 def stop_walsenders(lab: Lab, name: str) -> list[int]:
     """SIGSTOP the primary's walsenders: its replicas stop receiving WAL (a lagging replica;
-    `tc netem` is not available here). Resume with `resume(pids)`."""
+    `tc netem` is not available here). The scenario then kills the primary."""
     pids = pids_matching(lab, name, "walsender")
     for pid in pids:
         os.kill(pid, signal.SIGSTOP)
     return pids
 
-
-def resume(pids: list[int]) -> None:
-    for pid in pids:
-        try:
-            os.kill(pid, signal.SIGCONT)
-        except ProcessLookupError:
-            pass
 
 
 def switchover(lab: Lab, to: str | None = None, timeout: float = 60) -> dict[str, Any]:
@@ -113,17 +105,8 @@ def sync_standbys(lab: Lab) -> list[str]:
     return [m["name"] for m in view.get("members", []) if m.get("role") == "sync_standby"]
 
 
-def streaming_replicas(lab: Lab) -> list[str]:
-    view = cluster_view(lab) or {}
-    return [m["name"] for m in view.get("members", [])
-            if m.get("role") in ("replica", "sync_standby") and m.get("state") == "streaming"]
-
 
 def set_synchronous(lab: Lab, on: bool, timeout: float = 60) -> None:
     set_config(lab, {"synchronous_mode": on})
     wait_until(f"synchronous mode {'on' if on else 'off'}",
                lambda: bool(sync_standbys(lab)) == on, timeout)
-
-
-def pause(seconds: float) -> None:
-    time.sleep(seconds)

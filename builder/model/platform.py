@@ -7,8 +7,7 @@ HAProxy: a setting of the model, not special cases in code.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
-from typing import Any
+from dataclasses import dataclass, replace
 
 # Layout fields that are places on the node (data, sockets, configs): `rooted` prefixes these.
 # Binaries and system folders (bin dirs, unitdir, python) stay where the platform has them.
@@ -44,9 +43,6 @@ class Layout:
     keepalived_bin: str = "/usr/sbin/keepalived"
     tls_dir: str = "/etc/pgha/tls"  # the CA certificate and the node's keys and certificates
     nic: str = "eth0"  # the node's network interface (network-config, keepalived)
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
     def rooted(self, prefix: str) -> Layout:
         """This layout with every node-local place (ROOTED_FIELDS) under `prefix`, for a node

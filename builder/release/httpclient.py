@@ -48,10 +48,6 @@ class ApiError(PghaError):
         self.status = status
         self.body = body or {}
 
-    def has_code(self, code: str) -> bool:
-        errors = self.body.get("errors") or []
-        return any(isinstance(e, dict) and e.get("code") == code for e in errors)
-
 
 class RateLimited(ApiError):
     """A rate limit whose wait is longer than we are willing to sleep."""
