@@ -87,6 +87,32 @@ def test_cluster_forms_from_seeds(lab: labmod.Lab) -> None:
     assert seen <= replica_hosts and seen, (seen, replica_hosts)
 
 
+def test_f5_monitors_pick_the_leader_from_real_patroni(lab: labmod.Lab) -> None:
+    """The BIG-IP monitors' exact send bytes against the lab's Patroni REST APIs: the receive
+    string matches /primary on the leader only and /replica on every other member."""
+    import socket
+
+    from builder.f5 import as3, plan
+
+    data = {**TEST_CLUSTER, "nodes": TEST_CLUSTER["nodes"][:3],  # type: ignore[index]
+            "load_balancer": {"kind": "f5", "virtual_ip": "10.79.0.50"}}
+    app = as3.declaration(plan.plan(Cluster.model_validate(data)))["labt"]["postgres"]
+    scenarios.healthy(lab)
+    view = cluster_view(lab)
+    assert view is not None
+    leader = next(m["name"] for m in view["members"] if m["role"] == "leader")
+    up: dict[str, set[str]] = {"mon_patroni_primary": set(), "mon_patroni_replica": set()}
+    for node in lab.db_nodes:
+        lab.rest_url(node, "/")  # asserts the route to the lab network is local
+        for name, found in up.items():
+            with socket.create_connection((node.address, app[name]["targetPort"]), 5) as s:
+                s.sendall(app[name]["send"].encode())
+                if app[name]["receive"] in s.makefile("rb").read().decode(errors="replace"):
+                    found.add(node.name)
+    assert up["mon_patroni_primary"] == {leader}
+    assert up["mon_patroni_replica"] == {n.name for n in lab.db_nodes} - {leader}
+
+
 def test_nodes_run_from_their_rpm_and_seed(lab: labmod.Lab) -> None:
     for node in lab.cluster.nodes:
         dirs = lab.node_dirs(node.name)
