@@ -1,29 +1,38 @@
 #!/usr/bin/env python3
-"""Lab benchmark: boot-to-healthy, RTO (kill, partition, switchover), RPO (async vs sync),
-rejoin time and memory, for the `default` and the `fast` timing profiles. Prints a table and
-writes bench/results/lab.md. Figures, not timed assertions. Needs root; about 10 minutes.
+"""Lab benchmark: boot-to-failover-ready and memory, then every fault scenario of
+builder.lab.cases (RTO, acknowledged rows lost, blocked failovers, routing), for the `default`
+and `fast` timing profiles and in each replication mode. Figures, not timed assertions. Needs
+root; hold the lab lock: `flock /work/coord/lab.lock python3 bench/lab_bench.py ...`.
 
-    python3 bench/lab_bench.py [--profile default --profile fast] [--no-write]
+    python3 bench/lab_bench.py [--profile default] [--mode sync] [--cases kill,etcd2] [--no-write]
 
-The lab runs on its own name, network (10.78.0.0/24) and host ports (25000/26000/27000), so a
-`pgha-build lab` can run beside it; it is taken down at the end (and on failure).
+Without --mode: every case in the cluster's default replication mode. With --mode: only the
+cases whose outcome depends on the mode (Case.per_mode), in each mode given. Each run merges
+its figures into bench/results/lab.json and rewrites bench/results/lab.md from it, so the
+matrix can be filled in several shorter runs. The lab runs on its own name, network
+(10.78.0.0/24) and host ports (25000/26000/27000); it is taken down at the end (and on failure).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import platform
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
+from builder.lab import cases as casesmod
+from builder.lab import faults, scenarios
 from builder.lab import lab as labmod
-from builder.lab import scenarios
 from builder.model.cluster import Cluster
 
 ROOT = Path(__file__).resolve().parent
+RESULTS = ROOT / "results"
 OUTPUT = Path("/var/tmp/pgha-lab-bench")
-BENCH_CLUSTER = {
+BENCH_CLUSTER: dict[str, Any] = {
     "name": "labb",
     "network": {"cidr": "10.78.0.0/24", "gateway": "10.78.0.1", "dns": ["10.78.0.1"]},
     "nodes": [
@@ -34,100 +43,135 @@ BENCH_CLUSTER = {
     ],
     "load_balancer": {"primary_port": 25000, "replica_port": 26000, "stats_port": 27000},
 }
-ROWS = [
-    ("timings", "timings"), ("boot-to-healthy (s)", "boot"), ("  writes on :5000 after (s)", "rw"),
-    ("RTO kill primary (s): writes / routing", "kill"),
-    ("RTO partition primary (s): writes / routing", "partition"),
-    ("RTO switchover (s): writes / routing", "switchover"), ("RPO lagging replica, async (rows lost)", "rpo_async"),
-    ("RPO lagging replica, sync (rows lost)", "rpo_sync"), ("rejoin after kill (s)", "rejoin"),
-    ("memory of the running lab (MB, PSS)", "memory"),
-]
 
 
-def bench(profile: str) -> dict[str, str]:
-    cluster = labmod.lab_cluster(Cluster.model_validate({**BENCH_CLUSTER, "profile": profile}))
-    lab = labmod.Lab.of(cluster, OUTPUT)
+def make_lab(profile: str, mode: str | None) -> labmod.Lab:
+    data: dict[str, Any] = {**BENCH_CLUSTER, "profile": profile}
+    if mode is not None:
+        data["patroni"] = dict(faults.MODES[mode])
+    return labmod.Lab.of(labmod.lab_cluster(Cluster.model_validate(data)), OUTPUT)
+
+
+def outcome(out: scenarios.Outcome) -> dict[str, Any]:
+    return {"rto": out.rto, "routed": out.routed_s, "acked": out.acked, "lost": len(out.lost),
+            "blocked": out.blocked, "stop": out.stop_s, "back": out.rejoin_s,
+            "late_acks": out.late_acks, "old": out.old, "new": out.new, "notes": out.notes}
+
+
+def run_profile(profile: str, mode: str | None, keys: list[str] | None) -> dict[str, Any]:
+    lab = make_lab(profile, mode)
+    mode_name = mode or faults.mode_of(lab.cluster.patroni.model_dump())
+    chosen = [c for c in casesmod.CASES.values()
+              if (keys is None or c.key in keys) and (mode is None or c.per_mode)]
+    res: dict[str, Any] = {"mode": mode_name, "timings": _timings(lab), "cases": {}}
     labmod.down(lab)
-    p, c = cluster.patroni, cluster.load_balancer.check
-    res = {"timings": f"ttl {p.ttl}/{p.loop_wait}/{p.retry_timeout}, "
-                      f"check {c.inter_ms}ms/{c.fall}/{c.rise}"}
     try:
-        labmod.up(lab, timeout=120)  # warm: RPMs built, so the next boot measures boot only
+        labmod.up(lab, timeout=180)  # warm: RPMs built, so the next boot measures boot only
         labmod.down(lab)
-        t = labmod.up(lab, timeout=120)
-        res["boot"], res["rw"] = f"{t['total_s']:.1f}", f"{t['rw_s'] + t['build_s']:.1f}"
-        scenarios.healthy(lab)
-        res["memory"] = f"{scenarios.memory_mb(lab):.0f}"
-        _faults(lab, res)
+        t = labmod.up(lab, timeout=180)
+        res["boot"] = {k: t[k] for k in ("rw_s", "ro_s", "ready_s", "total_s")}
+        res["memory_mb"] = scenarios.memory_mb(lab)
+        for case in chosen:
+            print(f"  {profile}/{mode_name}: {case.key} ...", file=sys.stderr, flush=True)
+            try:
+                res["cases"][case.key] = outcome(case.run(lab))
+            except Exception as err:  # noqa: BLE001 - a failed case is a figure too
+                res["cases"][case.key] = {"error": f"{type(err).__name__}: {err}"}
+                scenarios.healthy(lab, 180)
+            print(f"    {cell(res['cases'][case.key])}", file=sys.stderr, flush=True)
     finally:
         labmod.down(lab)
     return res
 
 
-def _faults(lab: labmod.Lab, res: dict[str, str]) -> None:
-    kill = scenarios.kill_primary(lab)
-    res["kill"] = _rto(kill)
-    res["rejoin"] = f"{kill.rejoin_s:.1f} ({kill.notes[0]})"
-    part = scenarios.partition_primary(lab)
-    res["partition"] = _rto(part)
-    sw = scenarios.switchover(lab)
-    res["switchover"] = _rto(sw)
-    for sync in (False, True):
-        out = scenarios.lagging_primary_dies(lab, sync)
-        res["rpo_sync" if sync else "rpo_async"] = f"{len(out.lost)} of {out.acked}"
-    print(f"  {lab.cluster.profile}: done", file=sys.stderr)
+def _timings(lab: labmod.Lab) -> str:
+    p, c = lab.cluster.patroni, lab.cluster.load_balancer.check
+    return (f"ttl {p.ttl}/{p.loop_wait}/{p.retry_timeout}, check {c.inter_ms}ms/{c.fall}/"
+            f"{c.rise} (fast/down {c.fastinter_ms}/{c.downinter_ms}ms)")
 
 
-def _rto(out: scenarios.Outcome) -> str:
-    """Writer's RTO, then when HAProxy routed the primary port to the new leader."""
-    routed = "?" if out.routed_s is None else f"{out.routed_s:.1f}"
-    return f"{out.rto:.1f} / {routed} (lost {len(out.lost)})"
+def cell(r: dict[str, Any]) -> str:
+    """One scenario's figures in one table cell."""
+    if "error" in r:
+        return f"error: {r['error'][:80]}"
+    lost = f"lost {r['lost']}/{r['acked']}"
+    if r.get("stop") is not None:
+        return f"writes stopped after {r['stop']:.1f}s, back {_s(r['back'])} after etcd; {lost}"
+    head = "BLOCKED (patronictl failover)" if r["blocked"] else f"RTO {_s(r['rto'])}"
+    parts = [head, lost]
+    if r.get("routed") is not None:
+        parts.append(f"routed {r['routed']:.1f}s")
+    if r.get("late_acks"):
+        parts.append(f"{r['late_acks']} acks on a non-leader")
+    return ", ".join(parts)
 
 
-def table(results: dict[str, dict[str, str]]) -> str:
-    profiles = list(results)
-    width = max(len(label) for label, _ in ROWS)
-    cols = [max(24, *(len(results[p].get(k, "")) for _, k in ROWS)) for p in profiles]
-    head = f"| {'':<{width}} | " + " | ".join(f"{p:<{w}}" for p, w in zip(profiles, cols,
-                                                                           strict=True)) + " |"
-    sep = f"|{'-' * (width + 2)}|" + "|".join("-" * (w + 2) for w in cols) + "|"
-    lines = [head, sep]
-    for label, key in ROWS:
-        cells = " | ".join(f"{results[p].get(key, '-'):<{w}}" for p, w in zip(profiles, cols,
-                                                                               strict=True))
-        lines.append(f"| {label:<{width}} | {cells} |")
-    return "\n".join(lines)
+def _s(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return "never" if value == float("inf") else f"{value:.1f}s"
+
+
+def merge(results: dict[str, Any], profile: str, res: dict[str, Any]) -> None:
+    key = f"{profile}/{res['mode']}"
+    old = results.setdefault("runs", {}).get(key, {})
+    cases = {**old.get("cases", {}), **res["cases"]}
+    results["runs"][key] = {**old, **res, "cases": cases,
+                            "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+
+
+def markdown(results: dict[str, Any]) -> str:
+    runs = results.get("runs", {})
+    keys = sorted(runs)
+    machine = (f"{platform.node() or 'this machine'}, {os.cpu_count()} cores, shared with "
+               "other engineers' builds and tests (figures vary by a few seconds); Debian 12: "
+               "PostgreSQL 15, etcd 3.4, HAProxy 2.6, Patroni 4.1.")
+    legend = ("RTO: fault to the first acknowledged write through the read-write port after the "
+              "outage. lost: acknowledged rows missing on the primary afterwards / rows "
+              "acknowledged (writer inserting numbered rows every 10 ms). routed: fault to "
+              "HAProxy routing the read-write port to the new leader alone (stats polled every "
+              "0.1 s). BLOCKED: no replica promoted within ttl + 2 loop_wait + 15 s, then the "
+              "operator's `patronictl failover --candidate` was run (docs/replication.md).")
+    lines = ["# Lab benchmark (bench/lab_bench.py)", "", machine, "", legend, "",
+             "| run | timings | when | boot to failover-ready (s) | writes after (s) | memory (MB) |",
+             "|---|---|---|---|---|---|"]
+    for k in keys:
+        r = runs[k]
+        boot = r.get("boot", {})
+        lines.append(f"| {k} | {r.get('timings', '')} | {r.get('when', '')} | "
+                     f"{boot.get('ready_s', 0):.1f} | {boot.get('rw_s', 0):.1f} | "
+                     f"{r.get('memory_mb', 0):.0f} |")
+    lines += ["", "| scenario | " + " | ".join(keys) + " |", "|---|" + "---|" * len(keys)]
+    for case in casesmod.CASES.values():
+        cells = [cell(runs[k]["cases"][case.key]) if case.key in runs[k].get("cases", {})
+                 else "" for k in keys]
+        if any(cells):
+            lines.append(f"| {case.title} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--profile", action="append", choices=["default", "fast"])
+    parser.add_argument("--mode", action="append", choices=list(faults.MODES))
+    parser.add_argument("--cases", help="comma-separated case keys: " + ",".join(casesmod.CASES))
     parser.add_argument("--no-write", action="store_true", help="do not update bench/results")
     args = parser.parse_args()
-    results = {}
+    keys = args.cases.split(",") if args.cases else None
+    store = RESULTS / "lab.json"
+    results = json.loads(store.read_text()) if store.exists() else {}
     for profile in args.profile or ["default", "fast"]:
-        print(f"benchmarking profile {profile} ...", file=sys.stderr)
-        results[profile] = bench(profile)
-    text = table(results)
+        for mode in args.mode or [None]:
+            print(f"benchmarking profile {profile}, mode {mode or 'default'} ...",
+                  file=sys.stderr)
+            merge(results, profile, run_profile(profile, mode, keys))
+    text = markdown(results)
     print(text)
     if not args.no_write:
-        when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
-        (ROOT / "results").mkdir(exist_ok=True)
-        (ROOT / "results" / "lab.md").write_text(
-            f"# Lab benchmark (bench/lab_bench.py)\n\n{when}, {platform.node() or 'this machine'}"
-            f", {_cores()} cores; Debian 12: PostgreSQL 15, etcd 3.4, HAProxy 2.6, Patroni 4.1."
-            "\nRTO: fault to the first acknowledged write through :5000 after the outage (the "
-            "writer retries every ~1.1 s: HAProxy waits 1 s before re-trying a refused server), "
-            "then fault to HAProxy routing :5000 to the new leader (stats polled every 0.1 s); RPO: "
-            "acknowledged rows missing afterwards (writer inserting numbered rows every 10 ms)."
-            f"\n\n{text}\n")
+        RESULTS.mkdir(exist_ok=True)
+        store.write_text(json.dumps(results, indent=1, sort_keys=True) + "\n")
+        (RESULTS / "lab.md").write_text(text)
     return 0
-
-
-def _cores() -> int:
-    import os
-
-    return os.cpu_count() or 0
 
 
 if __name__ == "__main__":

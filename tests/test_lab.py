@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from builder.core.errors import PghaError
-from builder.lab import faults, scenarios
+from builder.lab import cases, faults, scenarios
 from builder.lab import lab as labmod
 from builder.lab.status import cluster_view
 from builder.model.cluster import Cluster
@@ -68,6 +68,13 @@ def check(out: scenarios.Outcome, strict: bool = True) -> None:
     assert out.new and out.new != out.old
     if strict:
         assert out.lost == [], f"acknowledged rows lost: {out.lost[:20]}"
+
+
+def test_kill_primary_right_after_lab_up(lab: labmod.Lab) -> None:
+    """`lab up` returned (the fixture): the cluster must already be able to fail over."""
+    out = cases.fresh_kill(lab, reboot=False)
+    check(out)
+    assert not out.blocked, "no replica was promoted: lab up returned before failover-ready"
 
 
 def test_cluster_forms_from_seeds(lab: labmod.Lab) -> None:
@@ -146,6 +153,31 @@ def test_loss_of_one_etcd_member_keeps_cluster_working(lab: labmod.Lab) -> None:
     assert out.new == out.old, "the primary changed after losing one etcd member"
     assert out.lost == []
     assert out.notes == ["0 failed writes"]
+
+
+def test_loss_of_two_etcd_members_stops_writes_within_ttl(lab: labmod.Lab) -> None:
+    out = cases.etcd_quorum_loss(lab)
+    print(f"{out.name}: writes stopped after {out.stop_s}s, back {out.rejoin_s}s after etcd, "
+          f"lost {len(out.lost)} of {out.acked}")
+    assert out.stop_s is not None, "the primary kept acknowledging writes without etcd quorum"
+    assert out.stop_s <= lab.cluster.patroni.ttl
+    assert out.lost == []
+
+
+def test_sync_standby_then_primary_loses_nothing(lab: labmod.Lab) -> None:
+    out = cases.sync_standby_then_primary(lab)
+    print(f"{out.name}: blocked {out.blocked}, {out.old} -> {out.new}, lost {len(out.lost)} "
+          f"of {out.acked} {' '.join(out.notes)}")
+    assert out.new not in ("None", out.old)
+    assert out.lost == [], f"acknowledged rows lost: {out.lost[:20]}"
+
+
+@pytest.mark.parametrize("case", [cases.lb_restart, cases.lb_partition])
+def test_load_balancer_faults(lab: labmod.Lab, case) -> None:  # type: ignore[no-untyped-def]
+    out = case(lab)
+    print(f"{out.name}: RTO {out.rto:.1f}s, lost {len(out.lost)} of {out.acked}")
+    assert out.new == out.old, "the primary changed because of the load balancer"
+    assert out.lost == [] and out.late_acks == 0
 
 
 def test_lagging_replica_async_loses_acknowledged_rows(lab: labmod.Lab) -> None:

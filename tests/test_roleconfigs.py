@@ -86,7 +86,7 @@ def test_etcd_env_without_tls(tmp_path):
 
 
 def test_haproxy_cfg(tmp_path):
-    check = {"inter_ms": 1500, "fall": 2, "rise": 1, "fastinter_ms": 500, "downinter_ms": 700}
+    check = {"inter_ms": 1500, "fall": 2, "rise": 3, "fastinter_ms": 500, "downinter_ms": 700}
     ctx = _ctx(tmp_path, load_balancer={"check": check})
     text = _file(seeds.render_seed(ctx, ctx.cluster.node("lb1"), _sec(ctx)), "haproxy.cfg")
     sections = text.split("\nlisten ")
@@ -95,9 +95,9 @@ def test_haproxy_cfg(tmp_path):
     stats = next(s for s in sections if s.startswith("stats"))
     assert "bind *:5000" in primary and "option httpchk GET /primary" in primary
     assert "bind *:6000" in replicas and "option httpchk GET /replica" in replicas
-    for s in (primary, replicas):
+    for s, rise in ((primary, 1), (replicas, 3)):  # /primary's 200 is authoritative: rise 1
         assert "http-check expect status 200" in s
-        assert ("default-server inter 1500ms fastinter 500ms downinter 700ms fall 2 rise 1 "
+        assert (f"default-server inter 1500ms fastinter 500ms downinter 700ms fall 2 rise {rise} "
                 "on-marked-down shutdown-sessions"
                 in s)
         assert s.count("check port 8008") == 3

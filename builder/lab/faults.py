@@ -7,6 +7,7 @@ exactly one node. HTTP goes to lab addresses only, after the route check.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 from pathlib import Path
@@ -47,11 +48,26 @@ def pids_matching(lab: Lab, name: str, needle: str) -> list[int]:
 
 def kill_service(lab: Lab, name: str, program: str) -> int:
     """SIGKILL one program on one node (e.g. "etcd"): the loss of that member only."""
-    pids = [p for p in net.pids_in(lab.runner, lab.net.node(name).netns)
-            if Path(_comm(p).split(" ")[0]).name == program]
+    pids = pids_of(lab, name, program)
     for pid in pids:
         os.kill(pid, signal.SIGKILL)
     return len(pids)
+
+
+def kill_database(lab: Lab, name: str) -> int:
+    """SIGKILL PostgreSQL and Patroni on the node, not its etcd member: the database is lost
+    while the DCS keeps its quorum (two whole db nodes lost would take two etcd members)."""
+    keep = set(pids_of(lab, name, "etcd"))
+    pids = [p for p in net.pids_in(lab.runner, lab.net.node(name).netns) if p not in keep]
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    return len(pids)
+
+
+def pids_of(lab: Lab, name: str, program: str) -> list[int]:
+    return [p for p in net.pids_in(lab.runner, lab.net.node(name).netns)
+            if Path(_comm(p).split(" ")[0]).name == program]
 
 
 def stop_walsenders(lab: Lab, name: str) -> list[int]:
@@ -104,6 +120,50 @@ def sync_standbys(lab: Lab) -> list[str]:
     view = cluster_view(lab) or {}
     return [m["name"] for m in view.get("members", []) if m.get("role") == "sync_standby"]
 
+
+
+# The replication modes compared in docs/replication.md, as Patroni dynamic configuration.
+MODES: dict[str, dict[str, Any]] = {
+    "sync": {"synchronous_mode": True, "synchronous_mode_strict": False},
+    "quorum": {"synchronous_mode": "quorum", "synchronous_mode_strict": False},
+    "strict": {"synchronous_mode": True, "synchronous_mode_strict": True},
+    "async": {"synchronous_mode": False, "synchronous_mode_strict": False},
+}
+
+
+def mode_of(settings: dict[str, Any]) -> str:
+    """The MODES name of a (dynamic or model) configuration."""
+    for name, want in MODES.items():
+        if all(settings.get(k, False) == v for k, v in want.items()):
+            return name
+    return "sync"
+
+
+def current_config(lab: Lab) -> dict[str, Any]:
+    for node in lab.db_nodes:
+        code, answer = http("GET", lab.rest_url(node, "/config"), timeout=2)
+        if code == 200 and isinstance(answer, dict):
+            return answer
+    raise PghaError("no Patroni REST API answers", hint="see `pgha-build lab status`")
+
+
+def set_mode(lab: Lab, mode: str, timeout: float = 60) -> None:
+    """Switch the running cluster to a replication mode (MODES) and wait until Patroni reports
+    it in its configuration; the caller waits for readiness (scenarios.healthy)."""
+    set_config(lab, MODES[mode])
+    wait_until(f"replication mode {mode}", lambda: mode_of(current_config(lab)) == mode,
+               timeout)
+
+
+def patronictl(lab: Lab, name: str, *args: str) -> str:
+    """Run patronictl inside the node's namespace with the node's own patroni.yml (what an
+    operator types on that node); returns its output."""
+    dirs = lab.node_dirs(name)
+    config = dirs.root / lab.layout.patroni_config.lstrip("/")
+    exe = Path(lab.layout.patroni_bin).with_name("patronictl")
+    proc = lab.runner.run(["ip", "netns", "exec", lab.net.node(name).netns, str(exe),
+                           "-c", str(config), *args])
+    return proc.stdout.decode(errors="replace")
 
 
 def set_synchronous(lab: Lab, on: bool, timeout: float = 60) -> None:

@@ -37,6 +37,10 @@ class Outcome:
     rejoin_s: float | None = None
     routed_s: float | None = None  # fault to HAProxy routing the primary port to the new leader
     notes: list[str] = field(default_factory=list)
+    blocked: bool = False  # no new leader until an operator acted (see docs/replication.md)
+    stop_s: float | None = None  # fault to the last write the primary acknowledged
+    late_acks: int = 0  # rows a demoted primary acknowledged after the new one had
+    mode: str = ""  # replication mode (faults.MODES) the scenario ran in
 
 
 def serving(status: str) -> bool:
@@ -105,6 +109,10 @@ def haproxy_agrees(lab: Lab) -> bool:
     return bool(rows) and have == want
 
 
+def address(lab: Lab, name: str) -> str:
+    return lab.net.node(name).address
+
+
 def new_leader(lab: Lab, old: str, timeout: float = 120) -> str:
     wait_until("a new leader", lambda: leader(lab) not in (None, old), timeout, 0.2)
     return str(leader(lab))
@@ -141,7 +149,8 @@ def run(lab: Lab, name: str, fault: Callable[[str], object], back: Callable[[str
         finally:
             writer.stop()
     out = Outcome(name, writer.rto(t0), len(writer.acked), writer.lost(), old, new,
-                  routed_s=routing.routed(t0, new))
+                  routed_s=routing.routed(t0, new),
+                  late_acks=writer.late_acks(address(lab, old), address(lab, new)))
     if back:
         t1 = time.monotonic()
         back(old)

@@ -1,8 +1,10 @@
 """A writer that inserts numbered rows through the read-write port and remembers which commits
 were acknowledged, for the fault tests and the benchmark.
 
-A row counts as acknowledged only when COMMIT returned without error. After a fault,
-`Writer.lost()` lists acknowledged rows that the (new) primary does not have: the RPO.
+A row counts as acknowledged only when COMMIT returned without error; the writer also records
+which server acknowledged it (`inet_server_addr()`). After a fault, `Writer.lost()` lists
+acknowledged rows that the (new) primary does not have: the RPO; `Writer.late_acks()` counts rows
+a former primary acknowledged after the new one had (a write routed to a demoted node).
 `Writer.rto(t0)` is the time from a fault at t0 to the first acknowledged write after the first
 failed one (or the longest gap between acknowledged writes if nothing failed).
 """
@@ -28,6 +30,7 @@ class Writer:
     table: str = TABLE
     acked: list[tuple[int, float]] = field(default_factory=list)
     failures: list[float] = field(default_factory=list)
+    servers: dict[int, str] = field(default_factory=dict)
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
     _next: int = 1
@@ -58,7 +61,10 @@ class Writer:
                 row = self._next
                 self._next += 1
                 with conn.cursor() as cur:
-                    cur.execute(f"INSERT INTO {self.table} (id) VALUES (%s)", (row,))
+                    cur.execute(f"INSERT INTO {self.table} (id) VALUES (%s) "
+                                "RETURNING host(inet_server_addr())", (row,))
+                    server = cur.fetchone()[0]
+                self.servers[row] = str(server)
                 self.acked.append((row, time.monotonic()))
             except Exception:  # noqa: BLE001 - every failure is "not acknowledged"
                 self.failures.append(time.monotonic())
@@ -82,6 +88,21 @@ class Writer:
         """Acknowledged rows the primary does not have now."""
         present = {r[0] for r in self.sql.query(self.sql.rw_port, f"SELECT id FROM {self.table}")}
         return [row for row, _ in self.acked if row not in present]
+
+    def first_ack_on(self, address: str, after: float = 0.0) -> float | None:
+        return next((t for row, t in self.acked
+                     if t >= after and self.servers.get(row) == address), None)
+
+    def late_acks(self, old: str, new: str) -> int:
+        """Rows the server at address `old` acknowledged after the one at `new` had
+        acknowledged its first: writes that reached a demoted primary."""
+        first_new = self.first_ack_on(new)
+        if first_new is None:
+            return 0
+        return sum(1 for row, t in self.acked if t > first_new and self.servers.get(row) == old)
+
+    def last_ack_before(self, t: float) -> float | None:
+        return max((a for _, a in self.acked if a < t), default=None)
 
     def rto(self, t0: float) -> float:
         fail = next((t for t in self.failures if t >= t0), None)

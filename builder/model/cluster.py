@@ -44,7 +44,7 @@ PROFILES: dict[str, dict[str, dict[str, int]]] = {
     "default": {
         "patroni": {"ttl": 30, "loop_wait": 10, "retry_timeout": 10},
         "check": {"inter_ms": 3000, "fall": 3, "rise": 2, "fastinter_ms": 1000,
-                  "downinter_ms": 1000},
+                  "downinter_ms": 500},
     },
     "fast": {
         "patroni": {"ttl": 20, "loop_wait": 1, "retry_timeout": 3},
@@ -122,7 +122,11 @@ class HealthCheck(Strict):
 
     inter_ms: int = Field(default=3000, ge=100, le=60000)
     fall: int = Field(default=3, ge=1, le=20)
-    rise: int = Field(default=2, ge=1, le=20)
+    rise: int = Field(
+        default=2, ge=1, le=20,
+        description="passing checks before a replica takes reads again (the primary port "
+                    "needs one: /primary answers 200 only on the leader)",
+    )
     fastinter_ms: int = Field(
         default=1000, ge=100, le=60000,
         description="check interval while a server changes state (after a first failure "
