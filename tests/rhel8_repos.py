@@ -29,6 +29,7 @@ REPOS: dict[str, list[Pkg]] = {
         ("systemd", "239", "82.el8", [], ["/bin/sh"]),
         ("firewalld", "0.9.11", "9.el8", [], ["systemd"]),
         ("policycoreutils", "2.9", "26.el8", [], []),
+        ("selinux-policy-targeted", "3.14.3", "139.el8", [], ["policycoreutils"]),
         ("policycoreutils-python-utils", "2.9", "26.el8", ["/usr/sbin/semanage"],
          ["policycoreutils"]),
         ("chrony", "4.5", "2.el8", [], ["systemd"]),

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from functools import cache
 from pathlib import Path
-from typing import Literal, Protocol, TypeVar
+from typing import Annotated, Literal, Protocol, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -151,7 +151,9 @@ class Role(_Strict):
     data_volume: str | None = Field(
         default=None, description="mount point of the data logical volume (kickstart)"
     )
-    selinux_booleans: list[str] = Field(default_factory=list, description="set on in %post")
+    selinux_booleans: list[Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,63}$")]] = Field(
+        default_factory=list,
+        description="stored on in %post (semanage -N), checked by pgha-firstboot at first boot")
     sysctl_files: list[str] = Field(default_factory=list, description="applied in %post")
 
     @model_validator(mode="after")

@@ -2,7 +2,8 @@
 
 Boundary: runs after seed.validate succeeded. preflight.check then checks every path it will
 write (nothing is written before both passed). Steps, in order: hostname, network,
-directories, files, SELinux labels, firewall, disable services, start services with health
+directories, files, SELinux labels, firewall, SELinux booleans (selinux.py), disable services,
+start services with health
 waits, then
 <root>/var/lib/pgha/done-<instance_id>. A failing step raises and leaves no marker, so the next
 run (next boot) applies the seed again; every step is safe to repeat. Paths listed in
@@ -12,7 +13,7 @@ protected_dirs are never created, written or emptied (Root.guard).
 import json
 import time
 
-from pgha_agent import __version__, health, preflight, system
+from pgha_agent import __version__, health, preflight, selinux, system
 from pgha_agent.log import LOG
 
 MARKER_DIR = "/var/lib/pgha"
@@ -81,5 +82,6 @@ def apply(root, seed, starter, origin, network="auto", timeout=300):
     system.restore_selinux_labels(
         root, [d["path"] for d in seed.directories] + [f["path"] for f in seed.files])
     system.open_firewall(root, seed.firewall_services)
+    selinux.ensure_booleans(root, seed.selinux_booleans)
     start_services(root, seed, starter, timeout)
     write_marker(root, seed, origin)

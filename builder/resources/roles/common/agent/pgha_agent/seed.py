@@ -26,6 +26,7 @@ ACCOUNT = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*\$?$")
 LABEL = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
 MAC = re.compile(r"^([0-9A-Fa-f]{2}:){5}[0-9A-Fa-f]{2}$")
 MODE = re.compile(r"^0?[0-7]{3,4}$")
+SEBOOL = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 SHA256 = re.compile(r"^[0-9a-f]{64}$")
 MAX_NAME = 253
 SPECIAL_BITS = 0o7000
@@ -168,6 +169,8 @@ def _check_services(data):
         raise _bad("services", "a service is listed twice")
     _list_of(data, "disable_services", "", "str", UNIT)
     _list_of(data, "firewall_services", "", "str", UNIT)
+    if "selinux_booleans" in data:  # optional: seeds from before it existed have none
+        _list_of(data, "selinux_booleans", "", "str", SEBOOL)
     return names
 
 
@@ -313,6 +316,10 @@ class Seed(object):
     @property
     def directories(self):
         return self.data.get("directories") or []
+
+    @property
+    def selinux_booleans(self):
+        return self.data.get("selinux_booleans") or []
 
     def checks_for(self, service):
         return [c for c in self.data["health"] if c.get("service") == service]
