@@ -14,11 +14,11 @@ import rhel8_repos
 import yaml
 from click.testing import CliRunner
 from conftest import have
+from support import RecordingRunner
 
 from builder.cli import cli
 from builder.core.context import Context
 from builder.core.errors import PghaError
-from builder.core.run import RecordingRunner
 from builder.images import preflight
 from builder.images.stage import ImageOptions, run_preflight
 from builder.model.cluster import Cluster
