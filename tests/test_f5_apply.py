@@ -178,6 +178,7 @@ def test_credentials_with_a_newline_refused() -> None:
 
 def test_status_view(tmp_path: Path, bigip: FakeBigIp) -> None:
     missing = run(tmp_path, "--status", bigip.url)
+    assert not (tmp_path / "out").exists()  # read-only: nothing written
     assert missing.exit_code == 1 and "the BIG-IP has no pool /shop/postgres/pool_primary" \
         in missing.output
     assert run(tmp_path, "--apply", bigip.url, "--yes").exit_code == 0

@@ -97,9 +97,9 @@ def write_f5(ctx: Context) -> list[Artifact]:
     return cached_stage(ctx, "f5", key, arts, write, fresh="f5: up to date")
 
 
-def require_f5(ctx: Context) -> None:
-    if ctx.cluster.load_balancer.kind != "f5":
+def require_f5(cluster: Cluster) -> None:
+    if cluster.load_balancer.kind != "f5":
         raise PghaError(
-            f"cluster '{ctx.cluster.name}' uses HAProxy (load_balancer.kind is haproxy)",
+            f"cluster '{cluster.name}' uses HAProxy (load_balancer.kind is haproxy)",
             hint="set load_balancer.kind: f5 and load_balancer.virtual_ip in the cluster file, "
                  "and remove the haproxy nodes")
