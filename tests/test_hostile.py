@@ -160,11 +160,11 @@ def artifacts(cluster_data: dict[str, Any], tmp: Path) -> dict[str, Any]:
         text = specs.render_spec(ctx, specs.plan(ctx, role))
         shapes[f"spec:{role.name}"] = _sections(text, r"^%(pre|post|preun|postun|files|install|"
                                                       r"build|prep|description|changelog)\b")
-    for node in cluster.nodes:
+    for index, node in enumerate(cluster.nodes):
         seed = seeds.render_seed(ctx, node, sec)
         agent_seed.validate(json.dumps(seed).encode(), _AnyRoot())
         for f in seed["files"]:
-            where = f"{node.name}:{f['path']}"
+            where = f"nodes[{index}]:{f['path']}"
             if f["path"].endswith("patroni.yml"):
                 data = yaml.safe_load(f["content"])
                 params = data["bootstrap"]["dcs"]["postgresql"].pop("parameters")
@@ -231,6 +231,7 @@ def test_the_base_cluster_is_valid(baseline: dict[str, Any]) -> None:
     assert len(FIELDS) > 30 and "admin.ssh_key" in FIELDS and "repos.pgha" in FIELDS
     assert any(k.startswith("ks:") for k in baseline)
     assert any(k.endswith("patroni.yml") for k in baseline)
+    assert any(k.endswith("etcd.conf") for k in baseline)
     assert any(k.endswith("haproxy.cfg") for k in baseline)
 
 
