@@ -73,10 +73,19 @@ def test_status_table_when_down_and_up() -> None:
             "members": [{"name": "db1", "host": "10.77.0.11", "role": "leader",
                          "state": "running", "timeline": 1, "lag": None}],
             "backends": [{"listener": "primary", "server": "db1", "status": "UP"}],
+            "load_balancers": [
+                {"name": "lb1", "address": "10.77.0.10", "haproxy": True, "vip": False},
+                {"name": "lb2", "address": "10.77.0.9", "haproxy": True, "vip": True}],
+            "virtual_ip": "10.77.0.100", "vip_holder": "lb2",
             "endpoints": {"read_write": "127.0.0.1:5000", "read_only": "127.0.0.1:6000",
-                          "stats": "http://127.0.0.1:7000/"}}
+                          "stats": "http://127.0.0.1:7000/", "entry": "10.77.0.100:5000/6000"}}
     text = table(data)
     assert "leader" in text and "primary    db1      UP" in text and "127.0.0.1:5000" in text
+    assert "lb2        10.77.0.9      serves   HOLDS 10.77.0.100" in text
+    assert "expected exactly one" not in text
+    both = {**data, "vip_holder": None,
+            "load_balancers": [{**lb, "vip": True} for lb in data["load_balancers"]]}
+    assert "held by lb1, lb2 (expected exactly one)" in table(both)
 
 
 def test_lab_commands_are_registered() -> None:

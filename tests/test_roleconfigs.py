@@ -121,6 +121,13 @@ def test_keepalived_only_with_vip_and_two_lbs(tmp_path):
     assert "10.77.0.100/24" in k1 and "chk_haproxy" in k1
     assert "unicast_peer {\n        10.77.0.9\n" in k1
     assert "priority 150" in k1 and "priority 140" in k2
+    # The check means "this HAProxy serves" (stats socket + client ports), not a process name.
+    assert ('script "/usr/libexec/pgha/pgha-lb-check --socket /var/lib/haproxy/stats '
+            '--port 5000 --port 6000 --timeout 1"') in k1
+    assert "pgrep" not in k1
+    assert "\n    nopreempt\n" in k1 and "state BACKUP" in k1
+    argv = next(s["argv"] for s in seed1["services"] if s["name"] == "keepalived")
+    assert argv[:4] == ["/usr/sbin/keepalived", "--dont-fork", "--log-console", "--vrrp"]
     novip = _ctx(tmp_path, nodes=nodes)
     seed = seeds.render_seed(novip, novip.cluster.node("lb2"), _sec(novip))
     assert not any(f["path"].endswith("keepalived.conf") for f in seed["files"])

@@ -57,10 +57,14 @@ def up(app: App, only: str | None, timeout: int) -> None:
     click.echo(f"lab '{lab_.cluster.name}' is up: writes after {t['rw_s']:.1f}s, reads after "
                f"{t['ro_s']:.1f}s, able to fail over after {t['ready_s']:.1f}s "
                f"({t['total_s']:.1f}s in all, build included)")
-    click.echo(f"  read-write  127.0.0.1:{p['rw']}  -> HAProxy {lab_.lb.address}:{p['rw']} "
+    via = (f"the virtual IP {lab_.vip} (keepalived on "
+           f"{', '.join(n.name for n in lab_.lb_nodes)})" if lab_.vip else "")
+    click.echo(f"  read-write  127.0.0.1:{p['rw']}  -> HAProxy {lab_.entry}:{p['rw']} "
                "-> primary")
-    click.echo(f"  read-only   127.0.0.1:{p['ro']}  -> HAProxy {lab_.lb.address}:{p['ro']} "
+    click.echo(f"  read-only   127.0.0.1:{p['ro']}  -> HAProxy {lab_.entry}:{p['ro']} "
                "-> replicas")
+    if via:
+        click.echo(f"  {lab_.entry} is {via}; `lab status` shows which holds it")
     click.echo(f"  stats       http://127.0.0.1:{p['stats']}/  (user and password in "
                f"{lab_.ctx.out.secrets})")
     click.echo(f"  psql: pgha-build lab psql [--ro]   or   psql -h 127.0.0.1 -p {p['rw']} -U {su}")
@@ -72,7 +76,7 @@ def up(app: App, only: str | None, timeout: int) -> None:
 @click.option("--json", "as_json", is_flag=True, help="JSON instead of a table.")
 @pass_app
 def status(app: App, as_json: bool) -> None:
-    """Members, roles, lag, timeline, and HAProxy's backends."""
+    """Members, roles, lag, timeline, HAProxy's backends, and who holds the virtual IP."""
     from builder.lab.status import collect, table
 
     data = collect(_lab(app))

@@ -14,15 +14,19 @@ from pathlib import Path
 from typing import Any
 
 from builder.core.errors import PghaError
-from builder.lab import net, nodes
+from builder.lab import net, nodes, vip
 from builder.lab.health import http, wait_until
 from builder.lab.lab import Lab
 from builder.lab.status import cluster_view, leader
 
 
 def kill(lab: Lab, name: str) -> int:
-    """SIGKILL every process of the node (a crashed host); returns how many."""
-    return nodes.kill(lab.runner, lab.net.node(name))
+    """SIGKILL every process of the node (a crashed host), and drop what its kernel held that
+    a reboot would not bring back (a virtual IP); returns how many processes."""
+    node = lab.net.node(name)
+    count = nodes.kill(lab.runner, node)
+    vip.forget_addresses(lab, node)
+    return count
 
 
 def partition(lab: Lab, name: str) -> None:

@@ -32,7 +32,7 @@ from builder.core.context import Context
 from builder.core.errors import PghaError
 from builder.core.log import log
 from builder.core.run import Runner
-from builder.lab import net, nodes
+from builder.lab import net, nodes, vip
 from builder.lab import preflight as lab_preflight
 from builder.lab.health import Sql, wait_until
 from builder.lab.net import LabNet, NodeNet
@@ -105,12 +105,27 @@ class Lab:
         return nodes.NodeDirs(self.dir / name)
 
     @property
+    def lb_nodes(self) -> list[NodeNet]:
+        return [self.net.node(n.name)
+                for n in roles.nodes_with(self.cluster.nodes, "load_balancer")]
+
+    @property
     def lb(self) -> NodeNet:
-        lbs = roles.nodes_with(self.cluster.nodes, "load_balancer")
-        if not lbs:
+        if not self.lb_nodes:
             raise PghaError("the cluster has no load balancer node (a role with "
                             "load_balancer: true, e.g. haproxy)")
-        return self.net.node(lbs[0].name)
+        return self.lb_nodes[0]
+
+    @property
+    def vip(self) -> str | None:
+        """The virtual IP keepalived moves, if it runs (a virtual_ip and two load balancers)."""
+        addr = self.cluster.load_balancer.virtual_ip
+        return str(addr) if addr is not None and len(self.lb_nodes) >= 2 else None
+
+    @property
+    def entry(self) -> str:
+        """Where clients connect: the virtual IP, else the (one) load balancer's address."""
+        return self.vip or self.lb.address
 
     @property
     def db_nodes(self) -> list[NodeNet]:
@@ -173,6 +188,8 @@ def up(lab: Lab, only: list[str] | None = None, timeout: float = 120) -> dict[st
     nodes.wait_booted(agents, all_dirs)
     start_relay(lab)
     t_booted = time.monotonic()
+    if lab.vip:
+        vip.wait_holder(lab, timeout)
     sql = lab.sql()
     wait_until("writes through the read-write port", sql.can_write, timeout)
     t_rw = time.monotonic()
@@ -219,9 +236,9 @@ def start_relay(lab: Lab) -> None:
     if _relay_pid(lab):
         return
     stop_relay(lab)
-    lb = lab.lb
-    net.assert_local_route(lab.runner, lab.net, lb.address)
-    forwards = [f"{HOST}:{p}={lb.address}:{p}" for p in lab.ports().values()]
+    entry = lab.entry
+    net.assert_local_route(lab.runner, lab.net, entry)
+    forwards = [f"{HOST}:{p}={entry}:{p}" for p in lab.ports().values()]
     log_file = (lab.dir / "relay.log").open("ab")
     proc = subprocess.Popen(
         [sys.executable, "-m", "builder.lab.relay", "--cidr", lab.net.cidr, *forwards],

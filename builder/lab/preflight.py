@@ -2,9 +2,9 @@
 with how to get it, in well under a second.
 
 Checked: root; `ip` with network-namespace support; rpm and rpmbuild; psycopg2 (the lab's SQL
-checks); the PostgreSQL, etcd and HAProxy binaries of the lab's platform; the Patroni venv
-(scripts/setup) with the modules Patroni needs; the service users, and that each of them can
-reach the lab folder (every parent folder searchable: a clone under /root, mode 0700, is fine
+checks); the PostgreSQL, etcd, HAProxy and keepalived binaries of the lab's platform; the
+Patroni venv (scripts/setup) with the modules Patroni needs; the service users, and that each
+of them can reach the lab folder (every parent folder searchable: a clone under /root, mode 0700, is fine
 because node roots live under the lab folder, not under the checkout).
 """
 
@@ -25,7 +25,7 @@ from builder.model.platform import LAB_VENV, Layout
 SETUP_HINT = "run scripts/setup as root (Debian packages, Python dependencies, the Patroni venv)"
 # Debian package of each tool the lab runs, for the messages.
 DEBIAN_PACKAGE = {"ip": "iproute2", "rpm": "rpm", "rpmbuild": "rpm", "etcd": "etcd-server",
-                  "haproxy": "haproxy", "postgres": "postgresql-15"}
+                  "haproxy": "haproxy", "keepalived": "keepalived", "postgres": "postgresql-15"}
 
 
 def problems(layout: Layout, lab_dir: Path) -> list[str]:
@@ -54,7 +54,8 @@ def check(layout: Layout, lab_dir: Path) -> None:
 
 def _tools(layout: Layout) -> list[str]:
     wanted = {"ip": "ip", "rpm": "rpm", "rpmbuild": "rpmbuild", "etcd": layout.etcd_bin,
-              "haproxy": layout.haproxy_bin, "postgres": f"{layout.pg_bin_dir}/postgres"}
+              "haproxy": layout.haproxy_bin, "keepalived": layout.keepalived_bin,
+              "postgres": f"{layout.pg_bin_dir}/postgres"}
     return [f"{name} not found ({path}): apt-get install {DEBIAN_PACKAGE[name]}"
             for name, path in wanted.items() if not _executable(path)]
 

@@ -20,7 +20,7 @@ from builder.lab import faults, net
 from builder.lab.health import wait_until
 from builder.lab.lab import Lab, up
 from builder.lab.readiness import wait_failover_ready
-from builder.lab.status import backends, cluster_view, leader, views_agree
+from builder.lab.status import backends, cluster_view, lbs_ready, leader, views_agree
 from builder.lab.workload import Writer
 
 WARMUP_ROWS = 20
@@ -87,6 +87,8 @@ def healthy(lab: Lab, timeout: float = 90) -> str:
     wait_failover_ready(lab, timeout)
     wait_until("every node to agree on the leader", lambda: views_agree(lab), timeout, 0.25)
     wait_until("HAProxy to agree with Patroni", lambda: haproxy_agrees(lab), timeout, 0.25)
+    wait_until("every load balancer serving, one holding the virtual IP",
+               lambda: lbs_ready(lab), timeout, 0.25)
     sql = lab.sql()
     wait_until("writes", sql.can_write, timeout)
     wait_until("reads", sql.can_read, timeout)

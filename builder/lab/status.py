@@ -1,4 +1,5 @@
-"""`lab status`: Patroni members (role, state, timeline, lag) and HAProxy's backends.
+"""`lab status`: Patroni members (role, state, timeline, lag), HAProxy's backends, and the
+load balancers: whose HAProxy serves, and which one holds the virtual IP.
 
 Reads Patroni's REST API (/cluster) on every db node (the freshest view wins) and HAProxy's stats page
 as CSV, both on lab addresses after the route check.
@@ -11,6 +12,7 @@ import io
 import json
 from typing import Any
 
+from builder.lab import vip
 from builder.lab.health import http
 from builder.lab.lab import HOST, Lab
 from builder.lab.net import namespaces
@@ -29,13 +31,18 @@ from builder.lab.readiness import (  # noqa: F401
 
 
 def backends(lab: Lab) -> list[dict[str, str]]:
-    """HAProxy's view: one row per (listener, server) with its UP/DOWN status."""
-    lb = lab.lb
+    """HAProxy's view as clients get it (through the VIP, if any): one row per (listener,
+    server) with its UP/DOWN status."""
+    return backends_at(lab, lab.entry)
+
+
+def backends_at(lab: Lab, address: str) -> list[dict[str, str]]:
+    """The backends as the HAProxy at `address` (a load balancer, or the VIP) sees them."""
     stats = lab.secrets().haproxy_stats
-    url = f"http://{lb.address}:{lab.ports()['stats']}/;csv"
+    url = f"http://{address}:{lab.ports()['stats']}/;csv"
     from builder.lab.net import assert_local_route
 
-    assert_local_route(lab.runner, lab.net, lb.address)
+    assert_local_route(lab.runner, lab.net, address)
     code, body = http("GET", url, auth=(stats.username, stats.password), timeout=1.5)
     if code != 200 or not isinstance(body, str):
         return []
@@ -43,6 +50,21 @@ def backends(lab: Lab) -> list[dict[str, str]]:
     return [{"listener": r["pxname"], "server": r["svname"], "status": r["status"]}
             for r in rows if r["pxname"] in ("primary", "replicas")
             and r["svname"] not in ("FRONTEND", "BACKEND")]
+
+
+def load_balancers(lab: Lab) -> list[dict[str, Any]]:
+    """Each load balancer: whether its HAProxy answers (stats on its own address) and whether
+    it holds the virtual IP."""
+    holding = set(vip.holders(lab))
+    return [{"name": n.name, "address": n.address, "haproxy": bool(backends_at(lab, n.address)),
+             "vip": n.name in holding} for n in lab.lb_nodes]
+
+
+def lbs_ready(lab: Lab) -> bool:
+    """Every load balancer serves, and (with a VIP) exactly one holds it: either can take over."""
+    rows = load_balancers(lab)
+    held = [r for r in rows if r["vip"]]
+    return all(r["haproxy"] for r in rows) and (lab.vip is None or len(held) == 1)
 
 
 def collect(lab: Lab) -> dict[str, Any]:
@@ -59,8 +81,12 @@ def collect(lab: Lab) -> dict[str, Any]:
         "watchdog": lab.cluster.patroni.watchdog,
         "members": [_member(m) for m in (view or {}).get("members", [])],
         "backends": backends(lab) if running else [],
+        "load_balancers": load_balancers(lab) if running else [],
+        "virtual_ip": lab.vip,
+        "vip_holder": vip.holder(lab) if running else None,
         "endpoints": {"read_write": f"{HOST}:{ports['rw']}", "read_only": f"{HOST}:{ports['ro']}",
-                      "stats": f"http://{HOST}:{ports['stats']}/"},
+                      "stats": f"http://{HOST}:{ports['stats']}/",
+                      "entry": f"{lab.entry}:{ports['rw']}/{ports['ro']}"},
     }
 
 
@@ -87,7 +113,21 @@ def table(data: dict[str, Any]) -> str:
     lines.append(f"{'haproxy':<10} {'server':<8} status")
     for b in data["backends"]:
         lines.append(f"{b['listener']:<10} {b['server']:<8} {b['status']}")
+    lines += ["", *_lb_lines(data)]
     e = data["endpoints"]
     lines += ["", (f"read-write {e['read_write']}   read-only {e['read_only']}   "
-                   f"stats {e['stats']}")]
+                   f"stats {e['stats']}   (host path to {e['entry']})")]
     return "\n".join(lines)
+
+
+def _lb_lines(data: dict[str, Any]) -> list[str]:
+    lines = [f"{'balancer':<10} {'address':<14} {'haproxy':<8} virtual IP"]
+    for lb in data["load_balancers"]:
+        lines.append(f"{lb['name']:<10} {lb['address']:<14} "
+                     f"{'serves' if lb['haproxy'] else 'DOWN':<8} "
+                     f"{'HOLDS ' + str(data['virtual_ip']) if lb['vip'] else ''}")
+    if data["virtual_ip"] and not data["vip_holder"]:
+        held = [lb["name"] for lb in data["load_balancers"] if lb["vip"]]
+        lines.append(f"virtual IP {data['virtual_ip']}: held by "
+                     f"{', '.join(held) if held else 'nobody'} (expected exactly one)")
+    return lines

@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 ROOTED_FIELDS = (
     "pg_data_dir", "pg_home", "pg_socket_dir", "pgpass", "patroni_config", "etcd_config",
     "etcd_data_dir", "haproxy_config", "haproxy_state_dir", "keepalived_config",
-    "tls_dir",
+    "tls_dir", "run_dir", "pgha_libexec",
 )
 
 
@@ -43,6 +43,14 @@ class Layout:
     keepalived_bin: str = "/usr/sbin/keepalived"
     tls_dir: str = "/etc/pgha/tls"  # the CA certificate and the node's keys and certificates
     nic: str = "eth0"  # the node's network interface (network-config, keepalived)
+    run_dir: str = "/run"  # pid files of daemons started outside systemd (keepalived)
+    # pgha's own programs (the agent, the load balancer check): rooted because the lab
+    # installs the role RPMs' payload under each node's folder.
+    pgha_libexec: str = "/usr/libexec/pgha"
+    # How keepalived runs pgha's check script: "" = by its own shebang (platform-python), as
+    # RHEL 8 needs: SELinux moves keepalived into the script's domain only on exec of the
+    # script file itself. Debian has no platform-python: the interpreter is named.
+    script_interpreter: str = ""
 
     def rooted(self, prefix: str) -> Layout:
         """This layout with every node-local place (ROOTED_FIELDS) under `prefix`, for a node
@@ -89,6 +97,7 @@ def layout(platform: str, pg: int) -> Layout:
             pg_home="/var/lib/postgresql",
             etcd_config="/etc/default/etcd",
             python="/usr/bin/python3",
+            script_interpreter="/usr/bin/python3",
             pgpass="/var/lib/postgresql/.pgpass_patroni",
             **LAB_OVERRIDES["debian12"],
         )
