@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from builder.core.errors import ValidationFailed
+from builder.core.fsutil import replacing
 from builder.core.run import Runner
 
 
@@ -110,11 +111,6 @@ def verify(runner: Runner, path: Path, fmt: str, expect_size: int) -> None:
 def convert(runner: Runner, src: Path, dest: Path, fmt: Format,
             compression: Compression = "zlib") -> None:
     """Convert into a temporary file, verify it, then move it into place."""
-    tmp = dest.with_name(f".{dest.name}.tmp")
-    tmp.unlink(missing_ok=True)
-    try:
+    with replacing(dest) as tmp:
         runner.run(convert_argv(src, tmp, fmt, compression=compression))
         verify(runner, tmp, disk_format(fmt), virtual_size(runner, src))
-        tmp.replace(dest)
-    finally:
-        tmp.unlink(missing_ok=True)

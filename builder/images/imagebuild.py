@@ -14,7 +14,6 @@ import dataclasses
 from pathlib import Path
 
 from builder.core.context import Context
-from builder.core.errors import ValidationFailed
 from builder.core.fsutil import atomic_write
 from builder.images import common as images
 from builder.images import preflight, vminstall
@@ -60,10 +59,7 @@ def build_kickstart(ctx: Context, role: str, src: InstallSource, repo_url: str,
             continue  # Anaconda adds AppStream from the media's .treeinfo
         lines.append(line)
     text = "\n".join(lines) + "\n" + PORTABLE_POST
-    problems = kickstart.validate(text, f"{role}.ks (image build)")
-    if problems:
-        raise ValidationFailed(f"kickstart validation failed: {'; '.join(problems)}",
-                               hint="fix the kickstart templates under kickstart/")
+    kickstart.require_valid({f"{role}.ks (image build)": text})
     return text
 
 

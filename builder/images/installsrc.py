@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Literal
 
 from builder.core.errors import PghaError
-from builder.core.fsutil import sha256_file
+from builder.core.fsutil import replacing, sha256_file
 from builder.core.run import Runner
 
 RHEL8_FAMILIES = ("Red Hat Enterprise Linux", "CentOS Stream", "CentOS Linux", "Rocky Linux",
@@ -164,13 +164,11 @@ def copy_boot_files(src: InstallSource, dest: Path, runner: Runner) -> tuple[Pat
     dest.mkdir(parents=True, exist_ok=True)
     out = (dest / "vmlinuz", dest / "initrd.img")
     for rel, target in zip((src.kernel, src.initrd), out, strict=True):
-        tmp = target.with_name(f".{target.name}.tmp")
-        if src.kind == "dir":
-            shutil.copyfile(Path(src.location) / rel, tmp)
-        elif src.kind == "iso":
-            tmp.unlink(missing_ok=True)
-            extract_from_iso(Path(src.location), rel, tmp, runner)
-        else:
-            tmp.write_bytes(_fetch(src.location.rstrip("/") + "/" + rel))
-        tmp.replace(target)
+        with replacing(target) as tmp:
+            if src.kind == "dir":
+                shutil.copyfile(Path(src.location) / rel, tmp)
+            elif src.kind == "iso":
+                extract_from_iso(Path(src.location), rel, tmp, runner)
+            else:
+                tmp.write_bytes(_fetch(src.location.rstrip("/") + "/" + rel))
     return out

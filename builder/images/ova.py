@@ -18,7 +18,7 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
 
-from builder.core.fsutil import sha256_file
+from builder.core.fsutil import replacing, sha256_file
 
 OVF = "http://schemas.dmtf.org/ovf/envelope/1"
 RASD = "http://schemas.dmtf.org/wbem/wscim/1/cim-schema/2/CIM_ResourceAllocationSettingData"
@@ -130,12 +130,7 @@ def write_ova(dest: Path, vmdk: Path, m: Machine, epoch: int) -> None:
     vmdk_name = f"{base}-disk1.vmdk"
     ovf = descriptor(m, vmdk_name, vmdk.stat().st_size).encode()
     mf = manifest({f"{base}.ovf": ovf, vmdk_name: vmdk}).encode()
-    tmp = dest.with_name(f".{dest.name}.tmp")
-    try:
-        with tarfile.open(tmp, "w", format=tarfile.USTAR_FORMAT) as tar:
-            _add(tar, f"{base}.ovf", ovf, epoch)
-            _add(tar, vmdk_name, vmdk, epoch)
-            _add(tar, f"{base}.mf", mf, epoch)
-        tmp.replace(dest)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with replacing(dest) as tmp, tarfile.open(tmp, "w", format=tarfile.USTAR_FORMAT) as tar:
+        _add(tar, f"{base}.ovf", ovf, epoch)
+        _add(tar, vmdk_name, vmdk, epoch)
+        _add(tar, f"{base}.mf", mf, epoch)

@@ -8,30 +8,22 @@ asks every database node's REST API and judges the freshest view (see status.clu
 
 from __future__ import annotations
 
-import importlib.util
 from dataclasses import dataclass
-from functools import cache
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
+from builder.core import agentmod
 from builder.core.errors import PghaError
-from builder.core.paths import AGENT_DIR
 from builder.lab.health import http, wait_until
 
 if TYPE_CHECKING:
     from builder.lab.lab import Lab
 
-READINESS_PY = AGENT_DIR / "pgha_agent" / "readiness.py"
 
 
-@cache
 def agent_readiness() -> ModuleType:
     """The agent's readiness module (it imports nothing from pgha_agent, so it loads alone)."""
-    spec = importlib.util.spec_from_file_location("pgha_agent_readiness", READINESS_PY)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return agentmod.standalone("readiness")
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,7 @@ from typing import Any
 
 import yaml
 
+from builder.core import agentmod
 from builder.core.context import Context
 from builder.core.errors import PghaError, ValidationFailed
 from builder.core.log import log
@@ -124,12 +125,8 @@ def check_haproxy(ctx: Context, f: SeedFile, work: Path, sec: secretsmod.Secrets
 
 
 def parse_env(text: str) -> dict[str, str]:
-    env = {}
-    for line in text.splitlines():
-        line = line.strip()
-        if line and not line.startswith("#") and "=" in line:
-            key, value = line.split("=", 1)
-            env[key.strip()] = value.strip().strip('"')
+    """An etcd env file, read by the agent's own parser (pgha_agent/envfile.py)."""
+    env: dict[str, str] = agentmod.standalone("envfile").parse_env_file(text)
     return env
 
 

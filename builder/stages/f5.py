@@ -47,7 +47,7 @@ def text(value: str) -> str:
 
 def _context(p: Plan) -> dict[str, object]:
     return {"p": p, "text": text, "version": __version__,
-            "header": render.HEADER.format(version=__version__)}
+            "header": render.header()}
 
 
 def render_tmsh(p: Plan) -> str:

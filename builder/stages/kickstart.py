@@ -65,11 +65,17 @@ def check_all(ctx: Context, role_names: list[str] | None = None) -> dict[str, st
     return check_rendered(render_all(ctx, role_names))
 
 
-def check_rendered(rendered: dict[str, str]) -> dict[str, str]:
-    problems = [p for n, text in rendered.items() for p in validate(text, f"{n}.ks")]
+def require_valid(kickstarts: dict[str, str],
+                   hint: str = "fix the kickstart templates under builder/resources/kickstart/"
+                   ) -> None:
+    """Validate each kickstart (file name -> text); one error naming every problem."""
+    problems = [p for name, text in kickstarts.items() for p in validate(text, name)]
     if problems:
-        raise ValidationFailed(f"kickstart validation failed: {'; '.join(problems)}",
-                               hint="fix the kickstart templates under kickstart/")
+        raise ValidationFailed(f"kickstart validation failed: {'; '.join(problems)}", hint=hint)
+
+
+def check_rendered(rendered: dict[str, str]) -> dict[str, str]:
+    require_valid({f"{n}.ks": text for n, text in rendered.items()})
     return rendered
 
 

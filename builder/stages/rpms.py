@@ -14,7 +14,7 @@ from pathlib import Path
 
 from builder import __version__
 from builder.core.context import Context
-from builder.core.fsutil import sha256_file
+from builder.core.fsutil import replacing, sha256_file
 from builder.core.log import log
 from builder.core.run import require
 from builder.core.state import Artifact, cached_stage, input_key
@@ -65,10 +65,9 @@ def _build_one(ctx: Context, pkg: Package) -> None:
         ctx.out.rpms.mkdir(parents=True, exist_ok=True)
         for built, name in ((topdir / "RPMS" / "noarch" / rpm, rpm),
                             (topdir / "SRPMS" / srpm, srpm)):
-            tmp = ctx.out.rpms / f".{name}.tmp"
-            shutil.copyfile(built, tmp)
-            os.utime(tmp, (ctx.epoch, ctx.epoch))  # repodata records file times
-            tmp.replace(ctx.out.rpms / name)
+            with replacing(ctx.out.rpms / name) as tmp:
+                shutil.copyfile(built, tmp)
+                os.utime(tmp, (ctx.epoch, ctx.epoch))  # repodata records file times
     finally:
         shutil.rmtree(topdir, ignore_errors=True)
 

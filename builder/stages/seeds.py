@@ -23,7 +23,7 @@ import yaml
 from builder import __version__
 from builder.core.context import Context
 from builder.core.errors import PghaError
-from builder.core.fsutil import sha256_bytes
+from builder.core.fsutil import replacing, sha256_bytes
 from builder.core.run import require
 from builder.core.state import Artifact, cached_stage, input_key, save
 from builder.model import roles, tlsplan
@@ -175,7 +175,7 @@ def network_config(ctx: Context, node: Node) -> dict[str, Any]:
 
 def seed_files(ctx: Context, node: Node, seed: dict[str, Any]) -> dict[str, str]:
     """The files of the seed folder / ISO: relative path -> text."""
-    header = f"# {render.HEADER.format(version=__version__)}\n"
+    header = f"# {render.header()}\n"
     meta = {"instance-id": seed["instance_id"], "local-hostname": node.name}
     user = {"hostname": node.name, "fqdn": seed["node"]["fqdn"], "preserve_hostname": False}
     return {
@@ -215,15 +215,9 @@ def _swap(tmp: Path, dest: Path) -> None:
 
 
 def _write_iso(ctx: Context, folder: Path, iso: Path) -> None:
-    tmp = iso.with_name(f".{iso.name}.tmp")
-    tmp.unlink(missing_ok=True)
-    try:
+    with replacing(iso, mode=0o600) as tmp:
         ctx.runner.run(["xorriso", "-as", "mkisofs", "-quiet", "-o", tmp, "-V", "cidata",
                         "-J", "-r", folder], env={"SOURCE_DATE_EPOCH": str(ctx.epoch)})
-        os.chmod(tmp, 0o600)
-        os.replace(tmp, iso)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def write_seed(ctx: Context, node: Node, secrets: Secrets) -> list[Artifact]:

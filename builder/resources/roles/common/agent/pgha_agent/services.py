@@ -24,6 +24,7 @@ import pwd
 import subprocess
 
 from pgha_agent import run
+from pgha_agent.envfile import parse_env_file
 from pgha_agent.errors import ApplyFailed, ServiceFailed
 from pgha_agent.log import LOG
 
@@ -61,25 +62,6 @@ class SystemdStarter(object):
         state = run.run(["systemctl", "is-active", unit], check=False).stdout.strip()
         if state == "failed":
             raise ServiceFailed("{} failed to start: see journalctl -u {}".format(unit, unit))
-
-
-def parse_env_file(text):
-    """KEY=VALUE lines (optional `export `, matching quotes stripped, # comments skipped)."""
-    env = {}
-    for line in text.splitlines():
-        line = line.strip()
-        if not line or line.startswith("#"):
-            continue
-        if line.startswith("export "):
-            line = line[len("export "):].lstrip()
-        key, sep, value = line.partition("=")
-        key, value = key.strip(), value.strip()
-        if not sep or not key:
-            continue
-        if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
-            value = value[1:-1]
-        env[key] = value
-    return env
 
 
 def clean_env(account):
