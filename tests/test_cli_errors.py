@@ -13,6 +13,7 @@ from pathlib import Path
 
 import click
 import pytest
+import yaml
 from click.testing import CliRunner, Result
 
 from builder.cli import COMMAND_MODULES, cli, release_cmds
@@ -92,6 +93,9 @@ def test_every_command_with_a_bad_cluster_file(tmp_path: Path, case: str) -> Non
     assert not (tmp_path / "out").exists()
 
 
+F5_CLUSTER = {"name": "shop", "load_balancer": {"kind": "f5", "virtual_ip": "10.77.0.50"},
+              "nodes": [{"name": f"db{i}", "roles": ["db"], "address": f"10.77.0.{10 + i}"}
+                        for i in (1, 2, 3)]}
 WRITERS = ["build", "specs", "rpms", "kickstart", "seeds", "render", "pxe", "images", "serve",
            "f5", "release"]
 
@@ -103,8 +107,11 @@ def test_every_writing_command_with_an_unwritable_output(tmp_path: Path, case: s
     out = blocker if case == "a file" else blocker / "sub"
     missing = set(WRITERS) - {c[0] for c in COMMANDS}
     assert not missing, f"not commands any more: {missing}"
+    f5_file = tmp_path / "f5.yaml"
+    f5_file.write_text(yaml.safe_dump(F5_CLUSTER))
     for name in WRITERS:
-        res = CliRunner().invoke(cli, ["-o", str(out), name, *ARGS.get(name, [])])
+        cluster = ["-c", str(f5_file)] if name == "f5" else []
+        res = CliRunner().invoke(cli, ["-o", str(out), *cluster, name, *ARGS.get(name, [])])
         line = _one_error(res)
         assert str(blocker) in line, (name, line)
     assert blocker.read_text() == "x\n"

@@ -243,20 +243,28 @@ def _pattern(regex: str, what: str) -> Any:
     return AfterValidator(check)
 
 
+def _schema(regex: str) -> Any:
+    """The pattern for `pgha-build schema` (editors); validation is the friendlier _pattern."""
+    return Field(json_schema_extra={"pattern": f"^(?:{regex})$"})
+
+
 Url = Annotated[str, _bounded(MAX_URL, "the URL"), AfterValidator(_url)]
 Location = Annotated[str, _bounded(MAX_PATH, "the path or URL"), AfterValidator(_location)]
 DomainName = Annotated[str, _bounded(MAX_FQDN, "the domain"), AfterValidator(_domain)]
-NodeName = Annotated[str, _bounded(32, "the name"), _pattern(
+NodeName = Annotated[str, _bounded(32, "the name"), _schema(NAME_RE), _pattern(
     NAME_RE, "a name of 1-32 lower-case letters, digits and '-' (starting with a letter)")]
-RpmName = Annotated[str, _bounded(100, "the package name"), _pattern(RPM_NAME_RE, "an RPM package name")]
+RpmName = Annotated[str, _bounded(100, "the package name"), _schema(RPM_NAME_RE),
+                    _pattern(RPM_NAME_RE, "an RPM package name")]
 RpmPin = Annotated[str, BeforeValidator(_pin), Field(max_length=140)]
 SshPublicKey = Annotated[str, _bounded(MAX_SSH_KEY, "the SSH key"), AfterValidator(_ssh_key)]
-GucName = Annotated[str, _bounded(127, "the parameter name"), _pattern(
+GucName = Annotated[str, _bounded(127, "the parameter name"), _schema(GUC_NAME_RE), _pattern(
     GUC_NAME_RE, "a PostgreSQL parameter name (letters, digits, _; one optional dot)")]
 GucValue = Annotated[bool | int | float | str, AfterValidator(_guc_value)]
-UnixName = Annotated[str, _bounded(32, "the user name"), _pattern(
-    r"[a-z_][a-z0-9_-]{0,31}", "a user name (lower-case letters, digits, _ and -)")]
-RoleName = Annotated[str, _bounded(32, "the role name"), _pattern(
-    r"[a-z][a-z0-9_-]{0,31}", "a role name (lower-case letters, digits, _ and -)")]
-LibvirtNetwork = Annotated[str, _bounded(64, "the network name"), _pattern(
-    r"[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}", "a libvirt network name")]
+_UNIX, _ROLE, _NET = r"[a-z_][a-z0-9_-]{0,31}", r"[a-z][a-z0-9_-]{0,31}", \
+    r"[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}"
+UnixName = Annotated[str, _bounded(32, "the user name"), _schema(_UNIX), _pattern(
+    _UNIX, "a user name (lower-case letters, digits, _ and -)")]
+RoleName = Annotated[str, _bounded(32, "the role name"), _schema(_ROLE), _pattern(
+    _ROLE, "a role name (lower-case letters, digits, _ and -)")]
+LibvirtNetwork = Annotated[str, _bounded(64, "the network name"), _schema(_NET), _pattern(
+    _NET, "a libvirt network name")]
