@@ -50,6 +50,7 @@ MONITOR_PROPS = {"class", "label", "remark", "monitorType", "targetAddress", "ta
                  "interval", "upInterval", "timeUntilUp", "timeout", "adaptive", "send",
                  "receive", "receiveDown", "reverse", "username", "passphrase", "transparent",
                  "dscp"}
+HTTPS_PROPS = {"ciphers", "clientCertificate", "clientTLS"}
 BUILTIN_MONITORS = {"http", "https", "http2", "icmp", "tcp-half-open", "tcp"}
 
 
@@ -154,9 +155,12 @@ def _application(path: str, name: str, app: Any, out: list[str]) -> None:
 def _monitor(m: dict[str, Any], app: dict[str, Any], path: str, out: list[str]) -> None:
     if "monitorType" not in m:
         out.append(f"{path}: should have required property 'monitorType'")
-    for key in set(m) - MONITOR_PROPS:
+    allowed = MONITOR_PROPS | (HTTPS_PROPS if m.get("monitorType") == "https" else set())
+    for key in set(m) - allowed:
         out.append(f"{path}: should NOT have additional property '{key}'")
-    if m.get("monitorType") == "http":
+    if m.get("monitorType") not in ("http", "https", "tcp", "icmp", "tcp-half-open"):
+        out.append(f"{path}/monitorType: should be equal to one of the allowed values")
+    if m.get("monitorType") in ("http", "https"):
         for key in ("send", "receive"):  # required by AS3 3.29 and earlier; we always send them
             if not isinstance(m.get(key), str):
                 out.append(f"{path}/{key}: should be string")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import http.server
+import ipaddress
 import json
 import os
 import shlex
@@ -36,9 +37,13 @@ from builder.stages import pipeline
 DB = [{"name": f"db{i}", "roles": ["db"], "address": f"10.77.0.{10 + i}"} for i in (1, 2, 3)]
 
 
+SELF_IPS = ["10.77.0.5", "10.77.0.6"]
+
+
 def f5_data(**lb: Any) -> dict[str, Any]:
+    f5 = {"self_ips": SELF_IPS, **lb.pop("f5", {})}
     return {"name": "shop", "nodes": copy.deepcopy(DB),
-            "load_balancer": {"kind": "f5", "virtual_ip": "10.77.0.50", **lb}}
+            "load_balancer": {"kind": "f5", "virtual_ip": "10.77.0.50", "f5": f5, **lb}}
 
 
 def load(data: dict[str, Any]) -> Cluster:
@@ -86,16 +91,24 @@ def test_defaults_and_partition_alias() -> None:
      "load_balancer.virtual_ip", "the address of node db1"),
     ({"load_balancer": {"kind": "f5", "virtual_ip": "10.77.0.50", "replica_port": 5000}},
      "load_balancer.replica_port", "also the primary_port"),
-    ({"load_balancer": {"kind": "f5", "virtual_ip": "10.77.0.50", "f5": {"tenant": "Common"}}},
+    ({"load_balancer": {"kind": "f5", "virtual_ip": "10.77.0.50"}},
+     "load_balancer.f5.self_ips", "firewall drops its health checks"),
+    ({"load_balancer": {"kind": "f5", "virtual_ip": "10.77.0.50",
+                        "f5": {"self_ips": ["10.77.0.12"]}}},
+     "load_balancer.f5.self_ips[0]", "a node's or the virtual IP"),
+    ({"tls": {"restapi_verify_client": "required"}},
+     "tls.restapi_verify_client", "do not present"),
+    ({"load_balancer": {"kind": "f5", "virtual_ip": "10.77.0.50",
+                        "f5": {"self_ips": SELF_IPS, "tenant": "Common"}}},
      "load_balancer.f5.tenant", "reserved"),
     ({"load_balancer": {"kind": "f5", "virtual_ip": "10.77.0.50",
-                        "f5": {"application": "a b"}}},
+                        "f5": {"self_ips": SELF_IPS, "application": "a b"}}},
      "load_balancer.f5.application", "pattern"),
     ({"load_balancer": {"kind": "f5", "virtual_ip": "10.77.0.50",
-                        "f5": {"monitor_interval": 10}}},
+                        "f5": {"self_ips": SELF_IPS, "monitor_interval": 10}}},
      "load_balancer.f5.monitor_interval", "timeout = 3 x interval 10 s + 1"),
     ({"load_balancer": {"kind": "f5", "virtual_ip": "10.77.0.50",
-                        "f5": {"vip_networks": ["192.0.2.1/24"]}}},
+                        "f5": {"self_ips": SELF_IPS, "vip_networks": ["192.0.2.1/24"]}}},
      "load_balancer.f5.vip_networks[0]", "not an IPv4 network"),
 ])
 def test_check_rejects_what_cannot_work(change: dict[str, Any], path: str, words: str) -> None:
@@ -143,11 +156,11 @@ def test_timing_boundary_at_ttl() -> None:
     # ttl 20: interval 6 gives timeout 19 (< 20, warned as more than half); 7 gives 22: error.
     base = {**f5_data(), "patroni": {"ttl": 20, "loop_wait": 5, "retry_timeout": 5}}
     near = copy.deepcopy(base)
-    near["load_balancer"]["f5"] = {"monitor_interval": 6}
+    near["load_balancer"]["f5"]["monitor_interval"] = 6
     report = check_rules(load(near))
     assert any("more than half of ttl 20" in w.message for w in report.warnings)
     over = copy.deepcopy(base)
-    over["load_balancer"]["f5"] = {"monitor_interval": 7}
+    over["load_balancer"]["f5"]["monitor_interval"] = 7
     assert any("not less than ttl 20 s" in p for p in problems(over))
 
 
@@ -165,8 +178,8 @@ def test_declaration_has_what_as3_requires() -> None:
     monitors = {k: v for k, v in app.items() if isinstance(v, dict) and v["class"] == "Monitor"}
     assert {m["send"] for m in monitors.values()} == {"GET /primary HTTP/1.0\r\n\r\n",
                                                       "GET /replica HTTP/1.0\r\n\r\n"}
-    for mon in monitors.values():
-        assert mon["monitorType"] == "http" and mon["targetPort"] == 8008
+    for mon in monitors.values():  # Patroni's REST API speaks TLS (tls.enabled, the default)
+        assert mon["monitorType"] == "https" and mon["targetPort"] == 8008
         assert mon["send"].endswith("\r\n\r\n") and mon["receive"] == "200 OK"
     for name, uri in (("pool_primary", "/primary"), ("pool_replicas", "/replica")):
         pool = app[name]
@@ -181,6 +194,31 @@ def test_declaration_has_what_as3_requires() -> None:
         assert app[vs]["class"] == "Service_TCP" and app[vs]["virtualAddresses"] == ["10.77.0.50"]
         assert app[vs]["persistenceMethods"] == [] and app[vs]["snat"] == "auto"
         assert app[app[vs]["profileTCP"]["use"]]["idleTimeout"] == 1800
+
+
+def test_plain_http_monitors_without_tls() -> None:
+    app = app_of(decl_of({**f5_data(), "tls": False}))
+    assert {app[m]["monitorType"] for m in ("mon_patroni_primary", "mon_patroni_replica")} == \
+        {"http"}
+
+
+def test_db_nodes_admit_the_big_ip(tmp_path: Path) -> None:
+    """Firewall rich rules and pg_hba of a db node name the BIG-IP's self IPs as the load
+    balancers: its monitors reach Patroni's REST API, its SNAT'd connections PostgreSQL."""
+    from builder.model import tlsplan
+    from builder.stages import firewall, seeds
+
+    c = load({**f5_data(), "network": {"client_networks": ["192.0.2.0/24"]}})
+    rules = firewall.node_rules(c, c.node("db1"))
+    for ip in SELF_IPS:
+        for svc in ("pgha-patroni", "pgha-postgresql"):
+            assert firewall.rich_rule(ipaddress.IPv4Network(f"{ip}/32"), svc) in rules
+    ctx = Context.create(c, tmp_path / "out")
+    seed = seeds.render_seed(ctx, c.node("db1"), tlsplan.load_secrets(ctx.out, c))
+    text = next(f["content"] for f in seed["files"] if f["path"].endswith("patroni.yml"))
+    hba = yaml.safe_load(text)["postgresql"]["pg_hba"]
+    for ip in SELF_IPS:
+        assert f"hostssl all all {ip}/32 scram-sha-256" in hba
 
 
 @pytest.mark.parametrize(("mutate", "error"), [
@@ -291,7 +329,7 @@ def test_tmsh_and_json_agree(tmp_path: Path) -> None:
         if not isinstance(obj, dict):
             continue
         if obj["class"] == "Monitor":
-            t = objs[f"ltm monitor http {base}/{name}"]
+            t = objs[f"ltm monitor {obj['monitorType']} {base}/{name}"]
             assert t["destination"] == f"*:{obj['targetPort']}"
             assert (t["send"], t["recv"]) == (obj["send"], obj["receive"])
             assert (int(t["interval"]), int(t["timeout"])) == (obj["interval"], obj["timeout"])

@@ -24,7 +24,8 @@ from builder.release.httpclient import RetryPolicy
 PASSWORD = "S3cret-do-not-print-42"
 DB = [{"name": f"db{i}", "roles": ["db"], "address": f"10.77.0.{10 + i}"} for i in (1, 2, 3)]
 CLUSTER = {"name": "shop", "nodes": DB,
-           "load_balancer": {"kind": "f5", "virtual_ip": "10.77.0.50"}}
+           "load_balancer": {"kind": "f5", "virtual_ip": "10.77.0.50",
+                             "f5": {"self_ips": ["10.77.0.5"]}}}
 ENV = {"PGHA_F5_USER": "admin", "PGHA_F5_PASSWORD": PASSWORD}
 
 
@@ -96,7 +97,7 @@ def test_wrong_password_one_line(tmp_path: Path, bigip: FakeBigIp) -> None:
 def test_no_credentials_nothing_written(tmp_path: Path, bigip: FakeBigIp) -> None:
     result = run(tmp_path, "--apply", bigip.url, env={})
     assert result.exit_code == 1 and "no BIG-IP credentials" in result.output
-    assert bigip.log == [] and not (tmp_path / "out").exists()
+    assert bigip.log == [] and not list((tmp_path / "out").rglob("*.*"))
 
 
 def test_as3_missing_or_too_old(tmp_path: Path, bigip: FakeBigIp) -> None:

@@ -98,12 +98,16 @@ def test_f5_monitors_pick_the_leader_from_real_patroni(lab: labmod.Lab) -> None:
     """The BIG-IP monitors' exact send bytes against the lab's Patroni REST APIs: the receive
     string matches /primary on the leader only and /replica on every other member."""
     import socket
+    import ssl
 
     from builder.f5 import as3, plan
 
-    data = {**TEST_CLUSTER, "nodes": TEST_CLUSTER["nodes"][:3],  # type: ignore[index]
-            "load_balancer": {"kind": "f5", "virtual_ip": "10.79.0.50"}}
+    data = {**lab.cluster.model_dump(mode="json"), "nodes": TEST_CLUSTER["nodes"][:3],
+            "load_balancer": {"kind": "f5", "virtual_ip": "10.79.0.50",
+                              "f5": {"self_ips": ["10.79.0.1"]}}}
     app = as3.declaration(plan.plan(Cluster.model_validate(data)))["labt"]["postgres"]
+    tls = ssl.create_default_context()  # a BIG-IP https monitor does not verify the server
+    tls.check_hostname, tls.verify_mode = False, ssl.CERT_NONE
     scenarios.healthy(lab)
     view = cluster_view(lab)
     assert view is not None
@@ -112,7 +116,8 @@ def test_f5_monitors_pick_the_leader_from_real_patroni(lab: labmod.Lab) -> None:
     for node in lab.db_nodes:
         lab.rest_url(node, "/")  # asserts the route to the lab network is local
         for name, found in up.items():
-            with socket.create_connection((node.address, app[name]["targetPort"]), 5) as s:
+            raw = socket.create_connection((node.address, app[name]["targetPort"]), 5)
+            with tls.wrap_socket(raw) if app[name]["monitorType"] == "https" else raw as s:
                 s.sendall(app[name]["send"].encode())
                 if app[name]["receive"] in s.makefile("rb").read().decode(errors="replace"):
                     found.add(node.name)

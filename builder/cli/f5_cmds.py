@@ -50,7 +50,8 @@ def f5(app: App, apply_url: str | None, yes: bool, status_url: str | None,
         raise click.UsageError("--ca-file and --insecure contradict each other: pick one")
     if apply_url and status_url:
         raise click.UsageError("--apply and --status: one at a time")
-    stage.require_f5(app.cluster)
+    ctx = app.context(force, write=not status_url)  # --status writes nothing
+    stage.require_f5(ctx.cluster)
     url = apply_url or status_url
     if url:  # everything checked before any file is written or any request is sent
         verify: bool | str = str(ca_file) if ca_file else not insecure
@@ -58,8 +59,7 @@ def f5(app: App, apply_url: str | None, yes: bool, status_url: str | None,
         api = apply.api_from_env(os.environ, verify)
         _quiet_if_insecure(api)
     if status_url:
-        return _status(base, api, app.cluster)
-    ctx = app.context(force)
+        return _status(base, api, ctx.cluster)
     pipeline.run_steps(ctx, [pipeline.F5, pipeline.MANIFEST])
     folder = ctx.out.root / "f5"
     if not apply_url:

@@ -55,7 +55,7 @@ def declaration(p: Plan) -> dict[str, Any]:
 def _monitor(mon: Monitor) -> dict[str, Any]:
     return {
         "class": "Monitor",
-        "monitorType": "http",
+        "monitorType": mon.kind,
         "remark": f"Patroni REST API: 200 on {mon.uri}",
         "targetPort": mon.port,
         "send": mon.send,

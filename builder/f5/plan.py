@@ -29,6 +29,7 @@ class Monitor:
     port: int
     interval: int
     timeout: int
+    kind: str = "http"  # "https" when Patroni's REST API speaks TLS
     receive: str = RECEIVE
 
     @property
@@ -99,8 +100,10 @@ def plan(c: Cluster) -> Plan:
     db = [n for n in c.nodes if any(known[r].postgres for r in n.roles if r in known)]
     members = tuple(Member(n.name, n.address, c.ports.postgres) for n in db)
     interval, timeout = monitor_timing(c)
-    mon_p = Monitor("mon_patroni_primary", "/primary", c.ports.patroni_rest, interval, timeout)
-    mon_r = Monitor("mon_patroni_replica", "/replica", c.ports.patroni_rest, interval, timeout)
+    kind = "https" if c.tls.enabled else "http"
+    rest = c.ports.patroni_rest
+    mon_p = Monitor("mon_patroni_primary", "/primary", rest, interval, timeout, kind)
+    mon_r = Monitor("mon_patroni_replica", "/replica", rest, interval, timeout, kind)
     pools = (Pool("pool_primary", mon_p.name, members, "read-write: the primary only"),
              Pool("pool_replicas", mon_r.name, members, "read-only: every running replica"))
     virtuals = (Virtual("vs_primary", lb.virtual_ip, lb.primary_port, "pool_primary",

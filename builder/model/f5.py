@@ -49,6 +49,18 @@ def _network(value: Any) -> Any:
 
 
 Network = Annotated[ipaddress.IPv4Network, BeforeValidator(_network)]
+
+
+def _address(value: Any) -> Any:
+    if isinstance(value, ipaddress.IPv4Address):
+        return value
+    try:
+        return ipaddress.IPv4Address(str(value))
+    except ValueError:
+        raise ValueError(f"{value} is not an IPv4 address") from None
+
+
+Address = Annotated[ipaddress.IPv4Address, BeforeValidator(_address)]
 ApplicationName = Annotated[str, Field(pattern=APPLICATION_RE),
                             _not_reserved(TENANT_PROPERTIES, "application")]
 
@@ -68,6 +80,11 @@ class F5(BaseModel):
         default=None, ge=1, le=300,
         description="seconds between monitor probes; default: load_balancer.check.inter_ms "
                     "rounded up to whole seconds. The monitor timeout is 3 x interval + 1")
+    self_ips: list[Address] = Field(
+        default_factory=list,
+        description="the BIG-IP addresses the db nodes see (its self IPs on their network, or "
+                    "SNAT addresses): their firewall and pg_hba admit these for the monitors "
+                    "(Patroni REST) and the connections (PostgreSQL)")
     vip_networks: list[Network] = Field(
         default_factory=list,
         description="networks (CIDR) routed to the BIG-IP where virtual_ip may live, besides "
@@ -107,6 +124,7 @@ def check(c: Cluster, r: Report) -> None:
         r.error("load_balancer.replica_port", f"{lb.replica_port} is also the primary_port: "
                 "the BIG-IP needs two virtual servers on the virtual IP")
     _vip(c, r)
+    _sources(c, r)
     interval, timeout = monitor_timing(c)
     ttl = c.patroni.ttl
     where = "load_balancer.f5.monitor_interval" if lb.f5.monitor_interval else \
@@ -117,6 +135,22 @@ def check(c: Cluster, r: Report) -> None:
                 "on a demoted primary after failover; lower the interval")
     elif timeout * 2 > ttl:
         r.warn(where, f"BIG-IP detection {timeout} s is more than half of ttl {ttl} s")
+
+
+def _sources(c: Cluster, r: Report) -> None:
+    """The db nodes must admit the BIG-IP: its addresses, and a monitor it can speak."""
+    f5 = c.load_balancer.f5
+    if not f5.self_ips:
+        r.error("load_balancer.f5.self_ips", "kind f5 needs the BIG-IP addresses the db nodes "
+                "see (self IPs on their network, or SNAT addresses): without them the db "
+                "nodes' firewall drops its health checks on the Patroni REST port")
+    for k, ip in enumerate(f5.self_ips):
+        if any(n.address == ip for n in c.nodes) or ip == c.load_balancer.virtual_ip:
+            r.error(f"load_balancer.f5.self_ips[{k}]", f"{ip} is a node's or the virtual IP")
+    if c.tls.enabled and c.tls.restapi_verify_client == "required":
+        r.error("tls.restapi_verify_client", "required: every request to Patroni's REST API "
+                "needs a client certificate, which the BIG-IP's monitors do not present; set "
+                "it to optional (client certificates for changes only)")
 
 
 def _vip(c: Cluster, r: Report) -> None:
