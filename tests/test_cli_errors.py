@@ -93,7 +93,8 @@ def test_every_command_with_a_bad_cluster_file(tmp_path: Path, case: str) -> Non
     assert not (tmp_path / "out").exists()
 
 
-F5_CLUSTER = {"name": "shop", "load_balancer": {"kind": "f5", "virtual_ip": "10.77.0.50"},
+F5_CLUSTER = {"name": "shop", "load_balancer": {"kind": "f5", "virtual_ip": "10.77.0.50",
+                                                "f5": {"self_ips": ["10.77.0.5"]}},
               "nodes": [{"name": f"db{i}", "roles": ["db"], "address": f"10.77.0.{10 + i}"}
                         for i in (1, 2, 3)]}
 WRITERS = ["build", "specs", "rpms", "kickstart", "seeds", "render", "pxe", "images", "serve",
