@@ -171,3 +171,20 @@ def test_writes_never_follow_a_symlink_even_without_preflight(tmp_path: Path) ->
     root.write_file("/etc/file", b"replaced\n")  # the link itself is replaced, not written through
     assert not (outside / "f").exists() and (root_dir / "etc/file").read_text() == "replaced\n"
     assert not list(outside.iterdir())
+
+
+def test_service_log_is_never_written_through_a_symlink(tmp_path: Path) -> None:
+    from pgha_agent import rootfs
+    from pgha_agent.errors import ApplyFailed
+
+    victim = tmp_path / "victim"
+    victim.write_text("keep\n")
+    (tmp_path / "root/var/log/pgha").mkdir(parents=True)
+    (tmp_path / "root/var/log/pgha/web.log").symlink_to(victim)
+    root = rootfs.Root(str(tmp_path / "root"))
+    with pytest.raises(ApplyFailed, match="cannot open /var/log/pgha/web.log"):
+        root.open_append("/var/log/pgha/web.log")
+    with root.open_append("/var/log/pgha/db.log") as fh:
+        fh.write(b"x\n")
+    assert victim.read_text() == "keep\n"
+    assert (tmp_path / "root/var/log/pgha/db.log").read_bytes() == b"x\n"

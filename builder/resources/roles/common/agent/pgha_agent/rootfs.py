@@ -179,6 +179,21 @@ class Root(object):
         finally:
             os.close(fd)
 
+    def open_append(self, node_path, mode=0o640):
+        """A binary file object appending to node_path (created if missing), reached without
+        following any symlink, the file itself included (O_NOFOLLOW)."""
+        self.guard(node_path)
+        folder, name = posixpath.split(node_path)
+        dfd = self.open_dir(folder, create=True)
+        try:
+            fd = os.open(name, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW
+                         | getattr(os, "O_CLOEXEC", 0), mode, dir_fd=dfd)
+        except OSError as exc:
+            raise ApplyFailed("cannot open {}: {}".format(node_path, exc.strerror))
+        finally:
+            os.close(dfd)
+        return os.fdopen(fd, "ab")
+
     def write_file(self, node_path, data, mode=0o644, owner="root", group="root"):
         """Atomically replace node_path with data (bytes), with owner, group and mode."""
         self.guard(node_path)

@@ -169,9 +169,9 @@ class ProcessStarter(object):
             return
         account, drop = self._account(svc["user"])
         argv, preexec = self._argv(svc, drop)
-        logpath = self.root.path("{}/{}.log".format(LOG_DIR, name))
+        logpath = "{}/{}.log".format(LOG_DIR, name)
         try:
-            with open(logpath, "ab") as logfh:
+            with self.root.open_append(logpath) as logfh:
                 proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=logfh,
                                         stderr=subprocess.STDOUT, env=self._env(svc, account),
                                         cwd="/", preexec_fn=preexec,
