@@ -99,3 +99,14 @@ def test_hostile_key_stays_on_one_line(tmp_path: Path) -> None:
     probs = _problems(tmp_path, 'patroni:\n  parameters:\n    "a\\nrestapi:": 1\n')
     assert all("\n" not in p for p in probs)
     assert any("parameters['a\\nrestapi:'] (key)" in p for p in probs), probs
+
+
+def test_alias_bomb_is_answered_quickly(tmp_path: Path) -> None:
+    """Nested aliases (10 references per level, 12 levels) are never expanded or walked twice."""
+    lines = ["x0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+    lines += [f"x{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 10) + "]" for i in range(1, 12)]
+    lines += ["patroni: {parameters: {p: *a11}}", "pins: {a: *a11}",
+              "nodes: [{name: db1, roles: *a11, address: 10.77.0.11}]"]
+    probs = _problems(tmp_path, "\n".join(lines) + "\n")
+    assert any(p.startswith("x11 (line 12): unknown field") for p in probs)
+    assert len(probs) <= loading.MAX_SHOWN + 1

@@ -21,6 +21,8 @@ from builder.model import rules as validate
 from builder.model import yamlfile
 from builder.model.cluster import Cluster
 
+MAX_SHOWN = 60  # problems listed; the count says how many there are in all
+
 
 def format_path(loc: tuple[Any, ...]) -> str:
     out = ""
@@ -110,9 +112,9 @@ def from_data(data: Any, source: str = "<cluster>", tree: yaml.Node | None = Non
         problems += [_located(p, tree) for p in report.errors
                      if not (dropped and p.path in validate.NODE_COUNT_PATHS)]
     if problems or cluster is None:
-        raise ConfigError(
-            f"{source}: {len(problems)} problem(s) in the cluster file", problems
-        )
+        shown = problems[:MAX_SHOWN] + ([f"... and {len(problems) - MAX_SHOWN} more"]
+                                        if len(problems) > MAX_SHOWN else [])
+        raise ConfigError(f"{source}: {len(problems)} problem(s) in the cluster file", shown)
     return cluster
 
 

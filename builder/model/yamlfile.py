@@ -50,11 +50,16 @@ def read_text(path: Path) -> str:
 def duplicate_keys(node: yaml.Node | None) -> list[str]:
     """`path: key 'x' is given twice (lines A and B)` for every mapping in the tree."""
     out: list[str] = []
-    _walk(node, "", out)
+    _walk(node, "", out, set())
     return out
 
 
-def _walk(node: yaml.Node | None, path: str, out: list[str]) -> None:
+def _walk(node: yaml.Node | None, path: str, out: list[str], seen: set[int]) -> None:
+    """Each node once: an alias repeats a node, it never has keys of its own (and following
+    aliases again would make a nested alias "bomb" exponential)."""
+    if id(node) in seen:
+        return
+    seen.add(id(node))
     if isinstance(node, yaml.MappingNode):
         first: dict[str, int] = {}
         for key, value in node.value:
@@ -66,10 +71,10 @@ def _walk(node: yaml.Node | None, path: str, out: list[str]) -> None:
                            f"{first[name]} and {line}); YAML would silently keep the last one")
             else:
                 first[name] = line
-            _walk(value, f"{path}.{name}" if path else name, out)
+            _walk(value, f"{path}.{name}" if path else name, out, seen)
     elif isinstance(node, yaml.SequenceNode):
         for i, item in enumerate(node.value):
-            _walk(item, f"{path}[{i}]", out)
+            _walk(item, f"{path}[{i}]", out, seen)
 
 
 def parse(path: Path, text: str) -> tuple[Any, yaml.Node | None, list[str]]:
