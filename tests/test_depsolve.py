@@ -168,3 +168,14 @@ def test_images_preflight_runs_the_gate_unless_told_not_to(repos: dict[str, Path
     with pytest.raises(preflight.PreflightFailed) as err:
         run_preflight(ctx, dataclasses.replace(opts, depsolve=False))
     assert not any("depsolve" in p for p in err.value.problems)  # only the missing cloud image
+
+
+def test_the_whole_run_has_a_time_limit(repos: dict[str, Path], tmp_path: Path,
+                                        silent_server: str,
+                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(depsolve, "CONNECT_TIMEOUT_S", 60)
+    monkeypatch.setattr(depsolve, "RUN_TIMEOUT_S", 2)
+    ctx = make_ctx(tmp_path, rhel8_repos.cluster_repos(repos) | {"pgdg_extras": silent_server})
+    with pytest.raises(PghaError) as err:
+        depsolve.run(ctx, ["db"])
+    assert err.value.message.startswith("depsolve: dnf did not finish within 2 s for role db")

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from builder.core.context import Context
-from builder.core.errors import PghaError, ValidationFailed
+from builder.core.errors import PghaError, ToolFailed, ValidationFailed
 from builder.core.run import missing_tool_error
 from builder.model import roles
 from builder.stages import kickstart
@@ -166,8 +166,14 @@ def _run_dnf(ctx: Context, req: Request, work: Path, packages: list[str]) -> str
     conf = work / "dnf.conf"
     conf.write_text(dnf_conf(req, work))
     root = prepare_root(req, work)
-    proc = ctx.runner.run(dnf_argv(conf, root, packages, req.excluded), check=False,
-                          timeout=RUN_TIMEOUT_S)
+    try:
+        proc = ctx.runner.run(dnf_argv(conf, root, packages, req.excluded), check=False,
+                              timeout=RUN_TIMEOUT_S)
+    except ToolFailed as err:  # the time limit of the whole run
+        raise PghaError(f"depsolve: dnf did not finish within {RUN_TIMEOUT_S} s for role "
+                        f"{req.role} (repositories {', '.join(r.id for r in req.repos)})",
+                        hint="a repository answers too slowly: check the mirrors in repos, or "
+                             "skip the gate with `pgha-build images --no-depsolve`") from err
     output = proc.stdout.decode(errors="replace") + "\n" + proc.stderr.decode(errors="replace")
     _unreachable(req, output)
     return output
