@@ -171,3 +171,18 @@ def test_a_url_string_keeps_the_other_defaults() -> None:
     assert (extras.url, extras.includepkgs, extras.gpgkey) == (
         "https://mirror/extras/", ["etcd"], PGDG_KEY)
     assert "repos" in render.base_context(c)
+
+
+def test_cloud_image_imports_the_keys_the_nodes_keep(ctx: Context, tmp_path: Path) -> None:
+    from builder.stages import repofiles
+
+    keys = repofiles.gpg_keys(ctx.cluster.repo_list())
+    argv = cloudimage.customize_argv(ctx, tmp_path / "d.qcow2", "db", tmp_path / "r", None)
+    imports = [argv[i + 1] for i, a in enumerate(argv) if a == "--run-command"
+               and argv[i + 1].startswith("rpm --import ")]
+    assert imports == [f"rpm --import {k}" for k in keys] and PGDG_KEY in keys
+    install = next(i for i, a in enumerate(argv) if "install pgha-role-db" in a)
+    assert all(argv.index(f"rpm --import {k}") < install for k in keys)
+    offline = cloudimage.customize_argv(ctx, tmp_path / "d.qcow2", "db", tmp_path / "r",
+                                        str(tmp_path))
+    assert not any(a.startswith("rpm --import") for a in offline)
