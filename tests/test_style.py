@@ -117,3 +117,24 @@ def test_no_import_circles_between_builder_modules() -> None:
     assert "builder.images.common" in graph["builder.images.cloudimage"]
     cycle = find_cycle(graph)
     assert cycle is None, "import circle: " + " -> ".join(cycle or [])
+
+
+# The modules that start processes, as builder/core/run.py's docstring lists them (and why).
+PROCESS_STARTERS = {"builder.core.run", "builder.lab.lab", "builder.lab.nodes",
+                    "builder.cli.lab_cmds", "builder.lab.preflight"}
+_STARTS = {("subprocess", n) for n in ("Popen", "run", "call", "check_call", "check_output")}
+_STARTS |= {("os", n) for n in ("execv", "execve", "execvp", "execvpe", "execl", "execlp",
+                                "fork", "posix_spawn", "spawnv", "spawnve", "system", "popen")}
+
+
+def test_processes_are_started_only_where_run_py_says() -> None:
+    found = set()
+    for path in (PROJECT_ROOT / "builder").rglob("*.py"):
+        if "resources" in path.relative_to(PROJECT_ROOT).parts:
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                    and isinstance(node.func.value, ast.Name)
+                    and (node.func.value.id, node.func.attr) in _STARTS):
+                found.add(_module_name(path))
+    assert found == PROCESS_STARTERS, "update builder/core/run.py's docstring and this list"

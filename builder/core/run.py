@@ -1,4 +1,13 @@
-"""The only module that starts processes.
+"""Running tools: every command that runs to completion goes through Runner.run.
+
+In builder/ processes are started here and in four other places only, each for a reason:
+- builder/lab/lab.py: subprocess.Popen of the lab's relay, which must outlive the command
+  (own session, pid file);
+- builder/lab/nodes.py: subprocess.Popen of each lab node's first-boot agent, all at once (one
+  per node, waited for together); the agents start the node's services;
+- builder/cli/lab_cmds.py: os.execve of psql (`lab psql`), so the terminal is psql's;
+- builder/lab/preflight.py: subprocess.run of quick probes with a timeout (`ip netns list`, the
+  Patroni venv's python), whose failure is a preflight line, not a ToolFailed.
 
 argv lists only (never a shell); each command is logged in copy-pasteable form at debug level;
 a missing tool raises ToolMissing naming the Debian and RHEL packages that provide it; a non-zero

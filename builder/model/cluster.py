@@ -3,10 +3,10 @@
 Why pydantic v2 rather than dataclasses plus a hand-written schema: one declaration gives the
 typed model, per-field validation that reports *every* error with its location at once, the
 defaults, and the JSON Schema that `pgha-build schema` publishes for editors. Rules that span
-fields (unique addresses, etcd quorum, Patroni timing, ports) live in `validate.py`, so they can
+fields (unique addresses, etcd quorum, Patroni timing, ports) live in `rules.py`, so they can
 be reported together with paths and tested one by one.
 
-This module holds no I/O. `config.py` turns YAML into this model; `show` prints it resolved.
+This module holds no I/O. `loading.py` turns YAML into this model; `show` prints it resolved.
 """
 
 from __future__ import annotations

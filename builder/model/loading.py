@@ -1,7 +1,7 @@
 """YAML cluster file -> validated Cluster. Every problem is reported at once as `path: message`.
 
 Malformed YAML gets its line and column; field errors get their YAML path (and line); the
-cross-field rules of `validate.py` run once the fields themselves are valid. Never a traceback
+cross-field rules of `rules.py` run once the fields themselves are valid. Never a traceback
 for bad input: everything expected raises ConfigError.
 """
 

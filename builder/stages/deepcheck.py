@@ -9,7 +9,9 @@ Each seed file declares in role.yaml how it is checked (`check:`):
   moved to 127.0.0.1 free ports and scratch data dirs, until each answers /health (or exits with
   a config error); they are stopped after ETCD_RUN_S seconds.
 Each failure is one line naming the host, the file and the tail of the tool's output; secrets
-are masked in that output. Nothing here writes outside a temporary folder.
+are masked in that output. The checks write only in a temporary folder; but the seeds are
+rendered from the cluster's secrets, so when output/<cluster>/secrets.yaml (and, with TLS, pki/:
+the CA and node certificates) does not exist yet it is created there, as `pgha-build seeds` would.
 """
 
 from __future__ import annotations
