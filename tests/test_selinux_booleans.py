@@ -5,8 +5,9 @@
   visibly when semanage fails; Requires(post) names what it runs.
 - pgha-firstboot checks the booleans before HAProxy starts (getsebool, semanage -l -C), turns
   one on that is off, and stops with one line when that does not work.
-Stub getsebool/semanage/selinuxenabled record their calls and keep the boolean's state in a
-file, as the real tools keep it in the policy store.
+Stub getsebool/semanage/selinuxenabled record their calls and keep the boolean's running and
+stored state in files; `semanage boolean -l -C` prints "NAME (RUNNING , STORED) text" as
+seobject.booleanRecords.list does.
 """
 
 from __future__ import annotations
@@ -56,7 +57,7 @@ class Tools:
 if [ "$2" = "-l" ]; then
   echo "SELinux boolean                State  Default Description"
   [ -s {self.stored} ] && [ "$(cat {self.stored})" != none ] && \\
-    echo "{BOOL}            ($(cat {self.stored})   ,   $(cat {self.stored}))  Allow haproxy"
+    echo "{BOOL}            ($(cat {self.active})   ,   $(cat {self.stored}))  Allow haproxy"
   exit 0
 fi
 {fix}""")
@@ -96,6 +97,15 @@ def test_agent_turns_on_a_boolean_the_build_did_not_store(tmp_path: Path,
     selinux.ensure_booleans(LiveRoot(), [BOOL])
     assert f"semanage boolean -m --on {BOOL}" in t.log()
     assert (t.active.read_text().strip(), t.stored.read_text().strip()) == ("on", "on")
+
+
+def test_agent_stores_a_boolean_that_is_only_on_until_reboot(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`setsebool` without -P: running on, stored off; `semanage -l -C` shows (on , off)."""
+    t = tools(tmp_path, monkeypatch, enabled=True, active="on", stored="off", fix_works=True)
+    selinux.ensure_booleans(LiveRoot(), [BOOL])
+    assert f"semanage boolean -m --on {BOOL}" in t.log()
+    assert t.stored.read_text().strip() == "on"
 
 
 def test_agent_stops_with_one_line_when_it_cannot_fix_it(tmp_path: Path,

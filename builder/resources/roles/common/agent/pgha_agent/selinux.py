@@ -2,7 +2,8 @@
 
 Boundary: on a live node (--root /) with SELinux enabled (`selinuxenabled`), each boolean must
 be on now (`getsebool NAME` says "--> on") and stored in the policy (`semanage boolean -l -C`
-lists it as a local customisation, on). The role RPM stores it in %post with
+lists it as a local customisation whose stored value, the second in "(on , on)", is on; see
+SELinuxProject/selinux python/semanage/seobject.py booleanRecords.list). The role RPM stores it in %post with
 `semanage boolean -N`, which works while SELinux is off during an image build; this check
 catches a build where that did not happen. A boolean that is off is turned on with
 `semanage boolean -m --on NAME` (stored and active); one that stays off stops the agent with
@@ -29,10 +30,12 @@ def is_on(name):
     active = now.returncode == 0 and now.stdout.strip().endswith("--> on")
     listed = run.run(["semanage", "boolean", "-l", "-C"], check=False)
     stored = False
+    # `semanage boolean -l -C` lists local customisations as "NAME (ACTIVE , STORED) text":
+    # the first value is the running one, the second the one stored in the policy.
     for line in listed.stdout.splitlines():
-        m = re.match(r"^(\S+)\s+\(\s*(on|off)\s*,", line)
+        m = re.match(r"^(\S+)\s+\(\s*(on|off)\s*,\s*(on|off)\s*\)", line)
         if m and m.group(1) == name:
-            stored = m.group(2) == "on"
+            stored = m.group(3) == "on"
     return active, stored
 
 
