@@ -33,15 +33,15 @@ class ImageFormat:
 
 # Adding a format is one entry here: the model's Literal, the CLI help and the preflight follow.
 TABLE: tuple[ImageFormat, ...] = (
-    ImageFormat("qcow2", "compressed qcow2 (KVM, OpenStack)",
+    ImageFormat("qcow2", "compressed, for KVM and OpenStack",
                 ("-c", "-O", "qcow2", "-o", "compat=1.1,compression_type={compression}"),
                 "qcow2", True),
-    ImageFormat("raw", "sparse raw disk", ("-O", "raw"), "raw", False),
-    ImageFormat("vmdk", "streamOptimized vmdk (VMware)",
+    ImageFormat("raw", "sparse", ("-O", "raw"), "raw", False),
+    ImageFormat("vmdk", "streamOptimized, for VMware",
                 ("-O", "vmdk", "-o", "subformat=streamOptimized"), "vmdk", True),
-    ImageFormat("vhdx", "dynamic vhdx (Hyper-V)", ("-O", "vhdx", "-o", "subformat=dynamic"),
+    ImageFormat("vhdx", "dynamic, for Hyper-V", ("-O", "vhdx", "-o", "subformat=dynamic"),
                 "vhdx", True),
-    ImageFormat("ova", "OVF appliance around the streamOptimized vmdk",
+    ImageFormat("ova", "OVF appliance around the vmdk",
                 ("-O", "vmdk", "-o", "subformat=streamOptimized"), "vmdk", False, 2),
 )
 BY_NAME = {f.name: f for f in TABLE}
@@ -57,7 +57,7 @@ CHECKABLE = tuple(f.name for f in TABLE if f.checkable)
 
 def cli_help() -> str:
     """The --format help: every format from the table."""
-    return ("Comma-separated: " + ", ".join(f"{f.name} ({f.help})" for f in TABLE)
+    return ("Comma-separated list of " + "; ".join(f"{f.name}: {f.help}" for f in TABLE)
             + ". Default: image.formats (qcow2).")
 
 
