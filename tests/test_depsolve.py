@@ -4,6 +4,7 @@ the real package names and dependencies, built with rpmbuild and createrepo_c)."
 from __future__ import annotations
 
 import dataclasses
+import shutil
 import socket
 import threading
 from collections.abc import Iterator
@@ -15,11 +16,12 @@ import yaml
 from click.testing import CliRunner
 from conftest import have
 from support import RecordingRunner
+from test_images_support import make_tree
 
 from builder.cli import cli
 from builder.core.context import Context
 from builder.core.errors import PghaError
-from builder.images import preflight
+from builder.images import installsrc, preflight
 from builder.images.stage import ImageOptions, run_preflight
 from builder.model.cluster import Cluster
 from builder.stages import depsolve, pipeline
@@ -179,3 +181,27 @@ def test_the_whole_run_has_a_time_limit(repos: dict[str, Path], tmp_path: Path,
     with pytest.raises(PghaError) as err:
         depsolve.run(ctx, ["db"])
     assert err.value.message.startswith("depsolve: dnf did not finish within 2 s for role db")
+
+
+def media_tree(tmp_path: Path, repos: dict[str, Path], *drop: str) -> Path:
+    """An install tree whose BaseOS/AppStream are the stand-in repositories (minus `drop`)."""
+    tree = make_tree(tmp_path / "tree", version="8.10")
+    shutil.copytree(repos["baseos"], tree / "BaseOS")
+    rhel8_repos.without(repos["appstream"], tree / "AppStream", *drop)
+    return tree
+
+
+def test_the_gate_uses_the_install_trees_own_repositories(repos: dict[str, Path],
+                                                          tmp_path: Path) -> None:
+    dead = f"http://127.0.0.1:{free_port()}/"
+    ctx = make_ctx(tmp_path / "out", rhel8_repos.cluster_repos(repos)
+                   | {"baseos": dead + "BaseOS/", "appstream": dead + "AppStream/"})
+    report = preflight.Report(source=installsrc.load(str(media_tree(tmp_path, repos))))
+    preflight.check_depsolve(report, ctx, "db")
+    assert report.problems == [] and any("from the install source" in n for n in report.notes)
+    # media without python3.12 (as RHEL 8.9's AppStream): the gate names what patroni misses
+    older = preflight.Report(source=installsrc.load(str(media_tree(tmp_path / "old", repos,
+                                                                   "python3.12"))))
+    preflight.check_depsolve(older, ctx, "db")
+    assert any("nothing provides /usr/bin/python3.12 needed by patroni" in p
+               for p in older.problems), older.problems

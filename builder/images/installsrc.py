@@ -172,3 +172,19 @@ def copy_boot_files(src: InstallSource, dest: Path, runner: Runner) -> tuple[Pat
             else:
                 tmp.write_bytes(_fetch(src.location.rstrip("/") + "/" + rel))
     return out
+
+
+def media_repos(src: InstallSource) -> dict[str, str]:
+    """BaseOS/AppStream as rpm-md repositories of the tree ([variant-X] repository=), as URLs
+    dnf reads (file:// for a folder); none for an ISO (its repositories are inside it)."""
+    if src.kind == "iso":
+        return {}
+    cp = configparser.ConfigParser(interpolation=None)
+    cp.read_string(src.treeinfo)
+    base = (Path(src.location).resolve().as_uri() if src.kind == "dir"
+            else src.location.rstrip("/"))
+    out = {}
+    for variant in src.variants:
+        rel = cp.get(f"variant-{variant}", "repository", fallback=variant).strip("/")
+        out[variant] = f"{base}/{rel}/"
+    return out

@@ -112,14 +112,20 @@ def check_kvm(report: Report, want: bool | None,
 
 def check_depsolve(report: Report, ctx: Context, role: str) -> None:
     """The depsolve gate for the role (builder.stages.depsolve): every unresolvable item, or
-    the unreachable repository, is a problem line; without the role's RPMs it is skipped."""
+    the unreachable repository, is a problem line; without the role's RPMs it is skipped. With
+    an install tree (folder or URL) its own BaseOS/AppStream replace the cluster's, as in the
+    install itself."""
     from builder.stages import depsolve
 
     if not (ctx.out.rpms / "repodata" / "repomd.xml").is_file():
         report.notes.append("depsolve: skipped, no RPM repository yet (run `pgha-build rpms`)")
         return
+    media = installsrc.media_repos(report.source) if report.source else {}
+    if media:
+        report.notes.append("depsolve: BaseOS/AppStream from the install source: "
+                            + ", ".join(f"{k} {v}" for k, v in sorted(media.items())))
     try:
-        results = depsolve.run(ctx, [role])
+        results = depsolve.run(ctx, [role], media)
     except depsolve.DepsolveFailed as err:
         report.problems += [f"depsolve: {p}" for p in err.problems]
         return

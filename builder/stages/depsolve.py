@@ -15,6 +15,7 @@ the whole run); an unreachable repository is one line naming it. No CLI here.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import shutil
 import tempfile
@@ -96,9 +97,15 @@ def request_from_kickstart(role: str, text: str, pgha_url: str) -> Request:
                    disabled_modules=tuple(m.name for m in h.module.dataList() if not m.enable))
 
 
-def role_request(ctx: Context, role: str) -> Request:
+def role_request(ctx: Context, role: str, media: dict[str, str] | None = None) -> Request:
+    """The role kickstart's request; `media` replaces repositories by id with the install
+    media's (BaseOS/AppStream of the tree the image is installed from)."""
     text = kickstart.render_role(ctx, roles.get(role))
-    return request_from_kickstart(role, text, ctx.out.rpms.resolve().as_uri() + "/")
+    req = request_from_kickstart(role, text, ctx.out.rpms.resolve().as_uri() + "/")
+    if not media:
+        return req
+    return dataclasses.replace(req, repos=tuple(
+        dataclasses.replace(r, url=media[r.id]) if r.id in media else r for r in req.repos))
 
 
 def dnf_conf(req: Request, work: Path) -> str:
@@ -198,9 +205,11 @@ def solve(ctx: Context, req: Request, work: Path) -> RoleResult:
     return result
 
 
-def run(ctx: Context, role_names: list[str] | None = None) -> list[RoleResult]:
-    """The gate for each role (default: every role of the cluster); raises ValidationFailed
-    listing every problem of every role, PghaError for an unreachable repository."""
+def run(ctx: Context, role_names: list[str] | None = None,
+        media: dict[str, str] | None = None) -> list[RoleResult]:
+    """The gate for each role (default: every role of the cluster); raises DepsolveFailed
+    listing every problem of every role, PghaError for an unreachable repository. `media`:
+    repository id -> URL of the install media's own repositories (see role_request)."""
     if shutil.which("dnf") is None:
         raise missing_tool_error("dnf")
     names = role_names or sorted({r for n in ctx.cluster.nodes for r in n.roles})
@@ -212,7 +221,7 @@ def run(ctx: Context, role_names: list[str] | None = None) -> list[RoleResult]:
             work.mkdir()
             (work / "cache").symlink_to(Path(tmp) / "cache", target_is_directory=True)
             (Path(tmp) / "cache").mkdir(exist_ok=True)
-            results.append(solve(ctx, role_request(ctx, name), work))
+            results.append(solve(ctx, role_request(ctx, name, media), work))
     failed = [f"{r.role}: {p}" for r in results for p in r.problems]
     if failed:
         raise DepsolveFailed(
