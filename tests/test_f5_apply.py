@@ -1,4 +1,4 @@
-"""`pgha-build f5 --apply`: against a stand-in AS3 on 127.0.0.1 (tests/f5_as3.py) that checks
+"""`pgha-build f5 --apply`: against a stand-in AS3 on 127.0.0.1 (tests/f5_standin.py) that checks
 auth, content type and the declaration's structure and answers like AS3 does."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import yaml
 from click.testing import CliRunner
-from f5_as3 import FakeBigIp
+from f5_standin import FakeBigIp
 
 from builder.cli import cli
 from builder.core.errors import EXIT_VALIDATION, PghaError
