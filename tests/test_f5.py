@@ -221,6 +221,25 @@ def test_db_nodes_admit_the_big_ip(tmp_path: Path) -> None:
         assert f"hostssl all all {ip}/32 scram-sha-256" in hba
 
 
+@pytest.mark.skipif(not os.environ.get("PGHA_AS3_SCHEMA"),
+                    reason="set PGHA_AS3_SCHEMA to F5's as3-schema.json (not shipped here)")
+def test_declaration_against_f5_published_schema() -> None:
+    """With F5's own schema file (F5Networks/f5-appsvcs-extension schema/<v>/as3-schema.json):
+    every generated declaration validates, and a broken one does not."""
+    jsonschema = pytest.importorskip("jsonschema")
+    schema = json.loads(Path(os.environ["PGHA_AS3_SCHEMA"]).read_text())
+    validator = jsonschema.Draft7Validator(schema)
+    nodes = [{"name": f"pg{i}", "roles": ["db"], "address": f"10.77.0.{20 + i}"}
+             for i in range(1, 6)]
+    for data in (f5_data(), {**f5_data(), "tls": False, "profile": "fast", "nodes": nodes},
+                 f5_data(virtual_ip="192.0.2.50", f5={"vip_networks": ["192.0.2.0/24"],
+                                                       "snat": "none"})):
+        decl = decl_of(data)
+        assert [e.message for e in validator.iter_errors(decl)] == []
+        del app_of(decl)["pool_primary"]["members"][0]["servicePort"]
+        assert list(validator.iter_errors(decl))
+
+
 @pytest.mark.parametrize(("mutate", "error"), [
     (lambda a: a["pool_primary"]["members"][0].pop("servicePort"),
      "/shop/postgres/pool_primary/members/0: should have required property 'servicePort'"),
