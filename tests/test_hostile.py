@@ -4,7 +4,8 @@ For each example one string field (or a pins / patroni.parameters key or value) 
 value: a valid value with a line break, quote, shell expansion, RPM macro, kickstart section,
 YAML key or jinja2 tag spliced in, or arbitrary text. Either `check` rejects the file with
 exit 2, or every artifact parses with its own parser and holds exactly what the model put
-there: pykickstart sees the same commands and scripts as for the unmodified file, patroni.yml
+there: pykickstart sees the same commands and scripts as for the unmodified file (role and
+host kickstarts), the seed's meta-data, network-config and user-data the same YAML keys, patroni.yml
 (yaml.safe_load) has the same keys (parameters: exactly the model's), etcd.conf the same
 variables, haproxy.cfg passes `haproxy -c` with the same sections, each spec the same
 sections, and the agent accepts every seed. `test_rpm_scriptlets_are_ours` builds the RPMs
@@ -37,6 +38,7 @@ from builder.cli import cli
 from builder.core.context import Context
 from builder.model import loading, roles, tlsplan
 from builder.model.cluster import resolved_dict
+from builder.pxe import tree as pxe
 from builder.stages import deepcheck, kickstart, seeds, specs
 
 sys.path.insert(0, str(AGENT_DIR))
@@ -156,6 +158,8 @@ def artifacts(cluster_data: dict[str, Any], tmp: Path) -> dict[str, Any]:
     shapes: dict[str, Any] = {}
     for name, text in kickstart.render_all(ctx).items():
         shapes[f"ks:{name}"] = _ks_shape(text)
+    for index, node in enumerate(cluster.nodes):
+        shapes[f"host-ks:nodes[{index}]"] = _ks_shape(pxe.render_host(ctx, node))
     for role in specs.roles_in_use(ctx):
         text = specs.render_spec(ctx, specs.plan(ctx, role))
         shapes[f"spec:{role.name}"] = _sections(text, r"^%(pre|post|preun|postun|files|install|"
@@ -163,6 +167,9 @@ def artifacts(cluster_data: dict[str, Any], tmp: Path) -> dict[str, Any]:
     for index, node in enumerate(cluster.nodes):
         seed = seeds.render_seed(ctx, node, sec)
         agent_seed.validate(json.dumps(seed).encode(), _AnyRoot())
+        for rel, text in seeds.seed_files(ctx, node, seed).items():
+            if rel != "pgha/seed.json":
+                shapes[f"nodes[{index}]:{rel}"] = _yaml_shape(yaml.safe_load(text))
         for f in seed["files"]:
             where = f"nodes[{index}]:{f['path']}"
             if f["path"].endswith("patroni.yml"):
