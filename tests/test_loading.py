@@ -110,3 +110,19 @@ def test_alias_bomb_is_answered_quickly(tmp_path: Path) -> None:
     probs = _problems(tmp_path, "\n".join(lines) + "\n")
     assert any(p.startswith("x11 (line 12): unknown field") for p in probs)
     assert len(probs) <= loading.MAX_SHOWN + 1
+
+
+def test_every_problem_of_a_hostile_file_at_once(tmp_path: Path) -> None:
+    text = (
+        'pins: {patroni: "4.0.4\\n%pre\\nid\\n%end"}\n'
+        'repos:\n  baseos: "http://m/\\"\\n%pre\\n"\n'
+        "patroni: {ttl: 25}\n"
+        "load_balancer:\n  virtual_ip: 10.77.0.255\n  virtual_ip: 10.77.0.0\n"
+    )
+    probs = _problems(tmp_path, text)
+    assert [p.split(" ")[0] for p in probs] == [
+        "load_balancer.virtual_ip", "repos.baseos.url", "pins.patroni",
+        "load_balancer.virtual_ip", "patroni.ttl"], probs
+    assert probs[3] == ("load_balancer.virtual_ip (line 7): 10.77.0.0 is the network address "
+                        "of 10.77.0.0/24")
+    assert all("\n" not in p for p in probs)

@@ -46,7 +46,7 @@ def _line_of(root: yaml.Node | None, loc: tuple[Any, ...]) -> int | None:
             found = [v for k, v in node.value if getattr(k, "value", None) == str(part)]
             if not found:
                 break
-            node = found[0]
+            node = found[-1]  # YAML keeps the last of duplicate keys
         elif isinstance(node, yaml.SequenceNode) and isinstance(part, int):
             if part >= len(node.value):
                 break
@@ -151,28 +151,27 @@ def _sort_key(loc: tuple[Any, ...]) -> tuple[str, ...]:
 
 
 def _remove(data: Any, loc: tuple[Any, ...], missing: bool) -> bool:
-    """Delete what loc points at (a missing required field: its list item). True if a list item
-    was removed."""
+    """Delete the deepest existing value on the path loc (a missing required field: the list
+    item holding it, else its object). True if a list item was removed."""
     parts = [p for p in loc if p != "[key]"]
-    if missing:  # the field itself is absent: drop the object holding it
+    if missing:
         parts = parts[:-1]
-        while parts and not isinstance(parts[-1], int):
-            parts = parts[:-1]
+        if any(isinstance(p, int) for p in parts):
+            while not isinstance(parts[-1], int):
+                parts = parts[:-1]
+    parent: Any = None
+    key: Any = None
     node = data
-    for part in parts[:-1]:
-        try:
-            node = node[part]
-        except (KeyError, IndexError, TypeError):
-            return False
-    if not parts:
+    for part in parts:
+        if isinstance(node, dict) and part in node or (
+                isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node)):
+            parent, key, node = node, part, node[part]
+        else:
+            break
+    if parent is None:
         return False
-    last = parts[-1]
-    if isinstance(node, list) and isinstance(last, int) and last < len(node):
-        del node[last]
-        return True
-    if isinstance(node, dict) and last in node:
-        del node[last]
-    return False
+    del parent[key]
+    return isinstance(parent, list)
 
 
 def _located(problem: validate.Problem, tree: yaml.Node | None) -> str:
