@@ -57,7 +57,8 @@ PAYLOADS = [
     " --nochroot", "--interpreter=/bin/sh", "a" * 300, "..", "/../", "//",
 ]
 EXTRA = {"admin.ssh_key": KEY, "image.install_source": "/srv/rhel-8.10.iso",
-         "image.cloud_image": "/srv/rhel-8.10.qcow2", "nodes.0.mac": "52:54:00:12:34:56"}
+         "image.cloud_image": "/srv/rhel-8.10.qcow2", "nodes.0.mac": "52:54:00:12:34:56",
+         "nodes.3.mac": "52:54:00:12:34:59"}
 
 
 def _base() -> dict[str, Any]:

@@ -157,3 +157,11 @@ def test_domain_the_agent_would_reject_fails_check() -> None:
     with pytest.raises(ConfigError) as info:
         config.from_data({"network": {"domain": long}})
     assert any("RFC 1123 allows 253" in p for p in info.value.problems)
+
+
+@pytest.mark.parametrize("mac", ["52:54:00:12:34:56\n", "52:54:00:12:34:56\n%pre", "52:54:00:12:34"])
+def test_mac_refuses_a_trailing_line_break(mac: str) -> None:
+    nodes = [{"name": "db1", "roles": ["db"], "address": "10.77.0.11", "mac": mac}]
+    with pytest.raises(ConfigError) as info:
+        config.from_data({"nodes": nodes})
+    assert any(p.startswith("nodes[0].mac") for p in info.value.problems)

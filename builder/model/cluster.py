@@ -76,7 +76,7 @@ def _mac(value: Any) -> Any:
     if value is None:
         return None
     text = str(value).lower().replace("-", ":")
-    if not re.match(MAC_RE, text):
+    if not re.fullmatch(MAC_RE, text):  # fullmatch: "$" alone accepts a trailing newline
         raise ValueError(f"{value} is not a MAC address (expected aa:bb:cc:dd:ee:ff)")
     return text
 
