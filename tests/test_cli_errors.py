@@ -17,6 +17,7 @@ import yaml
 from click.testing import CliRunner, Result
 
 from builder.cli import COMMAND_MODULES, cli, release_cmds
+from builder.core.errors import PghaError
 from builder.release.httpclient import RetryPolicy
 
 # Minimal arguments per command, so that click's own usage checks pass and the command runs.
@@ -180,3 +181,22 @@ def test_redaction_of_urls_and_registered_tokens() -> None:
     for handler in logmod.log.handlers:
         assert handler.filter(record)
     assert record.getMessage() == "url https://***@h/"
+
+
+def test_cluster_passwords_are_redacted_from_errors(tmp_path: Path) -> None:
+    from builder.core.paths import OutputPaths
+    from builder.model import secrets
+
+    out = OutputPaths(tmp_path / "pgha")
+    sec = secrets.load_or_create(out, "pgha")
+
+    @click.command()
+    def fails() -> None:
+        raise PghaError(f"tool said: password={sec.superuser.password}")
+
+    cli.add_command(fails, "test-fails")
+    try:
+        res = CliRunner().invoke(cli, ["test-fails"])
+    finally:
+        cli.commands.pop("test-fails")
+    assert sec.superuser.password not in res.output and "password=***" in res.output

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
+from builder.core import redact
 from builder.core.errors import PghaError
 from builder.core.fsutil import atomic_write
 from builder.core.paths import OutputPaths
@@ -146,7 +147,7 @@ def load_or_create(out: OutputPaths, cluster: str, rotate: bool = False) -> Secr
     regenerated silently."""
     path = out.secrets
     if path.exists() and not rotate:
-        return load(path)
+        return _redacted(load(path))
     if not rotate and _seeds_exist(out):
         raise PghaError(
             f"secrets file {path} is missing, but seeds rendered with it exist in {out.seeds}: "
@@ -157,4 +158,11 @@ def load_or_create(out: OutputPaths, cluster: str, rotate: bool = False) -> Secr
         )
     sec = generate()
     atomic_write(path, dump(cluster, sec), mode=0o600)
+    return _redacted(sec)
+
+
+def _redacted(sec: Secrets) -> Secrets:
+    """Register every password with core.redact: no log line or error shows one."""
+    for value in sec.values():
+        redact.register(value)
     return sec
