@@ -25,7 +25,12 @@ from pathlib import Path
 from typing import Any
 
 from builder.lab import cases as casesmod
-from builder.lab import faults, scenarios
+from builder.lab import (
+    faults,
+    lbscenarios,  # noqa: F401 - registers the vip_* cases
+    scenarios,
+    throughput,
+)
 from builder.lab import lab as labmod
 from builder.model.cluster import Cluster
 
@@ -40,8 +45,10 @@ BENCH_CLUSTER: dict[str, Any] = {
         {"name": "db2", "roles": ["db"], "address": "10.78.0.12"},
         {"name": "db3", "roles": ["db"], "address": "10.78.0.13"},
         {"name": "lb1", "roles": ["haproxy"], "address": "10.78.0.10"},
+        {"name": "lb2", "roles": ["haproxy"], "address": "10.78.0.9"},
     ],
-    "load_balancer": {"primary_port": 25000, "replica_port": 26000, "stats_port": 27000},
+    "load_balancer": {"primary_port": 25000, "replica_port": 26000, "stats_port": 27000,
+                      "virtual_ip": "10.78.0.100"},
 }
 
 
@@ -55,10 +62,12 @@ def make_lab(profile: str, mode: str | None) -> labmod.Lab:
 def outcome(out: scenarios.Outcome) -> dict[str, Any]:
     return {"rto": out.rto, "routed": out.routed_s, "acked": out.acked, "lost": len(out.lost),
             "blocked": out.blocked, "stop": out.stop_s, "back": out.rejoin_s,
-            "late_acks": out.late_acks, "old": out.old, "new": out.new, "notes": out.notes}
+            "late_acks": out.late_acks, "old": out.old, "new": out.new, "notes": out.notes,
+            "vip_moved": out.vip_moved_s}
 
 
-def run_profile(profile: str, mode: str | None, keys: list[str] | None) -> dict[str, Any]:
+def run_profile(profile: str, mode: str | None, keys: list[str] | None,
+                args_tps: bool = True) -> dict[str, Any]:
     lab = make_lab(profile, mode)
     mode_name = mode or faults.mode_of(lab.cluster.patroni.model_dump())
     chosen = [c for c in casesmod.CASES.values()
@@ -71,6 +80,9 @@ def run_profile(profile: str, mode: str | None, keys: list[str] | None) -> dict[
         t = labmod.up(lab, timeout=180)
         res["boot"] = {k: t[k] for k in ("rw_s", "ro_s", "ready_s", "total_s")}
         res["memory_mb"] = scenarios.memory_mb(lab)
+        if args_tps:
+            res["tps"] = throughput.paths(lab)
+            print(f"  pgbench -S tps: {res['tps']}", file=sys.stderr, flush=True)
         for case in chosen:
             print(f"  {profile}/{mode_name}: {case.key} ...", file=sys.stderr, flush=True)
             try:
@@ -99,6 +111,8 @@ def cell(r: dict[str, Any]) -> str:
         return f"writes stopped after {r['stop']:.1f}s, back {_s(r['back'])} after etcd; {lost}"
     head = "BLOCKED (patronictl failover)" if r["blocked"] else f"RTO {_s(r['rto'])}"
     parts = [head, lost]
+    if r.get("vip_moved") is not None:
+        parts.append(f"VIP {r['old']}->{r['new']} {r['vip_moved']:.1f}s")
     if r.get("routed") is not None:
         parts.append(f"routed {r['routed']:.1f}s")
     if r.get("late_acks"):
@@ -141,6 +155,7 @@ def markdown(results: dict[str, Any]) -> str:
         lines.append(f"| {k} | {r.get('timings', '')} | {r.get('when', '')} | "
                      f"{boot.get('ready_s', 0):.1f} | {boot.get('rw_s', 0):.1f} | "
                      f"{r.get('memory_mb', 0):.0f} |")
+    lines += _tps_lines(runs)
     lines += ["", "| scenario | " + " | ".join(keys) + " |", "|---|" + "---|" * len(keys)]
     for case in casesmod.CASES.values():
         cells = [cell(runs[k]["cases"][case.key]) if case.key in runs[k].get("cases", {})
@@ -150,12 +165,29 @@ def markdown(results: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _tps_lines(runs: dict[str, Any]) -> list[str]:
+    """pgbench -S (8 clients) on the read-write port by path, and the host path's ratio."""
+    rows = [(k, r["tps"]) for k, r in sorted(runs.items()) if r.get("tps")]
+    if not rows:
+        return []
+    intro = ("pgbench -S, 8 clients, tps (read-only transactions on the primary): the host "
+             "path is 127.0.0.1 forwarded by the kernel to the VIP (builder.lab.forward).")
+    head = ("| run | host 127.0.0.1 -> VIP -> HAProxy | namespace -> VIP -> HAProxy | direct "
+            "to the primary | host / namespace |")
+    lines = ["", intro, "", head, "|---|---|---|---|---|"]
+    for k, t in rows:
+        lines.append(f"| {k} | {t['host']:.0f} | {t['namespace']:.0f} | {t['direct']:.0f} | "
+                     f"{t['host'] / t['namespace']:.2f} |")
+    return lines
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--profile", action="append", choices=["default", "fast"])
     parser.add_argument("--mode", action="append", choices=list(faults.MODES))
     parser.add_argument("--cases", help="comma-separated case keys: " + ",".join(casesmod.CASES))
     parser.add_argument("--no-write", action="store_true", help="do not update bench/results")
+    parser.add_argument("--no-tps", action="store_true", help="skip the pgbench path figures")
     args = parser.parse_args()
     keys = args.cases.split(",") if args.cases else None
     store = RESULTS / "lab.json"
@@ -164,7 +196,7 @@ def main() -> int:
         for mode in args.mode or [None]:
             print(f"benchmarking profile {profile}, mode {mode or 'default'} ...",
                   file=sys.stderr)
-            merge(results, profile, run_profile(profile, mode, keys))
+            merge(results, profile, run_profile(profile, mode, keys, not args.no_tps))
     text = markdown(results)
     print(text)
     if not args.no_write:

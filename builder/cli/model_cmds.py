@@ -14,12 +14,15 @@ from builder.core.fsutil import atomic_write
 from builder.core.paths import EXAMPLE_CLUSTER
 
 EXAMPLE = EXAMPLE_CLUSTER
+EXAMPLE_VIP = EXAMPLE_CLUSTER.with_name("cluster-vip.yaml")
 
 
 @cli.command()
 @click.argument("path", type=click.Path(path_type=Path), default=Path("cluster.yaml"))
 @click.option("--force", is_flag=True, help="Overwrite an existing file.")
-def init(path: Path, force: bool) -> None:
+@click.option("--vip", is_flag=True,
+              help="The reference cluster with two load balancers and a virtual IP (keepalived).")
+def init(path: Path, force: bool, vip: bool) -> None:
     """Write a commented cluster file (the built-in reference lab) to PATH."""
     try:
         info = path.lstat()
@@ -32,7 +35,7 @@ def init(path: Path, force: bool) -> None:
                         hint="give the path of a new .yaml file")
     if info is not None and not force:
         raise PghaError(f"{path} already exists", hint="pass --force to overwrite it")
-    atomic_write(path, EXAMPLE.read_text())
+    atomic_write(path, (EXAMPLE_VIP if vip else EXAMPLE).read_text())
     click.echo(f"wrote {path}: edit it, then run `pgha-build -c {path} check`")
 
 

@@ -17,6 +17,10 @@ from typing import Any
 from builder.core.errors import PghaError
 
 PROBE_TABLE = "pgha_lab_probe"
+# The TCP settings docs/vip.md tells clients to use: a connection whose load balancer died or
+# hung without a reset (the VIP moved away under it) fails within seconds, not hours.
+CLIENT_TCP = {"keepalives": 1, "keepalives_idle": 5, "keepalives_interval": 2,
+              "keepalives_count": 3, "tcp_user_timeout": 10000}
 # Never through a proxy from the environment: lab requests go straight to lab addresses.
 _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
@@ -44,7 +48,8 @@ class Sql:
     def connect(self, port: int, timeout: int = 2) -> Any:
         conn = psycopg2().connect(host=self.host, port=port, user=self.user,
                                   password=self.password, dbname="postgres",
-                                  connect_timeout=timeout, application_name="pgha-lab")
+                                  connect_timeout=timeout, application_name="pgha-lab",
+                                  **CLIENT_TCP)
         conn.autocommit = True
         return conn
 

@@ -41,6 +41,7 @@ class Outcome:
     stop_s: float | None = None  # fault to the last write the primary acknowledged
     late_acks: int = 0  # rows a demoted primary acknowledged after the new one had
     mode: str = ""  # replication mode (faults.MODES) the scenario ran in
+    vip_moved_s: float | None = None  # fault to another load balancer alone holding the VIP
 
 
 def serving(status: str) -> bool:
