@@ -154,7 +154,8 @@ def test_status_table_shows_readiness_and_watchdog() -> None:
     data = {"cluster": "pgha", "running": True, "members": [], "backends": [],
             "failover_ready": {"ready": False, "reason": "no leader"},
             "synchronous_mode": True, "watchdog": "off",
-            "endpoints": {"read_write": "a", "read_only": "b", "stats": "c"}}
+            "load_balancers": [], "virtual_ip": None, "vip_holder": None,
+            "endpoints": {"read_write": "a", "read_only": "b", "stats": "c", "entry": "d"}}
     text = table(data)
     assert "failover-ready: no (no leader)" in text
     assert "watchdog: off (the lab's nodes share this machine's kernel" in text
