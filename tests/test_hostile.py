@@ -40,6 +40,7 @@ from builder.model import loading, roles, tlsplan
 from builder.model.cluster import resolved_dict
 from builder.pxe import tree as pxe
 from builder.stages import deepcheck, kickstart, seeds, specs
+from builder.stages import f5 as f5stage
 
 sys.path.insert(0, str(AGENT_DIR))
 
@@ -58,11 +59,21 @@ PAYLOADS = [
 ]
 EXTRA = {"admin.ssh_key": KEY, "image.install_source": "/srv/rhel-8.10.iso",
          "image.cloud_image": "/srv/rhel-8.10.qcow2", "nodes.0.mac": "52:54:00:12:34:56",
-         "nodes.3.mac": "52:54:00:12:34:59"}
+         "nodes.2.mac": "52:54:00:12:34:59"}
 
 
-def _base() -> dict[str, Any]:
-    data = resolved_dict(loading.from_data({}))
+def _base(kind: str) -> dict[str, Any]:
+    """The reference cluster with every optional string set; "haproxy": two load balancers
+    and a virtual IP (keepalived too); "f5": a BIG-IP instead (as3.json, tmsh.txt)."""
+    nodes = copy.deepcopy(resolved_dict(loading.from_data({}))["nodes"])
+    if kind == "haproxy":
+        nodes.append({"name": "lb2", "roles": ["haproxy"], "address": "10.77.0.9"})
+        lb: dict[str, Any] = {"virtual_ip": "10.77.0.100"}
+    else:
+        nodes = nodes[:3]
+        lb = {"kind": "f5", "virtual_ip": "10.77.0.50",
+              "f5": {"self_ips": ["10.77.0.5", "10.77.0.6"], "tenant": "shop"}}
+    data = resolved_dict(loading.from_data({"nodes": nodes, "load_balancer": lb}))
     data.pop("schema_version")
     data["pins"] = {"patroni": "4.0.4"}
     data["patroni"]["parameters"] = {"max_connections": 200, "shared_buffers": "1GB"}
@@ -92,8 +103,9 @@ def _string_paths(data: Any, prefix: str = "") -> list[str]:
     return [prefix[:-1]] if isinstance(data, str) else []
 
 
-BASE = _base()
-FIELDS = sorted(_string_paths(BASE)) + ["pins.<key>", "patroni.parameters.<key>"]
+BASES = {kind: _base(kind) for kind in ("haproxy", "f5")}
+FIELDS = {kind: sorted(_string_paths(base)) + ["pins.<key>", "patroni.parameters.<key>"]
+          for kind, base in BASES.items()}
 
 
 @st.composite
@@ -111,9 +123,10 @@ def hostile(draw: st.DrawFn, base: str) -> str:
 
 
 @st.composite
-def mutation(draw: st.DrawFn) -> tuple[str, dict[str, Any]]:
-    field = draw(st.sampled_from(FIELDS))
-    data = copy.deepcopy(BASE)
+def mutation(draw: st.DrawFn) -> tuple[str, str, dict[str, Any]]:
+    kind = draw(st.sampled_from(sorted(BASES)))
+    field = draw(st.sampled_from(FIELDS[kind]))
+    data = copy.deepcopy(BASES[kind])
     if field.endswith("<key>"):
         parent = _get(data, field.rsplit(".", 1)[0])
         old = draw(st.sampled_from(sorted(parent)))
@@ -123,7 +136,7 @@ def mutation(draw: st.DrawFn) -> tuple[str, dict[str, Any]]:
         if ".roles." in field:
             assume(value not in roles.assignable_roles())
         _set(data, field, value)
-    return field, data
+    return kind, field, data
 
 
 # --- what every artifact of a cluster holds, as its own parser sees it ------------------------
@@ -184,7 +197,30 @@ def artifacts(cluster_data: dict[str, Any], tmp: Path) -> dict[str, Any]:
             elif f["path"].endswith("haproxy.cfg"):
                 shapes[where] = _sections(f["content"], r"^(global|defaults|listen|frontend|"
                                                         r"backend)\b")
+            elif f["path"].endswith("keepalived.conf"):
+                shapes[where] = _keepalived_shape(f["content"])
+    if cluster.load_balancer.kind == "f5":
+        files = f5stage.render_all(ctx)
+        shapes["f5:as3.json"] = _yaml_shape(json.loads(files["as3.json"]))
+        shapes["f5:tmsh.txt"] = _shell_shape(files["tmsh.txt"], tmp)
     return shapes
+
+
+def _keepalived_shape(text: str) -> list[str]:
+    """Block openings and the brace balance: a value cannot open or close a block."""
+    words = re.findall(r"^\s*([A-Za-z_]+)[^\n{]*\{", text, flags=re.M)
+    assert text.count("{") == text.count("}")
+    return words
+
+
+def _shell_shape(text: str, tmp: Path) -> list[str]:
+    """bash -n passes; the commands (first word of each line outside quotes) are the same."""
+    script = tmp / "tmsh.sh"
+    script.write_text(text)
+    proc = subprocess.run(["bash", "-n", str(script)], capture_output=True, text=True,
+                          check=False)
+    assert proc.returncode == 0, proc.stderr
+    return [ln.split()[0] for ln in text.splitlines() if ln.strip() and ln[0].isalpha()]
 
 
 def _haproxy_ok(cluster_data: dict[str, Any], tmp: Path) -> None:
@@ -208,8 +244,8 @@ class _AnyRoot:
 
 
 @pytest.fixture(scope="module")
-def baseline(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    return artifacts(BASE, tmp_path_factory.mktemp("base"))
+def baseline(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any]]:
+    return {kind: artifacts(base, tmp_path_factory.mktemp(kind)) for kind, base in BASES.items()}
 
 
 @pytest.mark.skipif(shutil.which("haproxy") is None, reason="haproxy is not installed")
@@ -217,9 +253,10 @@ def baseline(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture,
                                  HealthCheck.filter_too_much])
 @given(mutation())
-def test_hostile_value_is_rejected_or_contained(baseline: dict[str, Any], tmp_path: Path,
-                                                case: tuple[str, dict[str, Any]]) -> None:
-    field, data = case
+def test_hostile_value_is_rejected_or_contained(baseline: dict[str, dict[str, Any]],
+                                                tmp_path: Path,
+                                                case: tuple[str, str, dict[str, Any]]) -> None:
+    kind, field, data = case
     work = Path(tempfile.mkdtemp(dir=tmp_path))
     cluster_file = work / "cluster.yaml"
     cluster_file.write_text(yaml.safe_dump(data, sort_keys=False, allow_unicode=True))
@@ -231,16 +268,19 @@ def test_hostile_value_is_rejected_or_contained(baseline: dict[str, Any], tmp_pa
         return
     event(f"accepted: {field}")
     assert res.exit_code == 0, (field, res.output)
-    assert artifacts(data, work) == baseline, field
+    assert artifacts(data, work) == baseline[kind], field
     _haproxy_ok(data, work)
 
 
-def test_the_base_cluster_is_valid(baseline: dict[str, Any]) -> None:
-    assert len(FIELDS) > 30 and "admin.ssh_key" in FIELDS and "repos.pgha" in FIELDS
-    assert any(k.startswith("ks:") for k in baseline)
-    assert any(k.endswith("patroni.yml") for k in baseline)
-    assert any(k.endswith("etcd.conf") for k in baseline)
-    assert any(k.endswith("haproxy.cfg") for k in baseline)
+def test_the_base_clusters_cover_every_artifact(baseline: dict[str, dict[str, Any]]) -> None:
+    for fields in FIELDS.values():
+        assert len(fields) > 30 and "admin.ssh_key" in fields and "repos.pgha" in fields
+    assert "load_balancer.f5.tenant" in FIELDS["f5"]
+    both = {k for shapes in baseline.values() for k in shapes}
+    for suffix in ("patroni.yml", "etcd.conf", "haproxy.cfg", "keepalived.conf",
+                   "network-config", "f5:as3.json", "f5:tmsh.txt"):
+        assert any(k.endswith(suffix) for k in both), suffix
+    assert any(k.startswith("ks:") for k in both) and any(k.startswith("host-ks:") for k in both)
 
 
 @pytest.mark.integration
@@ -255,8 +295,8 @@ def test_rpm_scriptlets_are_ours(tmp_path: Path) -> None:
             ["rpm", "-qp", "--scripts", str(p)], capture_output=True, text=True,
             check=True).stdout for p in sorted(ctx.out.rpms.glob("*.noarch.rpm"))}
 
-    odd = copy.deepcopy(BASE)
+    odd = copy.deepcopy(BASES["haproxy"])
     odd["pins"] = {"patroni": "99:4.0.4~rc1^post+x-1.el8_10", "etcd": "3.5.17",
                    "patroni-etcd": "0:4.0.4"}
     odd["name"] = "p-9"
-    assert scripts(odd, tmp_path / "odd") == scripts(BASE, tmp_path / "base")
+    assert scripts(odd, tmp_path / "odd") == scripts(BASES["haproxy"], tmp_path / "base")
