@@ -208,7 +208,7 @@ def artifacts(cluster_data: dict[str, Any], tmp: Path) -> dict[str, Any]:
 
 def _keepalived_shape(text: str) -> list[str]:
     """Block openings and the brace balance: a value cannot open or close a block."""
-    words = re.findall(r"^\s*([A-Za-z_]+)[^\n{]*\{", text, flags=re.M)
+    words = re.findall(r"^\s*([A-Za-z_]+)[^\n{]*\{", text, flags=re.MULTILINE)
     assert text.count("{") == text.count("}")
     return words
 
