@@ -60,7 +60,8 @@ def make_lab(profile: str, mode: str | None) -> labmod.Lab:
 
 
 def outcome(out: scenarios.Outcome) -> dict[str, Any]:
-    return {"rto": out.rto, "routed": out.routed_s, "acked": out.acked, "lost": len(out.lost),
+    return {"rto": out.rto, "routed": out.routed_s, "promoted": out.promoted_s,
+            "acked": out.acked, "lost": len(out.lost),
             "blocked": out.blocked, "stop": out.stop_s, "back": out.rejoin_s,
             "late_acks": out.late_acks, "old": out.old, "new": out.new, "notes": out.notes,
             "vip_moved": out.vip_moved_s}
@@ -114,7 +115,9 @@ def cell(r: dict[str, Any]) -> str:
     if r.get("vip_moved") is not None:
         parts.append(f"VIP {r['old']}->{r['new']} {r['vip_moved']:.1f}s")
     if r.get("routed") is not None:
-        parts.append(f"routed {r['routed']:.1f}s")
+        after = r.get("promoted")
+        parts.append(f"routed {r['routed']:.1f}s" + (
+            f" ({r['routed'] - after:.1f}s after promotion)" if after is not None else ""))
     if r.get("late_acks"):
         parts.append(f"{r['late_acks']} acks on a non-leader")
     return ", ".join(parts)
@@ -144,7 +147,8 @@ def markdown(results: dict[str, Any]) -> str:
               "outage. lost: acknowledged rows missing on the primary afterwards / rows "
               "acknowledged (writer inserting numbered rows every 10 ms). routed: fault to "
               "HAProxy routing the read-write port to the new leader alone (stats polled every "
-              "0.1 s). BLOCKED: no replica promoted within ttl + 2 loop_wait + 15 s, then the "
+              "0.1 s), and after promotion: after the new leader first answered 200 on "
+              "/primary (polled every 0.1 s). BLOCKED: no replica promoted within ttl + 2 loop_wait + 15 s, then the "
               "operator's `patronictl failover --candidate` was run (docs/replication.md).")
     lines = ["# Lab benchmark (bench/lab_bench.py)", "", machine, "", legend, "",
              "| run | timings | when | boot to failover-ready (s) | writes after (s) | memory (MB) |",

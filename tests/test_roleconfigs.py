@@ -95,13 +95,16 @@ def test_haproxy_cfg(tmp_path):
     stats = next(s for s in sections if s.startswith("stats"))
     assert "bind *:5000" in primary and "option httpchk GET /primary" in primary
     assert "bind *:6000" in replicas and "option httpchk GET /replica" in replicas
-    for s, rise in ((primary, 1), (replicas, 3)):  # /primary's 200 is authoritative: rise 1
+    # /primary's 200 is authoritative: rise 1; a refused connection takes the primary out
+    fast_out = " observe layer4 error-limit 1 on-error mark-down"
+    for s, rise, extra in ((primary, 1, fast_out), (replicas, 3, "")):
         assert "http-check expect status 200" in s
         assert (f"default-server inter 1500ms fastinter 500ms downinter 700ms fall 2 rise {rise} "
-                "on-marked-down shutdown-sessions"
+                f"on-marked-down shutdown-sessions{extra}\n"
                 in s)
         assert s.count("check port 8008") == 3
         assert "server db1 10.77.0.11:5432" in s
+    assert "option redispatch 1" in primary and "redispatch" not in replicas
     assert "bind *:7000" in stats
     assert f"stats auth haproxy:{_sec(ctx).haproxy_stats.password}" in stats
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Self
 
 from builder.lab import faults, net
-from builder.lab.health import wait_until
+from builder.lab.health import http, wait_until
 from builder.lab.lab import Lab, up
 from builder.lab.readiness import wait_failover_ready
 from builder.lab.status import backends, cluster_view, lbs_ready, leader, views_agree
@@ -36,6 +36,7 @@ class Outcome:
     new: str = ""
     rejoin_s: float | None = None
     routed_s: float | None = None  # fault to HAProxy routing the primary port to the new leader
+    promoted_s: float | None = None  # fault to the new leader answering 200 on /primary
     notes: list[str] = field(default_factory=list)
     blocked: bool = False  # no new leader until an operator acted (see docs/replication.md)
     stop_s: float | None = None  # fault to the last write the primary acknowledged
@@ -53,13 +54,20 @@ def serving(status: str) -> bool:
 class RoutingWatch:
     """Polls HAProxy's stats every 0.1 s and remembers which servers were UP behind the
     primary port when: tells when routing reached the new leader, independently of how often
-    a client retries (HAProxy waits 1 s before re-trying a refused server)."""
+    a client retries. It also asks every db node's Patroni `GET /primary` every 0.1 s (one
+    thread per node, so a cut-off node does not slow the others): when the new leader first
+    answered 200 is its promotion as HAProxy's check can see it."""
 
     def __init__(self, lab: Lab) -> None:
         self.lab = lab
         self.seen: list[tuple[float, frozenset[str]]] = []
+        self.primary_at: dict[str, list[float]] = {n.name: [] for n in lab.db_nodes}
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="pgha-lab-routing", daemon=True)
+        self._threads = [threading.Thread(target=self._run, name="pgha-lab-routing",
+                                          daemon=True)]
+        self._threads += [threading.Thread(target=self._ask, args=(n.name,), daemon=True,
+                                           name=f"pgha-lab-primary-{n.name}")
+                          for n in lab.db_nodes]
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -69,16 +77,30 @@ class RoutingWatch:
                 self.seen.append((time.monotonic(), up))
             self._stop.wait(0.1)
 
+    def _ask(self, name: str) -> None:
+        url = self.lab.rest_url(self.lab.net.node(name), "/primary")
+        while not self._stop.is_set():
+            code, _ = http("GET", url, timeout=0.5)
+            if code == 200:
+                self.primary_at[name].append(time.monotonic())
+            self._stop.wait(0.1)
+
     def __enter__(self) -> Self:
-        self._thread.start()
+        for thread in self._threads:
+            thread.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
-        self._thread.join(timeout=5)
+        for thread in self._threads:
+            thread.join(timeout=5)
 
     def routed(self, t0: float, new: str) -> float | None:
         return next((t - t0 for t, up in self.seen if t >= t0 and up == {new}), None)
+
+    def promoted(self, t0: float, new: str) -> float | None:
+        """Fault to the new leader's first 200 on /primary."""
+        return next((t - t0 for t in self.primary_at.get(new, []) if t >= t0), None)
 
 
 def healthy(lab: Lab, timeout: float = 90) -> str:
@@ -152,7 +174,7 @@ def run(lab: Lab, name: str, fault: Callable[[str], object], back: Callable[[str
         finally:
             writer.stop()
     out = Outcome(name, writer.rto(t0), len(writer.acked), writer.lost(), old, new,
-                  routed_s=routing.routed(t0, new),
+                  routed_s=routing.routed(t0, new), promoted_s=routing.promoted(t0, new),
                   late_acks=writer.late_acks(address(lab, old), address(lab, new)))
     if back:
         t1 = time.monotonic()
