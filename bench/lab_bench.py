@@ -108,6 +108,8 @@ def cell(r: dict[str, Any]) -> str:
     if "error" in r:
         return f"error: {r['error'][:80]}"
     lost = f"lost {r['lost']}/{r['acked']}"
+    if any("writes went on" in n for n in r.get("notes", [])):
+        return f"writes went on (primary kept), {lost}"
     if r.get("stop") is not None:
         return f"writes stopped after {r['stop']:.1f}s, back {_s(r['back'])} after etcd; {lost}"
     head = "BLOCKED (patronictl failover)" if r["blocked"] else f"RTO {_s(r['rto'])}"

@@ -66,6 +66,17 @@ def test_writer_rto_is_fault_to_first_ack_after_the_outage() -> None:
     assert w.rto(10.0) == pytest.approx(3.5)
 
 
+def test_writer_counts_acks_on_a_demoted_primary() -> None:
+    w = Writer(sql=None)  # type: ignore[arg-type]
+    w.acked = [(1, 1.0), (2, 2.0), (3, 3.0), (4, 4.0), (5, 5.0)]
+    w.servers = {1: "old", 2: "old", 3: "new", 4: "old", 5: "new"}
+    assert w.late_acks("old", "new") == 1  # row 4: the old primary after the new one's first
+    assert w.first_ack_on("new") == 3.0 and w.last_ack_before(4.5) == 4.0
+    assert w.late_acks("new", "new") == 3  # same primary: every ack elsewhere counts
+    w.servers = dict.fromkeys(range(1, 6), "old")
+    assert w.late_acks("old", "new") == 0 and w.late_acks("old", "old") == 0
+
+
 def test_status_table_when_down_and_up() -> None:
     assert "not running" in table({"cluster": "pgha", "running": False})
     data = {"cluster": "pgha", "running": True, "synchronous_mode": True, "watchdog": "off",

@@ -184,6 +184,18 @@ def etcd_quorum_loss(lab: Lab) -> Outcome:
     return out
 
 
+def etcd_quorum_loss_failsafe(lab: Lab) -> Outcome:
+    """The same with Patroni's failsafe_mode on (then restored to the cluster's setting): the
+    primary keeps writing while it reaches every member's REST API."""
+    faults.set_config(lab, {"failsafe_mode": True})
+    try:
+        out = etcd_quorum_loss(lab)
+    finally:
+        faults.set_config(lab, {"failsafe_mode": lab.cluster.patroni.failsafe_mode})
+    out.name += " (failsafe_mode on)"
+    return out
+
+
 def _writes_stop(writer: Writer, t0: float, timeout: float) -> float | None:
     """Wait until the writer has failed and acknowledged nothing for QUIET_S; return the time
     of the last acknowledged write (None: writes went on for `timeout`)."""
@@ -238,8 +250,6 @@ def lb_partition(lab: Lab) -> Outcome:
 
 def _lb_outcome(name: str, lab: Lab, writer: Writer, t0: float, old: str) -> Outcome:
     out = _finish(name, lab, writer, t0, old, str(leader(lab)))
-    primary = address(lab, old)
-    out.late_acks = sum(1 for row, _ in writer.acked if writer.servers.get(row) != primary)
     healthy(lab)
     return out
 
@@ -276,6 +286,8 @@ for _case in (
     Case("etcd1", "lose one etcd member",
          lambda lab: scenarios.etcd_member_loss(lab, lab.cluster.patroni.ttl), per_mode=False),
     Case("etcd2", "lose two etcd members (quorum)", etcd_quorum_loss, per_mode=False),
+    Case("etcd2_failsafe", "lose two etcd members, failsafe_mode on", etcd_quorum_loss_failsafe,
+         per_mode=False),
     Case("lb_restart", "restart the load balancer", lb_restart, per_mode=False),
     Case("lb_partition", "partition the load balancer 5 s", lb_partition, per_mode=False),
 ):

@@ -95,7 +95,10 @@ class Writer:
 
     def late_acks(self, old: str, new: str) -> int:
         """Rows the server at address `old` acknowledged after the one at `new` had
-        acknowledged its first: writes that reached a demoted primary."""
+        acknowledged its first: writes that reached a demoted primary. When the primary did
+        not change (old == new): rows any other server acknowledged."""
+        if old == new:
+            return sum(1 for row, _ in self.acked if self.servers.get(row) != old)
         first_new = self.first_ack_on(new)
         if first_new is None:
             return 0
