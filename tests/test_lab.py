@@ -142,14 +142,15 @@ def test_sigkill_of_primary_then_rejoin_as_replica(lab: labmod.Lab) -> None:
     out = scenarios.kill_primary(lab)
     check(out)
     member = next(m for m in (cluster_view(lab) or {})["members"] if m["name"] == out.old)
-    assert member["role"] in ("replica", "sync_standby") and member["state"] == "streaming"
+    assert member["role"] in ("replica", "sync_standby", "quorum_standby")
+    assert member["state"] == "streaming"
 
 
 def test_partition_of_primary(lab: labmod.Lab) -> None:
     out = scenarios.partition_primary(lab)
     check(out)
     member = next(m for m in (cluster_view(lab) or {})["members"] if m["name"] == out.old)
-    assert member["role"] in ("replica", "sync_standby")
+    assert member["role"] in ("replica", "sync_standby", "quorum_standby")
 
 
 def test_loss_of_one_etcd_member_keeps_cluster_working(lab: labmod.Lab) -> None:
@@ -187,16 +188,18 @@ def test_load_balancer_faults(lab: labmod.Lab, case) -> None:  # type: ignore[no
 
 def test_lagging_replica_async_loses_acknowledged_rows(lab: labmod.Lab) -> None:
     try:
-        out = scenarios.lagging_primary_dies(lab, synchronous=False)
+        faults.set_mode(lab, "async")
+        out = cases.lag_then_kill(lab)
     finally:
-        faults.set_synchronous(lab, True)
+        faults.set_mode(lab, faults.mode_of(lab.cluster.patroni.model_dump()))
     check(out, strict=False)
     if not out.lost:
         print("NOTE: asynchronous mode lost no acknowledged row in this run")
 
 
-def test_lagging_replica_sync_loses_nothing(lab: labmod.Lab) -> None:
-    out = scenarios.lagging_primary_dies(lab, synchronous=True)
+def test_lagging_replica_default_mode_loses_nothing(lab: labmod.Lab) -> None:
+    out = cases.lag_then_kill(lab)
+    assert out.mode == "quorum"
     check(out, strict=True)
 
 

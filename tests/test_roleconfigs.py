@@ -39,7 +39,7 @@ def test_patroni_yml_values(tmp_path):
     dcs = p["bootstrap"]["dcs"]
     assert (dcs["ttl"], dcs["loop_wait"], dcs["retry_timeout"]) == (20, 1, 3)
     assert dcs["maximum_lag_on_failover"] == 1048576
-    assert dcs["synchronous_mode"] is True and dcs["synchronous_mode_strict"] is False
+    assert dcs["synchronous_mode"] == "quorum" and dcs["synchronous_mode_strict"] is False
     assert dcs["postgresql"]["use_pg_rewind"] and dcs["postgresql"]["use_slots"]
     assert dcs["postgresql"]["parameters"]["max_connections"] == 250
     assert dcs["postgresql"]["parameters"]["password_encryption"] == "scram-sha-256"

@@ -17,7 +17,7 @@ from builder.core.errors import PghaError
 from builder.lab import net, nodes, vip
 from builder.lab.health import http, wait_until
 from builder.lab.lab import Lab
-from builder.lab.status import cluster_view, leader
+from builder.lab.status import leader
 
 
 def kill(lab: Lab, name: str) -> int:
@@ -111,18 +111,8 @@ def set_config(lab: Lab, patch: dict[str, Any]) -> None:
     raise PghaError(f"could not change Patroni's configuration: {answer}")
 
 
-def synchronous_mode(lab: Lab) -> bool:
-    """Patroni's dynamic synchronous_mode (the model's value until someone changes it)."""
-    for node in lab.db_nodes:
-        code, answer = http("GET", lab.rest_url(node, "/config"), timeout=2)
-        if code == 200 and isinstance(answer, dict):
-            return bool(answer.get("synchronous_mode"))
-    return bool(lab.cluster.patroni.synchronous_mode)
 
 
-def sync_standbys(lab: Lab) -> list[str]:
-    view = cluster_view(lab) or {}
-    return [m["name"] for m in view.get("members", []) if m.get("role") == "sync_standby"]
 
 
 
@@ -169,8 +159,3 @@ def patronictl(lab: Lab, name: str, *args: str) -> str:
                            "-c", str(config), *args])
     return proc.stdout.decode(errors="replace")
 
-
-def set_synchronous(lab: Lab, on: bool, timeout: float = 60) -> None:
-    set_config(lab, {"synchronous_mode": on})
-    wait_until(f"synchronous mode {'on' if on else 'off'}",
-               lambda: bool(sync_standbys(lab)) == on, timeout)

@@ -202,20 +202,6 @@ def switchover(lab: Lab) -> Outcome:
     return run(lab, "switchover", lambda n: faults.switchover(lab), None)
 
 
-def lagging_primary_dies(lab: Lab, synchronous: bool, lag_s: float = 2.0) -> Outcome:
-    """Stop the primary's walsenders (its replicas fall behind) for lag_s, then kill it."""
-    faults.set_synchronous(lab, synchronous)
-
-    def lag(old: str) -> None:
-        if not faults.stop_walsenders(lab, old):
-            raise AssertionError("no walsender to stop")
-        time.sleep(lag_s)
-
-    def back(old: str) -> None:
-        up(lab, [old], timeout=120)
-
-    mode = "sync" if synchronous else "async"
-    return run(lab, f"lag+kill ({mode})", lambda n: faults.kill(lab, n), back, before=lag)
 
 
 def etcd_member_loss(lab: Lab, hold_s: float) -> Outcome:

@@ -158,9 +158,10 @@ class Patroni(Strict):
     retry_timeout: int = Field(default=10, description="DCS and PostgreSQL retry, seconds (>= 3)")
     maximum_lag_on_failover: int = Field(default=1048576, ge=0, description="bytes")
     synchronous_mode: bool | Literal["quorum"] = Field(
-        default=True,
-        description="true: one synchronous standby; quorum: any one of the replicas (Patroni "
-        ">= 4); false: asynchronous (docs/replication.md)",
+        default="quorum",
+        description="quorum (default): a commit waits for any one replica, any replica can be "
+        "promoted (Patroni >= 4); true: one named synchronous standby; false: asynchronous "
+        "(docs/replication.md)",
     )
     synchronous_mode_strict: bool = Field(
         default=False, description="no commit at all while no synchronous standby is available"
