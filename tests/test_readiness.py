@@ -159,3 +159,41 @@ def test_status_table_shows_readiness_and_watchdog() -> None:
     text = table(data)
     assert "failover-ready: no (no leader)" in text
     assert "watchdog: off (the lab's nodes share this machine's kernel" in text
+
+
+def test_agent_failover_probe_over_verified_https(tmp_path) -> None:
+    """With TLS on, the check verifies Patroni's certificate against the cluster's CA and
+    presents the node's client certificate (Patroni may require one)."""
+    import ssl
+
+    from test_agent_units import health
+
+    from builder.model import pki
+
+    ca = pki.make_ca("t", 1)
+    server = pki.issue(ca, pki.CertSpec("db1", ips=("127.0.0.1",)), 1)
+    client = pki.issue(ca, pki.CertSpec("db1", server=False, client=True), 1)
+    for name, text in (("ca.crt", ca.cert_pem), ("s.crt", server.cert_pem),
+                       ("s.key", server.key_pem), ("c.crt", client.cert_pem),
+                       ("c.key", client.key_pem)):
+        (tmp_path / name).write_text(text)
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Patroni)
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=str(tmp_path / "ca.crt"))
+    ctx.load_cert_chain(tmp_path / "s.crt", tmp_path / "s.key")
+    ctx.verify_mode = ssl.CERT_REQUIRED
+    httpd.socket = ctx.wrap_socket(httpd.socket, server_side=True)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        _Patroni.answers = {"/cluster": view(LEADER, member("db2", "sync_standby"),
+                                             member("db3")), "/config": SYNC}
+        check = {"kind": "failover", "url": f"https://127.0.0.1:{httpd.server_address[1]}",
+                 "members": NAMES, "cafile": str(tmp_path / "ca.crt"),
+                 "certfile": str(tmp_path / "c.crt"), "keyfile": str(tmp_path / "c.key")}
+        assert health.probe(check)[0] is True
+        other = pki.make_ca("other", 1)
+        (tmp_path / "other.crt").write_text(other.cert_pem)
+        ok, detail = health.probe({**check, "cafile": str(tmp_path / "other.crt")})
+        assert not ok and "CERTIFICATE_VERIFY_FAILED" in detail
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
