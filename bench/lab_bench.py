@@ -135,7 +135,9 @@ def merge(results: dict[str, Any], profile: str, res: dict[str, Any]) -> None:
     key = f"{profile}/{res['mode']}"
     old = results.setdefault("runs", {}).get(key, {})
     cases = {**old.get("cases", {}), **res["cases"]}
-    results["runs"][key] = {**old, **res, "cases": cases,
+    command = "python3 bench/lab_bench.py " + " ".join(sys.argv[1:])
+    commands = [c for c in old.get("commands", []) if c != command] + [command]
+    results["runs"][key] = {**old, **res, "cases": cases, "commands": commands,
                             "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
 
 
@@ -168,6 +170,11 @@ def markdown(results: dict[str, Any]) -> str:
                  else "" for k in keys]
         if any(cells):
             lines.append(f"| {case.title} | " + " | ".join(cells) + " |")
+    repro = ("Reproduce (root, holding the lab lock: `flock /work/coord/lab.lock ...`; each "
+             "command merges its cases into the column of its profile/mode):")
+    lines += ["", repro, ""]
+    for k in keys:
+        lines += [f"- {k}: " + "; ".join(f"`{c}`" for c in runs[k].get("commands", []))]
     return "\n".join(lines) + "\n"
 
 
