@@ -8,6 +8,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
+import sys
 from typing import TYPE_CHECKING
 
 import click
@@ -17,6 +19,7 @@ from builder.core.errors import PghaError
 
 if TYPE_CHECKING:
     from builder.lab.lab import Lab
+    from builder.lab.machine import Machine
 
 
 def _lab(app: App) -> Lab:
@@ -42,8 +45,13 @@ def lab() -> None:
 @click.option("--nodes", "only", metavar="NODE[,NODE...]",
               help="Boot only these nodes (e.g. bring a killed node back). Default: all.")
 @click.option("--timeout", default=120, show_default=True, help="Seconds to wait for health.")
+@click.option("--engine", type=click.Choice(["process", "systemd"]), default=None,
+              help="process: the agents start the services as processes (default); systemd: "
+                   "each node a machine with systemd as PID 1, booted from a Debian image with "
+                   "the role RPMs and its seed ISO (docs/lab-systemd.md). Default: the running "
+                   "lab's engine.")
 @pass_app
-def up(app: App, only: str | None, timeout: int) -> None:
+def up(app: App, only: str | None, timeout: int, engine: str | None) -> None:
     """Build what is missing, boot every node from its seed, wait until healthy."""
     from builder.lab.lab import up as lab_up
 
@@ -51,7 +59,7 @@ def up(app: App, only: str | None, timeout: int) -> None:
     names = [n.strip() for n in only.split(",") if n.strip()] if only else None
     for name in names or []:
         lab_.net.node(name)
-    t = lab_up(lab_, names, timeout=timeout)
+    t = lab_up(lab_, names, timeout=timeout, engine=engine)
     p = lab_.ports()
     su = lab_.secrets().superuser.username
     click.echo(f"lab '{lab_.cluster.name}' is up: writes after {t['rw_s']:.1f}s, reads after "
@@ -160,3 +168,43 @@ def down(app: App) -> None:
     if left:
         raise PghaError("lab down left things behind: " + "; ".join(left))
     click.echo(f"lab '{lab_.cluster.name}' is down: no process, namespace, route or file left")
+
+
+
+def _machine(app: App, node: str) -> tuple[Lab, Machine]:
+    from builder.lab import machine, sysboot
+
+    lab_ = _running_lab(app)
+    lab_.net.node(node)
+    m = sysboot.machines(lab_, [node])[0]
+    if machine.pid1(m) is None:
+        raise PghaError(f"{node} is not running as a machine",
+                        hint="lab exec and lab reboot need `pgha-build lab up --engine systemd`")
+    return lab_, m
+
+
+@lab.command(name="exec", context_settings={"ignore_unknown_options": True})
+@click.argument("node")
+@click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
+@pass_app
+def exec_(app: App, node: str, command: tuple[str, ...]) -> None:
+    """Run COMMAND inside NODE's machine, e.g. `lab exec db1 -- systemctl status patroni`."""
+    from builder.lab import machine
+
+    _lab, m = _machine(app, node)
+    pid = machine.pid1(m)
+    argv = ["nsenter", "-t", str(pid), "-a", "-r", "-w", *command]
+    sys.exit(subprocess.run(argv, check=False).returncode)
+
+
+@lab.command()
+@click.argument("node")
+@pass_app
+def reboot(app: App, node: str) -> None:
+    """Reboot NODE's machine (`systemctl reboot` inside; it boots again)."""
+    from builder.lab import machine
+
+    lab_, m = _machine(app, node)
+    pid = machine.reboot(lab_.runner, m)
+    state = machine.wait_settled(lab_.runner, m, 120)
+    click.echo(f"{node} rebooted: PID 1 is now host pid {pid}, system {state}")

@@ -164,28 +164,32 @@ def preflight(lab: Lab) -> None:
     lab_preflight.check(lab.layout, lab.dir)
 
 
-def up(lab: Lab, only: list[str] | None = None, timeout: float = 120) -> dict[str, Any]:
-    """Build what is missing, boot the nodes, wait until healthy; return timings."""
+def up(lab: Lab, only: list[str] | None = None, timeout: float = 120,
+       engine: str | None = None) -> dict[str, Any]:
+    """Build what is missing, boot the nodes, wait until healthy; return timings.
+    engine: "process" (the agents start the services as processes) or "systemd" (each
+    node a machine with systemd as PID 1, builder.lab.sysboot); default: the running
+    lab's, else "process"."""
     t0 = time.monotonic()
     preflight(lab)
     make_dir(lab)
     ctx = lab.ctx
     pipeline.run_steps(ctx, [pipeline.SPECS, pipeline.RPMS])
-    sec = lab.secrets()
+    lab.secrets()  # made now if missing
     t_built = time.monotonic()
     net.up(lab.runner, lab.net)
     names = only or [n.name for n in lab.cluster.nodes]
-    _write_state(lab, started=time.time())
+    engine = engine or engine_of(lab)
+    _write_state(lab, started=time.time(), engine=engine)
     for addr in (lab.net.node(n).address for n in names):
         net.assert_local_route(lab.runner, lab.net, addr)  # the agents' health checks
-    all_dirs = {n: lab.node_dirs(n) for n in names}
-    for name, dirs in all_dirs.items():
-        node = lab.cluster.node(name)
-        nodes.install(lab.runner, dirs, lab.layout, nodes.rpms_for(node, ctx.out.rpms, _version()))
-        nodes.write_seed(ctx, node, sec, dirs)
-    agents = {n: nodes.boot(PYTHON, d, lab.net.node(n).netns, timeout)
-              for n, d in all_dirs.items()}
-    nodes.wait_booted(agents, all_dirs)
+    if engine == "systemd":
+        from builder.lab import sysboot
+
+        rpms = {n: nodes.rpms_for(lab.cluster.node(n), ctx.out.rpms, _version()) for n in names}
+        sysboot.boot(lab, names, rpms, timeout)
+    else:
+        _boot_processes(lab, names, timeout)
     start_relay(lab)
     t_booted = time.monotonic()
     if lab.vip:
@@ -202,6 +206,26 @@ def up(lab: Lab, only: list[str] | None = None, timeout: float = 120) -> dict[st
     return {"build_s": t_built - t0, "boot_s": t_booted - t_built,
             "rw_s": t_rw - t_built, "ro_s": t_ro - t_built, "ready_s": t_ready - t_built,
             "total_s": t_ready - t0}
+
+
+def _boot_processes(lab: Lab, names: list[str], timeout: float) -> None:
+    ctx, sec = lab.ctx, lab.secrets()
+    all_dirs = {n: lab.node_dirs(n) for n in names}
+    for name, dirs in all_dirs.items():
+        node = lab.cluster.node(name)
+        nodes.install(lab.runner, dirs, lab.layout, nodes.rpms_for(node, ctx.out.rpms, _version()))
+        nodes.write_seed(ctx, node, sec, dirs)
+    agents = {n: nodes.boot(PYTHON, d, lab.net.node(n).netns, timeout)
+              for n, d in all_dirs.items()}
+    nodes.wait_booted(agents, all_dirs)
+
+
+def engine_of(lab: Lab) -> str:
+    """The engine the lab runs with (state.json), "process" when none is recorded."""
+    try:
+        return str(json.loads(lab.state_file.read_text()).get("engine") or "process")
+    except (OSError, ValueError):
+        return "process"
 
 
 def make_dir(lab: Lab) -> None:
@@ -296,6 +320,9 @@ def down(lab: Lab) -> None:
     """Stop every lab process, remove namespaces, links, routes and the lab folder."""
     if lab.dir.exists():
         stop_relay(lab)
+    from builder.lab import machine
+
+    machine.down(lab.runner, lab.dir, {n.name: n.netns for n in lab.net.nodes})
     for node in lab.net.nodes:
         if node.netns in net.namespaces(lab.runner):
             nodes.kill(lab.runner, node)
@@ -314,6 +341,9 @@ def leftovers(lab: Lab) -> list[str]:
     """Anything of the lab still there: processes, network objects, files."""
     found = net.leftovers(lab.runner, lab.net) + forward.leftovers(lab.runner, lab.net)
     found += [f"process {pid}" for pid in _lab_pids(lab)]
+    from builder.lab import machine
+
+    found += machine.leftovers(lab.runner, lab.dir, {n.name: n.netns for n in lab.net.nodes})
     if lab.dir.exists():
         found.append(f"folder {lab.dir}")
     if lab.link is not None and lab.link.is_symlink():

@@ -8,6 +8,7 @@ is unmounted/removed before the reader returns. URLs are retried with a timeout 
 
 import os
 import shutil
+import stat
 import socket
 import tempfile
 import threading
@@ -48,12 +49,15 @@ def is_iso(path):
 
 
 def read_iso(path):
-    """Bytes of pgha/seed.json inside an ISO image: xorriso (no root needed) or a loop mount."""
+    """Bytes of pgha/seed.json inside an ISO image (a file or a block device): xorriso (no root
+    needed) or a loop mount."""
     if run.which("xorriso"):
         tmp = tempfile.mkdtemp(prefix="pgha-seed-")
+        # xorriso takes a block device that is not an optical drive only as stdio:<path>.
+        indev = "stdio:" + path if stat.S_ISBLK(os.stat(path).st_mode) else path
         try:
             out = os.path.join(tmp, "seed.json")
-            run.run(["xorriso", "-osirrox", "on", "-indev", path,
+            run.run(["xorriso", "-osirrox", "on", "-indev", indev,
                      "-extract", "/" + SEED_JSON, out], error=SeedUnreadable)
             data = read_dir_file(out)
             if data is None:
@@ -72,6 +76,18 @@ def read_dir_file(path):
         return None
     with open(path, "rb") as fh:
         return fh.read(MAX_SEED_BYTES + 1)
+
+
+def read_device(device):
+    """Bytes of pgha/seed.json on a block device, mounted read-only; where the kernel cannot
+    mount it (no iso9660 support, as in a container) an ISO 9660 device is read with xorriso."""
+    try:
+        return read_mounted(device, ["-o", "ro"])
+    except SeedUnreadable as exc:
+        if not (is_iso(device) and run.which("xorriso")):
+            raise
+        LOG.info("cannot mount %s (%s): reading it with xorriso instead", device, exc)
+        return read_iso(device)
 
 
 def read_mounted(device, options):

@@ -117,8 +117,8 @@ def _from_device(root):
         result = run.run(["blkid", "-L", label], check=False)
         device = result.stdout.strip().splitlines()[0] if result.stdout.strip() else ""
         if result.returncode == 0 and device:
-            LOG.info("seed source: block device %s (label %s), mounted read-only", device, label)
-            data = readers.read_mounted(device, ["-o", "ro"])
+            LOG.info("seed source: block device %s (label %s), read-only", device, label)
+            data = readers.read_device(device)
             return Found(data, "block device {} (label {})".format(device, label))
     return None
 

@@ -1,0 +1,78 @@
+"""`lab up --engine systemd`: boot the nodes as machines and wait until their first boot is done.
+
+Boundary: the order of things for the systemd engine (builder.lab.lab calls `boot` where the
+process engine starts agents). Image (builder.lab.rootfs), dependency stand-ins
+(builder.lab.provides), the node's seed as `pgha-build seeds` writes it (platform debian12, no
+root prefix: the machine's / is the node's /), then builder.lab.machine for each node.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from builder.core.errors import PghaError
+from builder.core.log import log
+from builder.lab import machine, provides, rootfs
+from builder.lab.machine import Machine
+from builder.stages import seeds
+
+if TYPE_CHECKING:
+    from builder.lab.lab import Lab
+
+FIRSTBOOT = "pgha-firstboot.service"
+
+
+def machines(lab: Lab, names: list[str] | None = None) -> list[Machine]:
+    wanted = names or [n.name for n in lab.cluster.nodes]
+    return [Machine(lab.dir / name, lab.net.node(name).netns) for name in wanted]
+
+
+def netns_of(lab: Lab) -> dict[str, str]:
+    return {n.name: n.netns for n in lab.net.nodes}
+
+
+def boot(lab: Lab, names: list[str], rpm_paths: dict[str, list[Path]],
+         timeout: float) -> dict[str, float]:
+    """Install, seed and power on every named node, then wait for each first boot; returns
+    the seconds each machine took from power-on to a settled boot."""
+    machine.preflight()
+    t0 = time.monotonic()
+    image = rootfs.ensure(lab.runner)
+    log.debug("rootfs ready in %.1f s: %s", time.monotonic() - t0, image)
+    extra = provides.build(lab.runner, lab.layout, lab.ctx.out.root / "lab-provides")
+    missing = provides.unmapped([p for paths in rpm_paths.values() for p in paths])
+    if missing:
+        raise PghaError(f"lab: no Debian stand-in for {', '.join(missing)}",
+                        hint="add it to builder/resources/lab/provides.yaml")
+    ctx = lab.ctx
+    sec = lab.secrets()
+    started: dict[str, float] = {}
+    for m in machines(lab, names):
+        machine.mount_root(lab.runner, m, image)
+        machine.install_rpms(lab.runner, m, [extra, *rpm_paths[m.name]])
+        seeds.write_seed(ctx, lab.cluster.node(m.name), sec)
+        seed_dev = machine.attach_seed(lab.runner, ctx.out.seeds / f"{m.name}-cidata.iso")
+        started[m.name] = time.monotonic()
+        machine.power_on(m, seed_dev)
+    return _wait_first_boot(lab, machines(lab, names), started, timeout)
+
+
+def _wait_first_boot(lab: Lab, ms: list[Machine], started: dict[str, float],
+                     timeout: float) -> dict[str, float]:
+    took = {}
+    for m in ms:
+        machine.wait_pid1(m)
+        state = machine.wait_settled(lab.runner, m, timeout)
+        took[m.name] = time.monotonic() - started[m.name]
+        result = machine.unit_property(lab.runner, m, FIRSTBOOT, "Result")
+        active = machine.unit_property(lab.runner, m, FIRSTBOOT, "ActiveState")
+        if result != "success" or active != "active":
+            tail = machine.text_in(lab.runner, m, ["journalctl", "-u", FIRSTBOOT, "-n", "8",
+                                                   "--no-pager", "-o", "cat"])
+            raise PghaError(f"lab: first boot failed on {m.name} (system {state}, "
+                            f"{FIRSTBOOT} {active}/{result}):\n  " + tail.replace("\n", "\n  "),
+                            hint=f"pgha-build lab exec {m.name} -- journalctl -b")
+        log.info("%s: %s after %.1f s", m.name, state, took[m.name])
+    return took
