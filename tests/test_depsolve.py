@@ -205,3 +205,17 @@ def test_the_gate_uses_the_install_trees_own_repositories(repos: dict[str, Path]
     preflight.check_depsolve(older, ctx, "db")
     assert any("nothing provides /usr/bin/python3.12 needed by patroni" in p
                for p in older.problems), older.problems
+
+
+def test_a_package_hidden_by_includepkgs_says_so(ctx: Context) -> None:
+    req = depsolve.role_request(ctx, "haproxy")
+    req = dataclasses.replace(req, packages=(*req.packages, "haproxy"),
+                              repos=tuple(r for r in req.repos if r.id != "AppStream"))
+    work = ctx.out.work / "filtered"
+    work.mkdir(parents=True)
+    problems = depsolve.solve(ctx, req, work).problems
+    assert ("no package haproxy in the role's repositories (all matches filtered out by "
+            "exclude filtering)") in problems, problems
+    # the role package's own requirements are still resolved and reported
+    assert any("keepalived" in p and "filtered out by exclude filtering" in p
+               for p in problems), problems

@@ -37,6 +37,10 @@ PLATFORM_ID = "platform:el8"
 
 _UNREACHABLE = re.compile(r"Failed to (?:download|load) metadata for repo '([^']+)'(?:: (.*))?")
 _NO_MATCH = re.compile(r"^No match for argument: (\S+)", re.MULTILINE)
+# dnf says why a package that exists was not offered (modules, includepkgs/excludepkgs)
+_UNABLE = re.compile(r"Unable to find a match: (.+)$", re.MULTILINE)
+_FILTERED = re.compile(r"^All matches were filtered out by (\S+) filtering for argument: (\S+)",
+                       re.MULTILINE)
 _PROBLEM = re.compile(r"^\s*- (.+)$", re.MULTILINE)
 _ROW = re.compile(r"^ (\S+)\s+(noarch|x86_64|i686)\s+(\S+)\s+(\S+)\s+\S+ \S+\s*$", re.MULTILINE)
 
@@ -160,9 +164,14 @@ def _unreachable(req: Request, output: str) -> None:
                          "gate")
 
 
-def parse(output: str) -> tuple[list[str], list[str], dict[str, tuple[str, str]]]:
-    """(packages not found, dependency problems, resolved name -> (evr, repo))."""
-    missing = _NO_MATCH.findall(output)
+def parse(output: str) -> tuple[dict[str, str], list[str], dict[str, tuple[str, str]]]:
+    """(packages not offered -> why, dependency problems, resolved name -> (evr, repo))."""
+    missing = {name: "" for name in _NO_MATCH.findall(output)}
+    for how, name in _FILTERED.findall(output):
+        missing[name] = f" (all matches filtered out by {how} filtering)"
+    m = _UNABLE.search(output)
+    for name in (m.group(1).split() if m else []):
+        missing.setdefault(name, "")
     problems = [p.strip() for p in _PROBLEM.findall(output)
                 if "conflicting requests" not in p and not p.startswith("Curl error")]
     rows = {m.group(1): (m.group(3), m.group(4)) for m in _ROW.finditer(output)}
@@ -194,7 +203,8 @@ def solve(ctx: Context, req: Request, work: Path) -> RoleResult:
     packages = list(req.packages)
     for _ in range(2):
         missing, problems, rows = parse(_run_dnf(ctx, req, work, packages))
-        result.problems += [f"no package {name} in the role's repositories" for name in missing]
+        result.problems += [f"no package {name} in the role's repositories{why}"
+                            for name, why in missing.items()]
         result.problems += problems
         result.resolved.update(rows)
         packages = [p for p in packages if p not in missing]
