@@ -58,7 +58,7 @@ def test_mapping_names_debian_packages_of_the_image() -> None:
     essential = {"dash", "systemd-sysv"}  # in every minbase image with systemd
     assert debs - essential <= set(rootfs.PACKAGES)
     absent = [p.rhel for p in provides.mapping() if not p.debian]
-    assert absent == ["firewalld", "policycoreutils-python-utils"]
+    assert absent == ["firewalld", "policycoreutils-python-utils", "selinux-policy-targeted"]
 
 
 @pytest.mark.integration

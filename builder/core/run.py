@@ -1,11 +1,16 @@
 """Running tools: every command that runs to completion goes through Runner.run.
 
-In builder/ processes are started here and in four other places only, each for a reason:
+In builder/ processes are started here and in six other places only, each for a reason:
 - builder/lab/lab.py: subprocess.Popen of the lab's relay, which must outlive the command
   (own session, pid file);
 - builder/lab/nodes.py: subprocess.Popen of each lab node's first-boot agent, all at once (one
   per node, waited for together); the agents start the node's services;
-- builder/cli/lab_cmds.py: os.execve of psql (`lab psql`), so the terminal is psql's;
+- builder/cli/lab_cmds.py: os.execve of psql (`lab psql`), so the terminal is psql's, and
+  subprocess.run of `lab exec`'s command, whose exit status and terminal are the user's;
+- builder/lab/machine.py: subprocess.Popen of each systemd-engine machine's supervisor, which
+  must outlive the command (own session, pid file);
+- builder/lab/machine_init.py: that supervisor (a script: subprocess.Popen of each boot, which
+  it waits for) and, inside the machine's namespaces, `mount` runs and os.execve of systemd;
 - builder/lab/preflight.py: subprocess.run of quick probes with a timeout (`ip netns list`, the
   Patroni venv's python), whose failure is a preflight line, not a ToolFailed.
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import re
 import shutil
-import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -86,11 +85,10 @@ def build(runner: Runner, lay: Layout, out_dir: Path) -> Path:
     return rpm
 
 
-def requirements(rpms: list[Path]) -> set[str]:
+def requirements(rpms: list[Path], runner: Runner | None = None) -> set[str]:
     """The names the given RPMs require from outside pgha (rpm -qpR, versions dropped)."""
-    proc = subprocess.run(["rpm", "-qpR", *map(str, rpms)], capture_output=True, text=True,
-                          check=True)
-    names = {line.split()[0] for line in proc.stdout.splitlines() if line.strip()}
+    out = (runner or Runner()).run(["rpm", "-qpR", *rpms]).stdout.decode()
+    names = {line.split()[0] for line in out.splitlines() if line.strip()}
     return {n for n in names if not _INTERNAL.match(n)}
 
 
