@@ -135,8 +135,13 @@ def test_seed_of_a_load_balancer_carries_its_booleans(built: Context) -> None:
     assert lb["selinux_booleans"] == [BOOL] and db["selinux_booleans"] == []
 
 
-def run_post(built: Context, t: Tools) -> subprocess.CompletedProcess[str]:
+def run_post(built: Context, t: Tools, policy: bool = True) -> subprocess.CompletedProcess[str]:
+    """The built %post with stub tools, and a stand-in /etc/selinux/config when `policy`."""
     post = rpm_q(rpm_of(built, "pgha-role-haproxy"), "--qf", "%{POSTIN}")
+    config = t.bin.parent / "selinux-config"
+    if policy:
+        config.write_text("SELINUX=enforcing\nSELINUXTYPE=targeted\n")
+    post = post.replace("/etc/selinux/config", str(config))
     for tool in ("selinuxenabled", "semanage"):
         post = post.replace(f"/usr/sbin/{tool}", str(t.bin / tool))
     for absent in ("/usr/lib/systemd/systemd-sysctl", "/usr/bin/firewall-cmd",
@@ -162,6 +167,14 @@ def test_post_fails_visibly_when_semanage_fails(built: Context, tmp_path: Path) 
     proc = run_post(built, t)
     assert proc.returncode == 1
     assert f"could not store SELinux boolean {BOOL}" in proc.stderr
+
+
+def test_post_without_any_selinux_policy_stores_nothing(built: Context, tmp_path: Path) -> None:
+    """No /etc/selinux/config (not RHEL: Requires(post) brings the policy there)."""
+    t = Tools(tmp_path, enabled=False, active="off", stored="none", fix_works=False)
+    proc = run_post(built, t, policy=False)
+    assert proc.returncode == 0 and "no SELinux policy on this system" in proc.stdout
+    assert not any(c.startswith("semanage") for c in t.log())
 
 
 def test_requires_post_names_what_post_runs(built: Context) -> None:
