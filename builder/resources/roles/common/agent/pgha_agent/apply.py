@@ -31,13 +31,27 @@ def make_directories(root, seed):
                  entry["group"])
 
 
+def _same_content(root, node_path, data):
+    try:
+        with open(root.path(node_path), "rb") as fh:
+            return fh.read() == data
+    except (IOError, OSError):
+        return False
+
+
 def write_files(root, seed):
+    """Write every file; return the paths whose content changed on a node that had them (a
+    new seed for a configured node: rotated certificates, changed configs)."""
+    changed = []
     for entry in seed.files:
         data = entry["content"].encode("utf-8")
         mode = int(entry["mode"], 8)
+        if root.exists(entry["path"]) and not _same_content(root, entry["path"], data):
+            changed.append(entry["path"])
         root.write_file(entry["path"], data, mode, entry["owner"], entry["group"])
         LOG.info("wrote %s (%04o %s:%s, %d bytes, sha256 %s...)", entry["path"], mode,
                  entry["owner"], entry["group"], len(data), entry["sha256"][:12])
+    return changed
 
 
 def report_protected(root, seed):
@@ -46,17 +60,27 @@ def report_protected(root, seed):
         LOG.info("protected %s (%s)", prot, state)
 
 
-def start_services(root, seed, starter, timeout):
+def start_services(root, seed, starter, timeout, changed=()):
+    """Start each service in order and wait for its health. A service that was already running
+    while its node's files changed is reloaded (its `reload` signal: new certificates and
+    configuration without a restart); data directories are never touched."""
     starter.prepare()
     for name in seed.disable_services:
         starter.disable(name)
     for svc in seed.services:
+        was_running = starter.running(svc)
         starter.start(svc)
-        health.wait(svc["name"], seed.checks_for(svc["name"]), lambda: starter.check(svc),
-                    timeout)
+        if was_running and changed:
+            if svc.get("reload"):
+                starter.reload(svc)
+            else:
+                LOG.info("%s: running; it reads its new files itself (no reload declared)",
+                         svc["name"])
+        health.wait(svc["name"], health.under_root(seed.checks_for(svc["name"]), root),
+                    lambda: starter.check(svc), timeout)
     rest = seed.unassigned_checks()
     if rest:
-        health.wait("node", rest, lambda: None, timeout)
+        health.wait("node", health.under_root(rest, root), lambda: None, timeout)
 
 
 def write_marker(root, seed, origin):
@@ -78,10 +102,11 @@ def apply(root, seed, starter, origin, network="auto", timeout=300):
     system.set_hostname(root, seed.node)
     system.configure_network(root, seed.node, seed.instance_id, network)
     make_directories(root, seed)
-    write_files(root, seed)
+    changed = write_files(root, seed)
     system.restore_selinux_labels(
         root, [d["path"] for d in seed.directories] + [f["path"] for f in seed.files])
     system.open_firewall(root, seed.firewall_services)
     selinux.ensure_booleans(root, seed.selinux_booleans)
-    start_services(root, seed, starter, timeout)
+    system.apply_firewall_rules(root, seed.data.get("firewall_rules") or [], MARKER_DIR)
+    start_services(root, seed, starter, timeout, changed)
     write_marker(root, seed, origin)

@@ -7,6 +7,7 @@ instead of waiting out the timeout.
 """
 
 import socket
+import ssl
 import time
 import urllib.error
 import urllib.request
@@ -24,6 +25,30 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
 
 
 _OPENER = urllib.request.build_opener(_NoRedirect)
+
+
+def under_root(checks, root):
+    """The checks with their TLS file paths (cafile, certfile, keyfile: node paths) made host
+    paths under the agent's --root."""
+    out = []
+    for check in checks:
+        check = dict(check)
+        for key in ("cafile", "certfile", "keyfile"):
+            if check.get(key):
+                check[key] = root.path(check[key])
+        out.append(check)
+    return out
+
+
+def _tls_context(check):
+    """Verify the service against the cluster CA (and its name: the URL's address is in its
+    certificate); present a client certificate when the check names one."""
+    if not check["url"].startswith("https:"):
+        return None
+    context = ssl.create_default_context(cafile=check.get("cafile"))
+    if check.get("certfile"):
+        context.load_cert_chain(check["certfile"], check.get("keyfile"))
+    return context
 
 
 def describe(check):
@@ -47,11 +72,14 @@ def probe(check, timeout=3.0):
         return readiness.check(check["url"], check.get("members") or (), timeout, check)
     expect = check.get("expect") or [200]
     try:
-        with _OPENER.open(check["url"], timeout=timeout) as resp:
+        context = _tls_context(check)
+        opener = _OPENER if context is None else urllib.request.build_opener(
+            _NoRedirect, urllib.request.HTTPSHandler(context=context))
+        with opener.open(check["url"], timeout=timeout) as resp:
             status = resp.getcode()
     except urllib.error.HTTPError as exc:
         status = exc.code
-    except (urllib.error.URLError, OSError, ValueError) as exc:
+    except (urllib.error.URLError, OSError, ValueError, ssl.SSLError) as exc:
         return False, str(getattr(exc, "reason", exc))
     if status in expect:
         return True, "status {}".format(status)

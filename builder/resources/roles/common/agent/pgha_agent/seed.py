@@ -28,6 +28,11 @@ MAC = re.compile(r"^([0-9A-Fa-f]{2}:){5}[0-9A-Fa-f]{2}$")
 MODE = re.compile(r"^0?[0-7]{3,4}$")
 SEBOOL = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 SHA256 = re.compile(r"^[0-9a-f]{64}$")
+# firewalld rich rules as pgha-build writes them: accept one service from one IPv4 source.
+RICH_RULE = re.compile(r'^rule family="ipv4" source address="[0-9./]{7,18}" '
+                       r'(service name="[A-Za-z0-9._-]{1,64}"|protocol value="[a-z]{1,16}") '
+                       r'accept$')
+RELOAD_SIGNALS = ("HUP", "USR2")
 MAX_NAME = 253
 SPECIAL_BITS = 0o7000
 
@@ -165,12 +170,18 @@ def _check_services(data):
         env_file = _field(svc, "env_file", at, "str", nullable=True, required=False)
         if env_file is not None:
             _abs_path(env_file, at + ".env_file")
+        reload_sig = _field(svc, "reload", at, "str", nullable=True, required=False)
+        if reload_sig is not None and reload_sig not in RELOAD_SIGNALS:
+            raise _bad(at + ".reload", "unknown signal {!r} ({})".format(
+                reload_sig, ", ".join(RELOAD_SIGNALS)))
     if len(set(names)) != len(names):
         raise _bad("services", "a service is listed twice")
     _list_of(data, "disable_services", "", "str", UNIT)
     _list_of(data, "firewall_services", "", "str", UNIT)
     if "selinux_booleans" in data:  # optional: seeds from before it existed have none
         _list_of(data, "selinux_booleans", "", "str", SEBOOL)
+    if "firewall_rules" in data:
+        _list_of(data, "firewall_rules", "", "str", RICH_RULE)
     return names
 
 
@@ -193,6 +204,10 @@ def _check_health(data, services):
                 _list_of(check, "expect", at, "int")
             if "members" in check:
                 _list_of(check, "members", at, "str")
+            for key in ("cafile", "certfile", "keyfile"):
+                value = _field(check, key, at, "str", nullable=True, required=False)
+                if value is not None:
+                    _abs_path(value, "{}.{}".format(at, key))
         else:
             raise _bad(at + ".kind", "unknown kind {!r} (tcp, http, failover)".format(kind))
         service = _field(check, "service", at, "str", nullable=True, required=False)

@@ -21,6 +21,7 @@ privileges after entering the namespace, since `ip netns exec` itself needs root
 
 import os
 import pwd
+import signal
 import subprocess
 
 from pgha_agent import run
@@ -56,6 +57,16 @@ class SystemdStarter(object):
         run.run(["systemctl", "enable", unit])
         run.run(["systemctl", "start", "--no-block", "--job-mode=ignore-dependencies", unit])
         LOG.info("%s: enabled and started", unit)
+
+    def running(self, svc):
+        unit = unit_name(svc["name"])
+        return run.run(["systemctl", "is-active", unit], check=False).stdout.strip() == "active"
+
+    def reload(self, svc):
+        """`systemctl reload` (the unit's ExecReload sends the signal the seed names)."""
+        unit = unit_name(svc["name"])
+        run.run(["systemctl", "reload", unit])
+        LOG.info("%s: reloaded (new configuration and certificates)", unit)
 
     def check(self, svc):
         unit = unit_name(svc["name"])
@@ -159,6 +170,22 @@ class ProcessStarter(object):
         except (OSError, ValueError):
             return None
         return pid if pid_alive(pid) else None
+
+    def running(self, svc):
+        return self._running(svc["name"]) is not None
+
+    def reload(self, svc):
+        """Send the service's reload signal (SIGHUP, SIGUSR2) to its process."""
+        name = svc["name"]
+        pid = self._running(name)
+        if pid is None:
+            return
+        sig = getattr(signal, "SIG" + svc["reload"])
+        try:
+            os.kill(pid, sig)
+        except OSError as exc:
+            raise ServiceFailed("{}: cannot signal pid {}: {}".format(name, pid, exc.strerror))
+        LOG.info("%s: reloaded with SIG%s (pid %d)", name, svc["reload"], pid)
 
     def start(self, svc):
         name = svc["name"]

@@ -13,6 +13,7 @@ overrides the rule.
 """
 
 import glob
+import json
 import os
 import uuid
 
@@ -116,6 +117,55 @@ def open_firewall(root, services):
         LOG.warning("firewall: firewalld is not installed: not opening %s", ", ".join(services))
         return
     LOG.info("firewall: opened %s", ", ".join(services))
+
+
+FIREWALL_STATE = "firewall-rules.json"
+
+
+def _rule_service(rule):
+    part = rule.split('service name="', 1)
+    return part[1].split('"', 1)[0] if len(part) == 2 else None
+
+
+def _recorded_rules(root, state_dir):
+    try:
+        with open(root.path(state_dir + "/" + FIREWALL_STATE)) as fh:
+            rules = json.load(fh)
+    except (IOError, OSError, ValueError):
+        return []
+    return [r for r in rules if isinstance(r, str)] if isinstance(rules, list) else []
+
+
+def apply_firewall_rules(root, rules, state_dir):
+    """Admit each service only from its sources: firewall-cmd --permanent --add-rich-rule per
+    rule; rules this agent added before and no longer in the seed are removed; a service with
+    rules is not left open to the whole zone. Recorded in <state_dir>/firewall-rules.json."""
+    if not rules:
+        return
+    if not root.live:
+        LOG.info("firewall: skipped (--root is not /): would add %d rich rule(s)", len(rules))
+        return
+    if run.which("firewall-cmd") and run.run(["firewall-cmd", "--state"],
+                                             check=False).returncode == 0:
+        tool, perm, reload_after = "firewall-cmd", ["--permanent"], True
+    elif run.which("firewall-offline-cmd"):
+        tool, perm, reload_after = "firewall-offline-cmd", [], False
+    else:
+        LOG.warning("firewall: firewalld is not installed: %d rule(s) not applied", len(rules))
+        return
+    stale = [r for r in _recorded_rules(root, state_dir) if r not in rules]
+    for rule in stale:
+        run.run([tool] + perm + ["--remove-rich-rule=" + rule], check=False)
+    for name in sorted({s for s in map(_rule_service, rules) if s}):
+        run.run([tool] + perm + ["--remove-service=" + name], check=False)
+    for rule in rules:
+        run.run([tool] + perm + ["--add-rich-rule=" + rule])
+    if reload_after:
+        run.run(["firewall-cmd", "--reload"])
+    root.makedirs(state_dir, 0o700)
+    root.write_file(state_dir + "/" + FIREWALL_STATE,
+                    (json.dumps(rules, indent=1) + "\n").encode(), 0o600)
+    LOG.info("firewall: %d rich rule(s) by source, %d stale removed", len(rules), len(stale))
 
 
 def restore_selinux_labels(root, paths):
