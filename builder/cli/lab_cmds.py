@@ -61,7 +61,6 @@ def up(app: App, only: str | None, timeout: int, engine: str | None) -> None:
         lab_.net.node(name)
     t = lab_up(lab_, names, timeout=timeout, engine=engine)
     p = lab_.ports()
-    su = lab_.secrets().superuser.username
     click.echo(f"lab '{lab_.cluster.name}' is up: writes after {t['rw_s']:.1f}s, reads after "
                f"{t['ro_s']:.1f}s, able to fail over after {t['ready_s']:.1f}s "
                f"({t['total_s']:.1f}s in all, build included)")
@@ -75,7 +74,8 @@ def up(app: App, only: str | None, timeout: int, engine: str | None) -> None:
         click.echo(f"  {lab_.entry} is {via}; `lab status` shows which holds it")
     click.echo(f"  stats       http://127.0.0.1:{p['stats']}/  (user and password in "
                f"{lab_.ctx.out.secrets})")
-    click.echo(f"  psql: pgha-build lab psql [--ro]   or   psql -h 127.0.0.1 -p {p['rw']} -U {su}")
+    dsn = " ".join(f"{k}={v}" for k, v in lab_.sql().dsn(p["rw"]).items())
+    click.echo(f"  psql: pgha-build lab psql [--ro]   or   psql \"{dsn}\"")
     click.echo("  inside a node: ip netns exec "
                f"{lab_.net.node(lab_.cluster.nodes[0].name).netns} <command>")
 
@@ -104,8 +104,8 @@ def psql(app: App, ro: bool, psql_args: tuple[str, ...]) -> None:
     su = lab_.secrets().superuser
     port = lab_.ports()["ro" if ro else "rw"]
     env = {**os.environ, "PGPASSWORD": su.password}
-    os.execve(exe, [exe, "-h", "127.0.0.1", "-p", str(port), "-U", su.username, "postgres",
-                    *psql_args], env)
+    dsn = " ".join(f"{k}={v}" for k, v in lab_.sql().dsn(port).items())
+    os.execve(exe, [exe, dsn, *psql_args], env)
 
 
 @lab.command()

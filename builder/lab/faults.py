@@ -94,7 +94,7 @@ def switchover(lab: Lab, to: str | None = None, timeout: float = 60) -> dict[str
         body["candidate"] = to
     node = lab.net.node(old)
     code, answer = http("POST", lab.rest_url(node, "/switchover"), auth=lab.rest_auth(),
-                        body=body, timeout=30)
+                        body=body, timeout=30, context=lab.rest_context())
     if code != 200:
         raise PghaError(f"switchover refused ({code}): {answer}")
     wait_until("a new leader", lambda: leader(lab) not in (None, old), timeout)
@@ -105,7 +105,7 @@ def set_config(lab: Lab, patch: dict[str, Any]) -> None:
     """PATCH Patroni's dynamic configuration (e.g. {"synchronous_mode": False})."""
     for node in lab.db_nodes:
         code, answer = http("PATCH", lab.rest_url(node, "/config"), auth=lab.rest_auth(),
-                            body=patch, timeout=5)
+                            body=patch, timeout=5, context=lab.rest_context())
         if code == 200:
             return
     raise PghaError(f"could not change Patroni's configuration: {answer}")
@@ -135,7 +135,8 @@ def mode_of(settings: dict[str, Any]) -> str:
 
 def current_config(lab: Lab) -> dict[str, Any]:
     for node in lab.db_nodes:
-        code, answer = http("GET", lab.rest_url(node, "/config"), timeout=2)
+        code, answer = http("GET", lab.rest_url(node, "/config"), timeout=2,
+                            context=lab.rest_context())
         if code == 200 and isinstance(answer, dict):
             return answer
     raise PghaError("no Patroni REST API answers", hint="see `pgha-build lab status`")

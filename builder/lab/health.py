@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import json
+import ssl
 import time
 import urllib.error
 import urllib.request
@@ -44,10 +45,22 @@ class Sql:
     ro_port: int
     user: str
     password: str
+    # With TLS: the server name the certificate must carry (the cluster's service name) and
+    # the CA. libpq connects to `host` as hostaddr and verifies the certificate against
+    # server_name (sslmode=verify-full), as a client connecting by that name would.
+    server_name: str | None = None
+    sslrootcert: str | None = None
+
+    def dsn(self, port: int) -> dict[str, Any]:
+        """libpq connection parameters (no password)."""
+        if self.sslrootcert is None:
+            return {"host": self.host, "port": port, "user": self.user, "dbname": "postgres"}
+        return {"host": self.server_name, "hostaddr": self.host, "port": port,
+                "user": self.user, "dbname": "postgres", "sslmode": "verify-full",
+                "sslrootcert": self.sslrootcert}
 
     def connect(self, port: int, timeout: int = 2) -> Any:
-        conn = psycopg2().connect(host=self.host, port=port, user=self.user,
-                                  password=self.password, dbname="postgres",
+        conn = psycopg2().connect(**self.dsn(port), password=self.password,
                                   connect_timeout=timeout, application_name="pgha-lab",
                                   **CLIENT_TCP)
         conn.autocommit = True
@@ -92,9 +105,20 @@ def wait_until(what: str, check: Any, timeout: float, interval: float = 0.2) -> 
         time.sleep(interval)
 
 
+def tls_context(cafile: str, certfile: str | None = None,
+                keyfile: str | None = None) -> ssl.SSLContext:
+    """Verify servers against the cluster CA (and their name); present a client certificate."""
+    context = ssl.create_default_context(cafile=cafile)
+    if certfile:
+        context.load_cert_chain(certfile, keyfile)
+    return context
+
+
 def http(method: str, url: str, auth: tuple[str, str] | None = None,
-         body: dict[str, Any] | None = None, timeout: float = 3) -> tuple[int, Any]:
-    """One HTTP request; returns (status, parsed JSON or text). Connection errors -> (0, str)."""
+         body: dict[str, Any] | None = None, timeout: float = 3,
+         context: ssl.SSLContext | None = None) -> tuple[int, Any]:
+    """One HTTP request; returns (status, parsed JSON or text). Connection errors -> (0, str).
+    HTTPS URLs need `context` (the cluster CA, see tls_context)."""
     data = json.dumps(body).encode() if body is not None else None
     req = urllib.request.Request(url, data=data, method=method)
     if data is not None:
@@ -102,8 +126,10 @@ def http(method: str, url: str, auth: tuple[str, str] | None = None,
     if auth:
         token = base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
         req.add_header("Authorization", f"Basic {token}")
+    opener = _OPENER if context is None else urllib.request.build_opener(
+        urllib.request.ProxyHandler({}), urllib.request.HTTPSHandler(context=context))
     try:
-        with _OPENER.open(req, timeout=timeout) as resp:
+        with opener.open(req, timeout=timeout) as resp:
             return resp.status, _decode(resp.read())
     except urllib.error.HTTPError as err:
         return err.code, _decode(err.read())

@@ -21,6 +21,7 @@ import json
 import os
 import shutil
 import signal
+import ssl
 import subprocess
 import sys
 import time
@@ -34,7 +35,7 @@ from builder.core.log import log
 from builder.core.run import Runner
 from builder.lab import forward, net, nodes, vip
 from builder.lab import preflight as lab_preflight
-from builder.lab.health import Sql, wait_until
+from builder.lab.health import Sql, tls_context, wait_until
 from builder.lab.net import LabNet, NodeNet
 from builder.model import roles, tlsplan
 from builder.model.cluster import Cluster
@@ -54,7 +55,7 @@ def lab_root() -> Path:
 
 
 def lab_cluster(cluster: Cluster, profile: str | None = None,
-                synchronous: bool | None = None) -> Cluster:
+                synchronous: bool | None = None, tls: bool | None = None) -> Cluster:
     """The cluster as the lab runs it: platform debian12 with Debian's PostgreSQL 15.
     `profile` re-applies a timing profile (dropping explicit timings); `synchronous` sets
     Patroni's synchronous_mode."""
@@ -70,8 +71,8 @@ def lab_cluster(cluster: Cluster, profile: str | None = None,
         data["load_balancer"].pop("check", None)
     if synchronous is not None:
         data["patroni"]["synchronous_mode"] = synchronous
-    # Until the lab's own clients (health, status, scenarios) speak TLS (issue 14, next step).
-    data["tls"] = {**data["tls"], "enabled": False}
+    if tls is not None:
+        data["tls"] = {**data["tls"], "enabled": tls}
     return Cluster.model_validate(data)
 
 
@@ -139,9 +140,25 @@ class Lab:
         return {"rw": lb.primary_port, "ro": lb.replica_port, "stats": lb.stats_port}
 
     def sql(self) -> Sql:
+        """PostgreSQL through the relays; with TLS, sslmode=verify-full against the cluster's
+        service name (the name the load balancer's clients use)."""
         su = self.secrets().superuser
         p = self.ports()
-        return Sql(HOST, p["rw"], p["ro"], su.username, su.password)
+        if not self.cluster.tls.enabled:
+            return Sql(HOST, p["rw"], p["ro"], su.username, su.password)
+        return Sql(HOST, p["rw"], p["ro"], su.username, su.password,
+                   server_name=self.cluster.service_names()[0],
+                   sslrootcert=str(self.ctx.out.pki / "ca.crt"))
+
+    def rest_context(self) -> ssl.SSLContext | None:
+        """TLS for Patroni's REST API: the cluster CA, and the operator's client certificate
+        (Patroni asks for one on changes, or on every request with verify_client required)."""
+        if not self.cluster.tls.enabled:
+            return None
+        self.secrets()  # makes the PKI if this lab has none yet
+        pki = self.ctx.out.pki
+        return tls_context(str(pki / "ca.crt"), str(pki / "operator.crt"),
+                           str(pki / "operator.key"))
 
     def rest_auth(self) -> tuple[str, str]:
         r = self.secrets().restapi
@@ -149,7 +166,8 @@ class Lab:
 
     def rest_url(self, node: NodeNet, path: str) -> str:
         net.assert_local_route(self.runner, self.net, node.address)
-        return f"http://{node.address}:{self.cluster.ports.patroni_rest}{path}"
+        scheme = "https" if self.cluster.tls.enabled else "http"
+        return f"{scheme}://{node.address}:{self.cluster.ports.patroni_rest}{path}"
 
     @property
     def state_file(self) -> Path:

@@ -8,6 +8,7 @@ asks every database node's REST API and judges the freshest view (see status.clu
 
 from __future__ import annotations
 
+import ssl
 from dataclasses import dataclass
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
@@ -44,10 +45,11 @@ def evaluate(view: dict[str, Any] | None, config: dict[str, Any] | None,
     return Readiness(bool(ready), str(reason))
 
 
-def dynamic_config(urls: list[str], timeout: float = 1.5) -> dict[str, Any] | None:
+def dynamic_config(urls: list[str], timeout: float = 1.5,
+                   context: ssl.SSLContext | None = None) -> dict[str, Any] | None:
     """Patroni's dynamic configuration (GET /config) from the first node that answers."""
     for url in urls:
-        code, body = http("GET", url, timeout=timeout)
+        code, body = http("GET", url, timeout=timeout, context=context)
         if code == 200 and isinstance(body, dict):
             return body
     return None
@@ -57,7 +59,8 @@ def cluster_views(lab: Lab, timeout: float = 1.5) -> list[dict[str, Any]]:
     """Patroni's /cluster from every db node that answers."""
     views = []
     for node in lab.db_nodes:
-        code, body = http("GET", lab.rest_url(node, "/cluster"), timeout=timeout)
+        code, body = http("GET", lab.rest_url(node, "/cluster"), timeout=timeout,
+                          context=lab.rest_context())
         if code == 200 and isinstance(body, dict):
             views.append(body)
     return views
@@ -96,7 +99,8 @@ def failover_readiness(lab: Lab, view: dict[str, Any] | None = None) -> Readines
     """Whether the cluster can fail over now (every db node a member, replicas streaming, a
     synchronous standby in synchronous mode), judged on the freshest view."""
     view = view if view is not None else cluster_view(lab)
-    config = dynamic_config([lab.rest_url(n, "/config") for n in lab.db_nodes])
+    config = dynamic_config([lab.rest_url(n, "/config") for n in lab.db_nodes],
+                            context=lab.rest_context())
     return evaluate(view, config, [n.name for n in lab.db_nodes])
 
 
