@@ -15,6 +15,7 @@ from builder.lab.lab import lab_cluster
 from builder.lab.status import table
 from builder.lab.workload import Writer
 from builder.model import loading as config
+from builder.model import tlsplan
 from builder.model.platform import LAB_VENV
 from builder.model.secrets import generate
 from builder.stages import seeds
@@ -25,10 +26,14 @@ def test_lab_cluster_is_debian12_with_postgresql_15_and_the_venv_patroni(tmp_pat
     assert (cluster.platform, cluster.postgres_version) == ("debian12", 15)
     assert cluster.repos.pgdg and "/15/" in cluster.repos.pgdg.url
     ctx = Context.create(cluster, tmp_path)
-    seed = seeds.render_seed(ctx, cluster.node("db1"), generate(), root_prefix="/lab/db1/root")
+    sec = generate().with_tls(tlsplan.load_or_create(ctx.out, cluster))
+    seed = seeds.render_seed(ctx, cluster.node("db1"), sec, root_prefix="/lab/db1/root")
     patroni = next(s for s in seed["services"] if s["name"] == "patroni")
     assert patroni["argv"][0] == f"{LAB_VENV}/bin/patroni"
     assert patroni["argv"][1] == "/lab/db1/root/etc/patroni/patroni.yml"
+    conf = next(f["content"] for f in seed["files"] if f["path"] == "/etc/patroni/patroni.yml")
+    assert 'certfile: "/lab/db1/root/etc/pgha/tls/postgres.crt"' in conf  # TLS is on in the lab
+    assert lab_cluster(config.load(None), tls=False).tls.enabled is False
 
 
 def test_profile_override_replaces_timings() -> None:

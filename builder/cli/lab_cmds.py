@@ -108,6 +108,21 @@ def psql(app: App, ro: bool, psql_args: tuple[str, ...]) -> None:
     os.execve(exe, [exe, dsn, *psql_args], env)
 
 
+@lab.command("rotate-certs")
+@pass_app
+def rotate_certs(app: App) -> None:
+    """New node certificates from the lab's CA, applied to every running node by its agent
+    (reload, no restart): what `seeds --rotate-certs` and the agent do on real nodes."""
+    from builder.lab import tlsops
+
+    lab_ = _running_lab(app)
+    if not lab_.cluster.tls.enabled:
+        raise PghaError("this lab runs without TLS (tls: false)", hint="nothing to rotate")
+    done = tlsops.rotate_certs(lab_)
+    click.echo(f"rotated {len(done['reissued'])} certificate(s) from the same CA, applied to "
+               f"every node in {done['applied_s']:.1f}s")
+
+
 @lab.command()
 @click.argument("node")
 @pass_app

@@ -74,6 +74,21 @@ def keyfile(node, instance_id):
     return "\n".join(lines)
 
 
+def _read(root, node_path):
+    try:
+        with open(root.path(node_path)) as fh:
+            return fh.read()
+    except (IOError, OSError, UnicodeDecodeError):
+        return None
+
+
+def _settings(text):
+    """A keyfile's settings without its comment and uuid (both follow the instance id)."""
+    if text is None:
+        return None
+    return [ln for ln in text.splitlines() if ln and not ln.startswith(("#", "uuid="))]
+
+
 def configure_network(root, node, instance_id, policy):
     """Write the keyfile (0600) and, on a live node, activate it with nmcli."""
     if policy == "never":
@@ -82,7 +97,12 @@ def configure_network(root, node, instance_id, policy):
     if policy == "auto" and cloud_init_did_network(root):
         LOG.info("network: left alone (cloud-init already configured it)")
         return
-    root.write_file(KEYFILE, keyfile(node, instance_id).encode(), 0o600)
+    text = keyfile(node, instance_id)
+    if _settings(_read(root, KEYFILE)) == _settings(text):
+        # A new seed for a configured node (rotated certificates): no network blip.
+        LOG.info("network: unchanged (%s already has these settings)", KEYFILE)
+        return
+    root.write_file(KEYFILE, text.encode(), 0o600)
     LOG.info("network: static %s/%s via %s (wrote %s)", node["address"], node["prefix"],
              node.get("gateway") or "no gateway", KEYFILE)
     if not root.live:
