@@ -515,3 +515,13 @@ def test_bad_input_one_line(tmp_path: Path, data: dict[str, Any], args: list[str
     assert result.exit_code == code, result.output
     assert line in result.output and "Traceback" not in result.output
     assert not (tmp_path / "out").exists() or not list((tmp_path / "out").rglob("as3.json"))
+
+
+def test_monitors_speak_https_when_tls_is_on_and_http_without() -> None:
+    with_tls = as3.declaration(plan.plan(Cluster.model_validate(f5_data())))
+    without = as3.declaration(plan.plan(Cluster.model_validate({**f5_data(), "tls": False})))
+    def kinds(decl: dict) -> set[str]:
+        app = next(v for v in decl.values() if isinstance(v, dict) and v.get("class") == "Tenant")
+        return {m["monitorType"] for a in app.values() if isinstance(a, dict)
+                for m in a.values() if isinstance(m, dict) and m.get("class") == "Monitor"}
+    assert kinds(with_tls) == {"https"} and kinds(without) == {"http"}
