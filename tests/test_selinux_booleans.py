@@ -200,6 +200,6 @@ def test_apply_checks_booleans_before_any_service_starts(monkeypatch: pytest.Mon
     monkeypatch.setattr(apply, "start_services", lambda *a, **k: order.append("services"))
     seed = type("S", (), {"protected_dirs": [], "selinux_booleans": [BOOL], "node": {},
                           "instance_id": "i", "directories": [], "files": [],
-                          "firewall_services": []})()
+                          "firewall_services": [], "firewall_rules": []})()
     apply.apply(LiveRoot(), seed, None, "test")
     assert order == [f"booleans {BOOL}", "services"]

@@ -107,6 +107,6 @@ def apply(root, seed, starter, origin, network="auto", timeout=300):
         root, [d["path"] for d in seed.directories] + [f["path"] for f in seed.files])
     system.open_firewall(root, seed.firewall_services)
     selinux.ensure_booleans(root, seed.selinux_booleans)
-    system.apply_firewall_rules(root, seed.data.get("firewall_rules") or [], MARKER_DIR)
+    system.apply_firewall_rules(root, seed.firewall_rules, MARKER_DIR)
     start_services(root, seed, starter, timeout, changed)
     write_marker(root, seed, origin)

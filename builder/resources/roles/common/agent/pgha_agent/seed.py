@@ -333,6 +333,10 @@ class Seed(object):
         return self.data.get("directories") or []
 
     @property
+    def firewall_rules(self):
+        return self.data.get("firewall_rules") or []
+
+    @property
     def selinux_booleans(self):
         return self.data.get("selinux_booleans") or []
 
