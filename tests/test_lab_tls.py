@@ -16,7 +16,7 @@ import pytest
 
 from builder.lab import lab as labmod
 from builder.lab import tlsops
-from builder.lab.health import http
+from builder.lab.health import http, wait_until
 from builder.model.cluster import Cluster
 
 pytestmark = [pytest.mark.lab, pytest.mark.skipif(os.geteuid() != 0, reason="the lab needs root")]
@@ -137,8 +137,17 @@ def test_rotation_is_applied_by_reload_without_restart(lab: labmod.Lab) -> None:
     done = tlsops.rotate_certs(lab)
     print(f"rotation: {len(done['reissued'])} certificate(s) applied in {done['applied_s']:.1f}s")
     assert {"db1/postgres", "db1/etcd", "lb1/haproxy"} <= set(done["reissued"])
-    after = {(n, s): tlsops.served_serial(lab, addr[n], p, postgres=s == "postgres")
-             for n in dbs for s, p in ports.items()}
+    after: dict[tuple[str, str], int] = {}
+
+    def rotated() -> bool:  # Patroni re-opens its REST socket on the new certificate
+        for (n, s), p in ((k, ports[k[1]]) for k in before):
+            try:
+                after[(n, s)] = tlsops.served_serial(lab, addr[n], p, postgres=s == "postgres")
+            except OSError:
+                return False
+        return all(after[k] != before[k] for k in before)
+
+    wait_until("every service serving its new certificate", rotated, 30, 0.5)
     assert all(after[k] != before[k] for k in before), (before, after)
     for n in dbs:
         assert _patroni(lab, n)["postmaster_start_time"] == started[n]  # reloaded, not restarted
