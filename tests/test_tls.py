@@ -83,7 +83,8 @@ def test_node_certificates_carry_names_addresses_and_client_names(tmp_path: Path
     assert tls is not None
     dns, ips = _sans(tls.nodes["db2"]["postgres"])
     assert {"db2", "db2.pgha.lab", "pgha.pgha.lab", "db.example.com", "lb1.pgha.lab"} <= dns
-    assert {"10.77.0.12", "10.77.0.100", "10.77.0.10", "10.77.0.9"} <= ips
+    assert {"10.77.0.12", "10.77.0.100", "10.77.0.10", "10.77.0.9", "127.0.0.1"} <= ips
+    assert "localhost" in dns  # Patroni's own replication connection to its PostgreSQL
     dns, ips = _sans(tls.nodes["db2"]["etcd"])
     assert dns == {"db2", "db2.pgha.lab", "localhost"} and ips == {"10.77.0.12", "127.0.0.1"}
     lb = tls.nodes["lb1"]["haproxy"].cert
