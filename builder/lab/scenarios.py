@@ -79,8 +79,9 @@ class RoutingWatch:
 
     def _ask(self, name: str) -> None:
         url = self.lab.rest_url(self.lab.net.node(name), "/primary")
+        context = self.lab.rest_context()
         while not self._stop.is_set():
-            code, _ = http("GET", url, timeout=0.5)
+            code, _ = http("GET", url, timeout=0.5, context=context)
             if code == 200:
                 self.primary_at[name].append(time.monotonic())
             self._stop.wait(0.1)
