@@ -1,0 +1,128 @@
+#!/usr/bin/env python3
+"""The lab's two engines side by side, in one run: boot time, memory, and the faults whose
+outcome depends on what supervises the services (builder.lab.engine_faults): a host crash and
+Patroni killed on the primary; on the systemd engine also `systemctl stop patroni`.
+
+    flock -o /work/coord/lab.lock python3 bench/engine_bench.py [--profile fast] [--engines ...]
+
+Prints a table and writes it to bench/results/lab-engines.md (and its figures to
+lab-engines.json). Figures, not assertions. Needs root; the lab runs on its own name, network
+(10.81.16.0/24) and host ports (25016/26016/27016) and is taken down after each engine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from builder.lab import engine_faults, scenarios
+from builder.lab import lab as labmod
+from builder.model.cluster import Cluster
+
+RESULTS = Path(__file__).resolve().parent / "results"
+OUTPUT = Path("/var/tmp/pgha-engine-bench")
+CLUSTER: dict[str, Any] = {
+    "name": "labe",
+    "network": {"cidr": "10.81.16.0/24", "gateway": "10.81.16.1", "dns": ["10.81.16.1"]},
+    "nodes": [
+        {"name": "db1", "roles": ["db"], "address": "10.81.16.11"},
+        {"name": "db2", "roles": ["db"], "address": "10.81.16.12"},
+        {"name": "db3", "roles": ["db"], "address": "10.81.16.13"},
+        {"name": "lb1", "roles": ["haproxy"], "address": "10.81.16.10"},
+    ],
+    "load_balancer": {"primary_port": 25016, "replica_port": 26016, "stats_port": 27016},
+}
+FAULTS = {"host crash": engine_faults.host_crash, "Patroni killed": engine_faults.patroni_killed,
+          "unit stopped": engine_faults.unit_stopped}
+ONLY_SYSTEMD = {"unit stopped"}
+
+
+def run_engine(engine: str, profile: str) -> dict[str, Any]:
+    lab = labmod.Lab.of(labmod.lab_cluster(Cluster.model_validate(
+        {**CLUSTER, "profile": profile})), OUTPUT)
+    labmod.down(lab)
+    res: dict[str, Any] = {}
+    try:
+        t = labmod.up(lab, timeout=300, engine=engine)
+        res["boot"] = {k: round(v, 1) for k, v in t.items()}
+        scenarios.healthy(lab)
+        res["memory_mb"] = round(scenarios.memory_mb(lab))
+        for name, fault in FAULTS.items():
+            if name in ONLY_SYSTEMD and engine != "systemd":
+                continue
+            out = fault(lab)
+            res[name] = {"rto": round(out.rto, 1), "lost": len(out.lost), "acked": out.acked,
+                         "failover": out.new != out.old, "back_s": _r(out.rejoin_s),
+                         "notes": out.notes}
+            print(f"{engine:8} {name}: RTO {out.rto:.1f}s lost {len(out.lost)}/{out.acked} "
+                  f"{out.old}->{out.new} back {_r(out.rejoin_s)}s {' '.join(out.notes)}",
+                  flush=True)
+    finally:
+        labmod.down(lab)
+    return res
+
+
+def _r(value: float | None) -> float | None:
+    return None if value is None else round(value, 1)
+
+
+def cell(res: dict[str, Any], name: str) -> str:
+    r = res.get(name)
+    if r is None:
+        return "-"
+    how = "failover" if r["failover"] else "no failover"
+    return f"{r['rto']} ({how}; lost {r['lost']} of {r['acked']})"
+
+
+def markdown(results: dict[str, Any], profile: str) -> str:
+    engines = list(results)
+    lines = [
+        "# The lab's engines: process vs systemd (bench/engine_bench.py)",
+        "",
+        (f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {platform.node()}, "
+        f"{os.cpu_count()} cores, shared with other engineers' runs (figures are noisy); "
+        f"profile {profile}; both engines measured in this one run."),
+        ("RTO (s): fault to the first acknowledged write through :5000 after the outage; "
+        "lost: acknowledged rows missing afterwards."),
+        "",
+        "| | " + " | ".join(engines) + " |",
+        "|---|" + "---|" * len(engines),
+        "| boot: `lab up` to writes on :5000 (s) | "
+        + " | ".join(str(results[e]["boot"]["rw_s"]) for e in engines) + " |",
+        "| boot: `lab up` to failover-ready (s) | "
+        + " | ".join(str(results[e]["boot"]["ready_s"]) for e in engines) + " |",
+        "| memory of the running lab (MB, PSS) | "
+        + " | ".join(str(results[e]["memory_mb"]) for e in engines) + " |",
+    ]
+    for name in FAULTS:
+        lines.append(f"| RTO {name} | " + " | ".join(cell(results[e], name) for e in engines)
+                     + " |")
+    lines.append("")
+    return "\n".join(lines)
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--profile", default="fast", choices=("fast", "default"))
+    p.add_argument("--engines", default="process,systemd")
+    args = p.parse_args()
+    if os.geteuid() != 0:
+        print("engine_bench: needs root", file=sys.stderr)
+        return 1
+    results = {e: run_engine(e, args.profile) for e in args.engines.split(",")}
+    text = markdown(results, args.profile)
+    print(text)
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "lab-engines.json").write_text(json.dumps(results, indent=1) + "\n")
+    (RESULTS / "lab-engines.md").write_text(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

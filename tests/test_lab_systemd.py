@@ -1,0 +1,152 @@
+"""`lab up --engine systemd`, for real: every node a machine with systemd as PID 1, booted from
+the Debian image with the role RPMs installed with their scriptlets, and its seed ISO as the
+cidata disk. One cluster boot, then a reboot, a unit failure and `lab down`, in file order.
+
+The image is built on first use (debootstrap, about a minute with a warm .deb cache, several
+with a cold one) and cached in /var/cache/pgha-lab (PGHA_LAB_CACHE). Needs root.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from builder.core.errors import PghaError
+from builder.lab import engine_faults, machine, scenarios, sysboot
+from builder.lab import lab as labmod
+from builder.lab.status import cluster_view
+from builder.model.cluster import Cluster
+
+pytestmark = [pytest.mark.lab, pytest.mark.skipif(os.geteuid() != 0, reason="the lab needs root")]
+
+CLUSTER = {
+    "name": "labsd",
+    "profile": "fast",
+    "network": {"cidr": "10.80.16.0/24", "gateway": "10.80.16.1", "dns": ["10.80.16.1"]},
+    "nodes": [
+        {"name": "db1", "roles": ["db"], "address": "10.80.16.11"},
+        {"name": "db2", "roles": ["db"], "address": "10.80.16.12"},
+        {"name": "db3", "roles": ["db"], "address": "10.80.16.13"},
+        {"name": "lb1", "roles": ["haproxy"], "address": "10.80.16.10"},
+    ],
+    "load_balancer": {"primary_port": 15016, "replica_port": 16016, "stats_port": 17016},
+}
+FIRSTBOOT = "pgha-firstboot.service"
+# What the agent logs once per node when it applies the seed (and never again after).
+APPLIED = "enabled and started"
+
+
+@pytest.fixture(scope="module")
+def lab() -> Iterator[labmod.Lab]:
+    output = Path(tempfile.mkdtemp(prefix="pgha-lab-systemd-"))
+    the_lab = labmod.Lab.of(labmod.lab_cluster(Cluster.model_validate(CLUSTER)), output)
+    labmod.down(the_lab)
+    try:
+        labmod.up(the_lab, timeout=240, engine="systemd")
+        yield the_lab
+    finally:
+        labmod.down(the_lab)
+        shutil.rmtree(output, ignore_errors=True)
+
+
+def _m(lab: labmod.Lab, name: str) -> machine.Machine:
+    return sysboot.machines(lab, [name])[0]
+
+
+def _in(lab: labmod.Lab, name: str, *argv: str) -> str:
+    return machine.text_in(lab.runner, _m(lab, name), list(argv))
+
+
+def test_cluster_forms_on_machines(lab: labmod.Lab) -> None:
+    leader = scenarios.healthy(lab)
+    view = cluster_view(lab)
+    assert view is not None and leader
+    assert sorted(m["name"] for m in view["members"]) == ["db1", "db2", "db3"]
+    assert labmod.engine_of(lab) == "systemd"
+
+
+def test_each_node_booted_like_a_vm(lab: labmod.Lab) -> None:
+    for node in lab.cluster.nodes:
+        m = _m(lab, node.name)
+        pid = machine.pid1(m)
+        assert pid is not None
+        assert Path(f"/proc/{pid}/comm").read_text().strip() == "systemd"
+        assert _in(lab, node.name, "systemctl", "is-system-running") == "running"
+        assert _in(lab, node.name, "systemctl", "--failed", "--no-legend") == ""
+        assert _in(lab, node.name, "hostname") == f"{node.name}.{lab.cluster.network.domain}"
+        # Installed by rpm with scriptlets: the preset in pgha-common's %post enabled the agent.
+        assert "pgha-common" in _in(lab, node.name, "rpm", "-qa")
+        assert _in(lab, node.name, "systemctl", "is-enabled", FIRSTBOOT) == "enabled"
+        journal = _in(lab, node.name, "journalctl", "-u", FIRSTBOOT, "-o", "cat", "--no-pager")
+        assert "seed source: block device /dev/sr0 (label cidata)" in journal
+        assert journal.count(APPLIED) == len(_services(lab, node.name))
+        assert len(_in(lab, node.name, "ls", "/var/lib/pgha").split()) == 1  # one done marker
+        for svc in _services(lab, node.name):
+            assert _in(lab, node.name, "systemctl", "is-active", svc) == "active"
+            assert _in(lab, node.name, "systemctl", "is-enabled", svc) == "enabled"
+
+
+def _services(lab: labmod.Lab, name: str) -> list[str]:
+    roles = lab.cluster.node(name).roles
+    return ["etcd", "patroni"] if "db" in roles else ["haproxy"]
+
+
+def test_every_unit_and_drop_in_we_ship_verifies(lab: labmod.Lab) -> None:
+    for node in lab.cluster.nodes:
+        units = [FIRSTBOOT, *(f"{s}.service" for s in _services(lab, node.name))]
+        dropins = _in(lab, node.name, "sh", "-c", "ls /usr/lib/systemd/system/*.service.d/")
+        assert "50-pgha.conf" in dropins
+        res = machine.exec_in(lab.runner, _m(lab, node.name),
+                              ["systemd-analyze", "verify", *units], check=False)
+        out = (res.stdout + res.stderr).decode()
+        assert res.returncode == 0, out
+        assert "pgha" not in out and "patroni" not in out, out
+
+
+def test_reboot_does_not_rerun_first_boot_and_the_node_rejoins(lab: labmod.Lab) -> None:
+    primary = scenarios.healthy(lab)
+    node = next(n.name for n in lab.db_nodes if n.name != primary)
+    m = _m(lab, node)
+    old = machine.pid1(m)
+    new = machine.reboot(lab.runner, m)
+    assert new != old
+    assert machine.wait_settled(lab.runner, m, 120) == "running"
+    boots = _in(lab, node, "journalctl", "--list-boots", "--no-pager").splitlines()
+    assert len(boots) == 2
+    journal = _in(lab, node, "journalctl", "-u", FIRSTBOOT, "-o", "cat", "--no-pager")
+    assert journal.count(APPLIED) == 2  # etcd and patroni, at the first boot only
+    this_boot = _in(lab, node, "journalctl", "-b", "-u", FIRSTBOOT, "-o", "cat", "--no-pager")
+    assert "is already configured" in this_boot and APPLIED not in this_boot
+    scenarios.healthy(lab, 120)
+    view = cluster_view(lab)
+    assert view is not None
+    member = next(x for x in view["members"] if x["name"] == node)
+    assert member["state"] == "streaming"
+
+
+def test_patroni_killed_is_restarted_by_systemd(lab: labmod.Lab) -> None:
+    out = engine_faults.patroni_killed(lab)
+    print(f"{out.name}: {out.old} -> {out.new}, RTO {out.rto:.1f}s, lost {len(out.lost)} "
+          f"{' '.join(out.notes)}")
+    assert out.new == out.old  # restarted in time: no failover
+    assert out.lost == []
+    restarts = machine.unit_property(lab.runner, _m(lab, out.old), "patroni.service", "NRestarts")
+    assert int(restarts) >= 1
+
+
+def test_down_leaves_no_mount_namespace_or_process(lab: labmod.Lab) -> None:
+    pids = [machine.pid1(_m(lab, n.name)) for n in lab.cluster.nodes]
+    assert all(pids)
+    assert any(line.split()[4].startswith(str(lab.dir)) for line in
+               Path("/proc/self/mountinfo").read_text().splitlines())
+    labmod.down(lab)
+    assert labmod.leftovers(lab) == []
+    for pid in pids:
+        assert not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text()
+    with pytest.raises(PghaError):
+        machine.exec_in(lab.runner, _m(lab, "db1"), ["true"])
