@@ -211,6 +211,9 @@ def main() -> int:
                   file=sys.stderr)
             merge(results, profile, run_profile(profile, mode, keys, not args.no_tps))
     text = markdown(results)
+    engines = RESULTS / "lab-engines.md"  # bench/engine_bench.py: process vs systemd engine
+    if engines.exists():
+        text += "\n" + engines.read_text().replace("# ", "## ", 1)
     print(text)
     if not args.no_write:
         RESULTS.mkdir(exist_ok=True)
