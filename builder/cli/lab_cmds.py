@@ -64,14 +64,14 @@ def up(app: App, only: str | None, timeout: int, engine: str | None) -> None:
     click.echo(f"lab '{lab_.cluster.name}' is up: writes after {t['rw_s']:.1f}s, reads after "
                f"{t['ro_s']:.1f}s, able to fail over after {t['ready_s']:.1f}s "
                f"({t['total_s']:.1f}s in all, build included)")
-    via = (f"the virtual IP {lab_.vip} (keepalived on "
-           f"{', '.join(n.name for n in lab_.lb_nodes)})" if lab_.vip else "")
     click.echo(f"  read-write  127.0.0.1:{p['rw']}  -> HAProxy {lab_.entry}:{p['rw']} "
                "-> primary")
     click.echo(f"  read-only   127.0.0.1:{p['ro']}  -> HAProxy {lab_.entry}:{p['ro']} "
                "-> replicas")
-    if via:
-        click.echo(f"  {lab_.entry} is {via}; `lab status` shows which holds it")
+    if lab_.vip:
+        lbs = " or ".join(n.name for n in lab_.lb_nodes)
+        click.echo(f"  {lab_.vip} is the virtual IP: keepalived gives it to {lbs} "
+                   "(`lab status` shows which)")
     click.echo(f"  stats       http://127.0.0.1:{p['stats']}/  (user and password in "
                f"{lab_.ctx.out.secrets})")
     dsn = " ".join(f"{k}={v}" for k, v in lab_.sql().dsn(p["rw"]).items())
