@@ -1,0 +1,109 @@
+"""The virtual IP, for real: two load balancers with keepalived in their namespaces (started by
+their agents from the seeds), clients on the VIP through the host path (127.0.0.1 forwarded by
+the kernel), and the VIP moving under a writer when the holder's HAProxy dies or hangs, when
+the holder dies, and when it is cut off. Nothing acknowledged may be lost, and the VIP must
+stay where it went when the old holder comes back (nopreempt).
+
+One lab on its own name, network and ports (VIP_CLUSTER), fast timing profile; needs root.
+The last test takes it down and checks nothing is left (the fixture does too, on failure).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from builder.lab import forward, lbscenarios, vip
+from builder.lab import lab as labmod
+from builder.lab.scenarios import Outcome, healthy
+from builder.lab.status import collect, table
+from builder.model.cluster import Cluster
+
+pytestmark = [pytest.mark.lab, pytest.mark.skipif(os.geteuid() != 0, reason="the lab needs root")]
+
+VIP_CLUSTER = {
+    "name": "labv",
+    "profile": "fast",
+    "network": {"cidr": "10.85.0.0/24", "gateway": "10.85.0.1", "dns": ["10.85.0.1"]},
+    "nodes": [
+        {"name": "db1", "roles": ["db"], "address": "10.85.0.11"},
+        {"name": "db2", "roles": ["db"], "address": "10.85.0.12"},
+        {"name": "db3", "roles": ["db"], "address": "10.85.0.13"},
+        {"name": "lb1", "roles": ["haproxy"], "address": "10.85.0.10"},
+        {"name": "lb2", "roles": ["haproxy"], "address": "10.85.0.9"},
+    ],
+    "load_balancer": {"primary_port": 15500, "replica_port": 16500, "stats_port": 17500,
+                      "virtual_ip": "10.85.0.100"},
+}
+
+
+@pytest.fixture(scope="module")
+def lab() -> Iterator[labmod.Lab]:
+    output = Path(tempfile.mkdtemp(prefix="pgha-lab-vip-"))
+    the_lab = labmod.Lab.of(labmod.lab_cluster(Cluster.model_validate(VIP_CLUSTER)), output)
+    labmod.down(the_lab)
+    try:
+        labmod.up(the_lab, timeout=90)
+        yield the_lab
+    finally:
+        labmod.down(the_lab)
+        shutil.rmtree(output, ignore_errors=True)
+
+
+def check(out: Outcome) -> None:
+    print(f"{out.name}: VIP {out.old} -> {out.new} in {out.vip_moved_s}s, writes back after "
+          f"{out.rto:.1f}s, acknowledged {out.acked}, lost {len(out.lost)}; {'; '.join(out.notes)}")
+    assert out.new != out.old and out.vip_moved_s is not None
+    assert out.lost == [], f"acknowledged rows lost: {out.lost[:20]}"
+    assert f"VIP on {out.new} after {out.old} was back" in out.notes, "nopreempt: it stays"
+    assert not any("at once" in n for n in out.notes)
+
+
+def test_keepalived_from_the_seed_holds_the_vip(lab: labmod.Lab) -> None:
+    healthy(lab)
+    holder = vip.holder(lab)
+    assert holder in ("lb1", "lb2")
+    for name in ("lb1", "lb2"):
+        seed = (lab.node_dirs(name).seed / "pgha" / "seed.json").read_text()
+        assert '"keepalived"' in seed
+        assert (lab.node_dirs(name).root / "run" / "keepalived.pid").is_file()
+    data = collect(lab)
+    assert data["vip_holder"] == holder
+    assert f"HOLDS {lab.vip}" in table(data)
+
+
+def test_host_path_goes_through_the_vip_holder(lab: labmod.Lab) -> None:
+    """127.0.0.1 is forwarded by the kernel to the VIP: PostgreSQL sees the connection come
+    from the holder's HAProxy, and no relay process runs."""
+    assert forward.present(lab.runner, lab.net)
+    assert not (lab.dir / "relay.pid").exists()
+    sql = lab.sql()
+    seen = sql.query(sql.rw_port, "SELECT host(inet_client_addr())")[0][0]
+    assert seen == lab.net.node(str(vip.holder(lab))).address
+
+
+def test_hung_haproxy_loses_the_vip(lab: labmod.Lab) -> None:
+    check(lbscenarios.hang_haproxy(lab))
+
+
+def test_kill_haproxy_on_the_vip_holder(lab: labmod.Lab) -> None:
+    check(lbscenarios.kill_haproxy(lab))
+
+
+def test_kill_the_vip_holder(lab: labmod.Lab) -> None:
+    check(lbscenarios.kill_holder(lab))
+
+
+def test_partition_the_vip_holder(lab: labmod.Lab) -> None:
+    check(lbscenarios.partition_holder(lab))
+
+
+def test_down_leaves_nothing_behind(lab: labmod.Lab) -> None:
+    labmod.down(lab)
+    assert labmod.leftovers(lab) == []
+    assert not forward.present(lab.runner, lab.net)
