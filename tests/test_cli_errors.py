@@ -23,7 +23,8 @@ from builder.release.httpclient import RetryPolicy
 # Minimal arguments per command, so that click's own usage checks pass and the command runs.
 ARGS: dict[str, list[str]] = {
     "render": ["--host", "db1"], "images": ["--role", "db"], "release": ["--tag", "v1.0.0"],
-    "kill": ["db1"], "partition": ["db1"], "heal": ["db1"],
+    "kill": ["db1"], "partition": ["db1"], "heal": ["db1"], "exec": ["db1", "true"],
+    "reboot": ["db1"],
 }
 # Commands that never read the cluster file (they are run with the other cases below).
 NO_CLUSTER = {"init", "schema"}
