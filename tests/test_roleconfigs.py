@@ -125,7 +125,7 @@ def test_keepalived_only_with_vip_and_two_lbs(tmp_path):
     assert "unicast_peer {\n        10.77.0.9\n" in k1
     assert "priority 150" in k1 and "priority 140" in k2
     # The check means "this HAProxy serves" (stats socket + client ports), not a process name.
-    assert ('script "/usr/libexec/pgha/pgha-lb-check --socket /var/lib/haproxy/stats '
+    assert ('script "/usr/libexec/keepalived/pgha-lb-check --socket /var/lib/haproxy/stats '
             '--port 5000 --port 6000 --timeout 1"') in k1
     assert "pgrep" not in k1
     assert "\n    nopreempt\n" in k1 and "state BACKUP" in k1

@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 ROOTED_FIELDS = (
     "pg_data_dir", "pg_home", "pg_socket_dir", "pgpass", "patroni_config", "etcd_config",
     "etcd_data_dir", "haproxy_config", "haproxy_state_dir", "keepalived_config",
-    "tls_dir", "run_dir", "pgha_libexec",
+    "tls_dir", "run_dir", "keepalived_scripts",
 )
 
 
@@ -44,9 +44,10 @@ class Layout:
     tls_dir: str = "/etc/pgha/tls"  # the CA certificate and the node's keys and certificates
     nic: str = "eth0"  # the node's network interface (network-config, keepalived)
     run_dir: str = "/run"  # pid files of daemons started outside systemd (keepalived)
-    # pgha's own programs (the agent, the load balancer check): rooted because the lab
-    # installs the role RPMs' payload under each node's folder.
-    pgha_libexec: str = "/usr/libexec/pgha"
+    # keepalived's check scripts: the targeted SELinux policy labels this folder
+    # keepalived_unconfined_script_exec_t, so a script run from it may reach HAProxy. Rooted
+    # because the lab installs the role RPMs' payload under each node's folder.
+    keepalived_scripts: str = "/usr/libexec/keepalived"
     # How keepalived runs pgha's check script: "" = by its own shebang (platform-python), as
     # RHEL 8 needs: SELinux moves keepalived into the script's domain only on exec of the
     # script file itself. Debian has no platform-python: the interpreter is named.
