@@ -43,6 +43,8 @@ def test_ca_is_made_once_and_reused(tmp_path: Path) -> None:
     assert (ctx.out.pki / "ca.key").stat().st_mode & 0o777 == 0o600
     assert (ctx.out.pki / "ca.crt").stat().st_mode & 0o777 == 0o644
     assert ctx.out.pki.stat().st_mode & 0o777 == 0o700
+    assert (ctx.out.pki / "nodes").stat().st_mode & 0o777 == 0o700
+    assert (ctx.out.pki / "nodes" / "db1").stat().st_mode & 0o777 == 0o700
     ca = first.ca.cert
     assert ca.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
 

@@ -201,7 +201,9 @@ def _read_pair(crt: Path, key: Path) -> Issued:
 
 
 def _write_pair(crt: Path, key: Path, pair: Issued, crt_mode: int = 0o600) -> None:
-    crt.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    for folder in [*reversed(crt.parent.parents), crt.parent]:
+        if not folder.exists():
+            folder.mkdir(mode=0o700)  # pki/nodes/<node>: private like pki/ itself
     atomic_write(key, pair.key_pem, mode=0o600)
     atomic_write(crt, pair.cert_pem, mode=crt_mode)
 
