@@ -90,6 +90,11 @@ def test_each_node_booted_like_a_vm(lab: labmod.Lab) -> None:
         for svc in _services(lab, node.name):
             assert _in(lab, node.name, "systemctl", "is-active", svc) == "active"
             assert _in(lab, node.name, "systemctl", "is-enabled", svc) == "enabled"
+            dropins = _in(lab, node.name, "systemctl", "show", "-p", "DropInPaths", "--value", svc)
+            assert f"/usr/lib/systemd/system/{svc}.service.d/50-pgha.conf" in dropins.split()
+        if "db" in node.roles:  # PGDG's unit says Restart=no; our drop-in makes it on-failure
+            assert _in(lab, node.name, "systemctl", "show", "-p", "Restart", "--value",
+                       "patroni") == "on-failure"
 
 
 def _services(lab: labmod.Lab, name: str) -> list[str]:
@@ -118,7 +123,7 @@ def test_reboot_does_not_rerun_first_boot_and_the_node_rejoins(lab: labmod.Lab) 
     assert new != old
     assert machine.wait_settled(lab.runner, m, 120) == "running"
     boots = _in(lab, node, "journalctl", "--list-boots", "--no-pager")
-    assert len(re.findall(r"\b[0-9a-f]{32}\b", boots)) == 2, boots
+    assert len(re.findall(r"\b[0-9a-f]{32}\b", boots)) == 2, boots  # each boot its own ID
     journal = _in(lab, node, "journalctl", "-u", FIRSTBOOT, "-o", "cat", "--no-pager")
     assert journal.count(APPLIED) == 2  # etcd and patroni, at the first boot only
     this_boot = _in(lab, node, "journalctl", "-b", "-u", FIRSTBOOT, "-o", "cat", "--no-pager")

@@ -25,7 +25,9 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
+import uuid
 
 SYSTEMD = "/lib/systemd/systemd"
 REBOOT, POWEROFF = signal.SIGHUP, signal.SIGINT
@@ -68,6 +70,21 @@ def _dev(root, seed_dev):
         os.symlink("../../sr0", os.path.join(dev, "disk", "by-label", "cidata"))
 
 
+def _boot_id(root):
+    """A boot ID of this boot's own, as a VM gets from its kernel (the shared kernel's would make
+    every boot of every machine one boot for the journal): bind-mounted over the kernel's."""
+    target = _in(root, "/proc/sys/kernel/random/boot_id")
+    fd, path = tempfile.mkstemp(prefix="pgha-boot-id-")
+    with os.fdopen(fd, "w") as fh:
+        fh.write(str(uuid.uuid4()) + "\n")
+    os.chmod(path, 0o444)
+    try:
+        mount("--bind", path, target)
+        mount("-o", "remount,bind,ro", target)
+    finally:
+        os.unlink(path)
+
+
 def init(args):
     root = args.root
     mount("--make-rprivate", "/")
@@ -77,6 +94,7 @@ def init(args):
             continue
         mount("--bind", _in(root, ro), _in(root, ro))
         mount("-o", "remount,bind,ro", _in(root, ro))
+    _boot_id(root)
     mount("-t", "sysfs", "-o", "ro,nosuid,nodev,noexec", "sysfs", _in(root, "/sys"))
     mount("-t", "cgroup2", "-o", "nosuid,nodev,noexec", "cgroup2", _in(root, "/sys/fs/cgroup"))
     _dev(root, args.seed_dev)
