@@ -105,7 +105,7 @@ def test_haproxy_cfg(tmp_path):
         assert s.count("check port 8008") == 3
         assert "server db1 10.77.0.11:5432" in s
     assert "option redispatch 1" in primary and "redispatch" not in replicas
-    assert "bind *:7000" in stats
+    assert "bind *:7000 ssl crt /etc/pgha/tls/haproxy.pem" in stats  # TLS: no clear password
     assert f"stats auth haproxy:{_sec(ctx).haproxy_stats.password}" in stats
 
 

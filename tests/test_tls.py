@@ -89,9 +89,10 @@ def test_node_certificates_carry_names_addresses_and_client_names(tmp_path: Path
     assert "localhost" in dns  # Patroni's own replication connection to its PostgreSQL
     dns, ips = _sans(tls.nodes["db2"]["etcd"])
     assert dns == {"db2", "db2.pgha.lab", "localhost"} and ips == {"10.77.0.12", "127.0.0.1"}
-    lb = tls.nodes["lb1"]["haproxy"].cert
+    lb = tls.nodes["lb1"]["haproxy"].cert  # client towards Patroni, server of the stats page
     usage = lb.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
-    assert list(usage) == [ExtendedKeyUsageOID.CLIENT_AUTH]
+    assert list(usage) == [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
+    assert {"10.77.0.10", "10.77.0.100"} <= _sans(tls.nodes["lb1"]["haproxy"])[1]
 
 
 def test_a_changed_address_reissues_only_that_certificate(tmp_path: Path) -> None:

@@ -72,7 +72,8 @@ def up(app: App, only: str | None, timeout: int, engine: str | None) -> None:
         lbs = " or ".join(n.name for n in lab_.lb_nodes)
         click.echo(f"  {lab_.vip} is the virtual IP: keepalived gives it to {lbs} "
                    "(`lab status` shows which)")
-    click.echo(f"  stats       http://127.0.0.1:{p['stats']}/  (user and password in "
+    scheme = "https" if lab_.cluster.tls.enabled else "http"
+    click.echo(f"  stats       {scheme}://127.0.0.1:{p['stats']}/  (user and password in "
                f"{lab_.ctx.out.secrets})")
     dsn = " ".join(f"{k}={v}" for k, v in lab_.sql().dsn(p["rw"]).items())
     click.echo(f"  psql: pgha-build lab psql [--ro]   or   psql \"{dsn}\"")

@@ -39,11 +39,13 @@ def backends(lab: Lab) -> list[dict[str, str]]:
 def backends_at(lab: Lab, address: str) -> list[dict[str, str]]:
     """The backends as the HAProxy at `address` (a load balancer, or the VIP) sees them."""
     stats = lab.secrets().haproxy_stats
-    url = f"http://{address}:{lab.ports()['stats']}/;csv"
+    scheme = "https" if lab.cluster.tls.enabled else "http"
+    url = f"{scheme}://{address}:{lab.ports()['stats']}/;csv"
     from builder.lab.net import assert_local_route
 
     assert_local_route(lab.runner, lab.net, address)
-    code, body = http("GET", url, auth=(stats.username, stats.password), timeout=1.5)
+    code, body = http("GET", url, auth=(stats.username, stats.password), timeout=1.5,
+                      context=lab.rest_context())
     if code != 200 or not isinstance(body, str):
         return []
     rows = csv.DictReader(io.StringIO(body.lstrip("# ")))
@@ -85,7 +87,8 @@ def collect(lab: Lab) -> dict[str, Any]:
         "virtual_ip": lab.vip,
         "vip_holder": vip.holder(lab) if running else None,
         "endpoints": {"read_write": f"{HOST}:{ports['rw']}", "read_only": f"{HOST}:{ports['ro']}",
-                      "stats": f"http://{HOST}:{ports['stats']}/",
+                      "stats": f"{'https' if lab.cluster.tls.enabled else 'http'}://{HOST}:"
+                               f"{ports['stats']}/",
                       "entry": f"{lab.entry}:{ports['rw']}/{ports['ro']}"},
     }
 
