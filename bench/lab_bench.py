@@ -175,6 +175,9 @@ def markdown(results: dict[str, Any]) -> str:
     lines += ["", repro, ""]
     for k in keys:
         lines += [f"- {k}: " + "; ".join(f"`{c}`" for c in runs[k].get("commands", []))]
+    others = sorted(RESULTS.glob("lab-*.md"))
+    if others:
+        lines += ["", "Other lab figures: " + ", ".join(f"[{o.name}]({o.name})" for o in others)]
     return "\n".join(lines) + "\n"
 
 
