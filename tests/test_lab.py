@@ -12,11 +12,9 @@ takes it down again on any failure.
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 from collections.abc import Iterator
-from pathlib import Path
 
+import labclusters
 import pytest
 
 from builder.core.errors import PghaError
@@ -27,39 +25,13 @@ from builder.model.cluster import Cluster
 
 pytestmark = [pytest.mark.lab, pytest.mark.skipif(os.geteuid() != 0, reason="the lab needs root")]
 
-TEST_CLUSTER = {
-    "name": "labt",
-    "profile": "fast",
-    "network": {"cidr": "10.79.0.0/24", "gateway": "10.79.0.1", "dns": ["10.79.0.1"]},
-    "nodes": [
-        {"name": "db1", "roles": ["db"], "address": "10.79.0.11"},
-        {"name": "db2", "roles": ["db"], "address": "10.79.0.12"},
-        {"name": "db3", "roles": ["db"], "address": "10.79.0.13"},
-        {"name": "lb1", "roles": ["haproxy"], "address": "10.79.0.10"},
-    ],
-    "load_balancer": {"primary_port": 15000, "replica_port": 16000, "stats_port": 17000},
-}
-
-
-def make_lab(output: Path, **changes: object) -> labmod.Lab:
-    cluster = labmod.lab_cluster(Cluster.model_validate({**TEST_CLUSTER, **changes}))
-    return labmod.Lab.of(cluster, output)
+TEST_CLUSTER = labclusters.cluster_data("labt", "10.79.0", (15000, 16000, 17000))
 
 
 @pytest.fixture(scope="module")
 def lab() -> Iterator[labmod.Lab]:
-    # The output folder is a mkdtemp folder, mode 0700 as a clone under /root is: the lab must
-    # run from it (node roots live in the lab folder, which the service users can reach).
-    output = Path(tempfile.mkdtemp(prefix="pgha-lab-tests-"))
-    assert output.stat().st_mode & 0o777 == 0o700
-    the_lab = make_lab(output)
-    labmod.down(the_lab)
-    try:
-        labmod.up(the_lab, timeout=90)
+    with labclusters.booted(TEST_CLUSTER) as the_lab:
         yield the_lab
-    finally:
-        labmod.down(the_lab)
-        shutil.rmtree(output, ignore_errors=True)
 
 
 def check(out: scenarios.Outcome, strict: bool = True) -> None:

@@ -10,33 +10,20 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+import labclusters
 import pytest
 
 from builder.core.errors import PghaError
 from builder.lab import engine_faults, machine, scenarios, sysboot
 from builder.lab import lab as labmod
 from builder.lab.status import cluster_view
-from builder.model.cluster import Cluster
 
 pytestmark = [pytest.mark.lab, pytest.mark.skipif(os.geteuid() != 0, reason="the lab needs root")]
 
-CLUSTER = {
-    "name": "labsd",
-    "profile": "fast",
-    "network": {"cidr": "10.80.16.0/24", "gateway": "10.80.16.1", "dns": ["10.80.16.1"]},
-    "nodes": [
-        {"name": "db1", "roles": ["db"], "address": "10.80.16.11"},
-        {"name": "db2", "roles": ["db"], "address": "10.80.16.12"},
-        {"name": "db3", "roles": ["db"], "address": "10.80.16.13"},
-        {"name": "lb1", "roles": ["haproxy"], "address": "10.80.16.10"},
-    ],
-    "load_balancer": {"primary_port": 15016, "replica_port": 16016, "stats_port": 17016},
-}
+CLUSTER = labclusters.cluster_data("labsd", "10.80.16", (15016, 16016, 17016))
 FIRSTBOOT = "pgha-firstboot.service"
 # What the agent logs once per node when it applies the seed (and never again after).
 APPLIED = "enabled and started"
@@ -44,15 +31,8 @@ APPLIED = "enabled and started"
 
 @pytest.fixture(scope="module")
 def lab() -> Iterator[labmod.Lab]:
-    output = Path(tempfile.mkdtemp(prefix="pgha-lab-systemd-"))
-    the_lab = labmod.Lab.of(labmod.lab_cluster(Cluster.model_validate(CLUSTER)), output)
-    labmod.down(the_lab)
-    try:
-        labmod.up(the_lab, timeout=240, engine="systemd")
+    with labclusters.booted(CLUSTER, timeout=240, engine="systemd") as the_lab:
         yield the_lab
-    finally:
-        labmod.down(the_lab)
-        shutil.rmtree(output, ignore_errors=True)
 
 
 def _m(lab: labmod.Lab, name: str) -> machine.Machine:

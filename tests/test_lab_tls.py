@@ -6,47 +6,26 @@ re-initialisation). Its own cluster name, network and ports; needs root."""
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
-import tempfile
 from collections.abc import Iterator
-from pathlib import Path
 
+import labclusters
 import pytest
 
 from builder.lab import lab as labmod
 from builder.lab import tlsops
 from builder.lab.health import http, wait_until
-from builder.model.cluster import Cluster
 
 pytestmark = [pytest.mark.lab, pytest.mark.skipif(os.geteuid() != 0, reason="the lab needs root")]
 
-TLS_CLUSTER = {
-    "name": "labtls",
-    "profile": "fast",
-    "network": {"cidr": "10.80.0.0/24", "gateway": "10.80.0.1", "dns": ["10.80.0.1"]},
-    "nodes": [
-        {"name": "db1", "roles": ["db"], "address": "10.80.0.11"},
-        {"name": "db2", "roles": ["db"], "address": "10.80.0.12"},
-        {"name": "db3", "roles": ["db"], "address": "10.80.0.13"},
-        {"name": "lb1", "roles": ["haproxy"], "address": "10.80.0.10"},
-    ],
-    "load_balancer": {"primary_port": 25000, "replica_port": 26000, "stats_port": 27000},
-}
+TLS_CLUSTER = labclusters.cluster_data("labtls", "10.80.0", (25000, 26000, 27000))
 
 
 @pytest.fixture(scope="module")
 def lab() -> Iterator[labmod.Lab]:
-    output = Path(tempfile.mkdtemp(prefix="pgha-lab-tls-"))
-    the_lab = labmod.Lab.of(labmod.lab_cluster(Cluster.model_validate(TLS_CLUSTER)), output)
-    assert the_lab.cluster.tls.enabled  # the default
-    labmod.down(the_lab)
-    try:
-        labmod.up(the_lab, timeout=90)
+    with labclusters.booted(TLS_CLUSTER) as the_lab:
+        assert the_lab.cluster.tls.enabled  # the default
         yield the_lab
-    finally:
-        labmod.down(the_lab)
-        shutil.rmtree(output, ignore_errors=True)
 
 
 def _ns(lab: labmod.Lab, node: str) -> list[str]:

@@ -11,48 +11,26 @@ The last test takes it down and checks nothing is left (the fixture does too, on
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 from collections.abc import Iterator
-from pathlib import Path
 
+import labclusters
 import pytest
 
 from builder.lab import forward, lbscenarios, vip
 from builder.lab import lab as labmod
 from builder.lab.scenarios import Outcome, healthy
 from builder.lab.status import collect, table
-from builder.model.cluster import Cluster
 
 pytestmark = [pytest.mark.lab, pytest.mark.skipif(os.geteuid() != 0, reason="the lab needs root")]
 
-VIP_CLUSTER = {
-    "name": "labv",
-    "profile": "fast",
-    "network": {"cidr": "10.85.0.0/24", "gateway": "10.85.0.1", "dns": ["10.85.0.1"]},
-    "nodes": [
-        {"name": "db1", "roles": ["db"], "address": "10.85.0.11"},
-        {"name": "db2", "roles": ["db"], "address": "10.85.0.12"},
-        {"name": "db3", "roles": ["db"], "address": "10.85.0.13"},
-        {"name": "lb1", "roles": ["haproxy"], "address": "10.85.0.10"},
-        {"name": "lb2", "roles": ["haproxy"], "address": "10.85.0.9"},
-    ],
-    "load_balancer": {"primary_port": 15500, "replica_port": 16500, "stats_port": 17500,
-                      "virtual_ip": "10.85.0.100"},
-}
+VIP_CLUSTER = labclusters.cluster_data("labv", "10.85.0", (15500, 16500, 17500),
+                                        load_balancers=2, virtual_ip="10.85.0.100")
 
 
 @pytest.fixture(scope="module")
 def lab() -> Iterator[labmod.Lab]:
-    output = Path(tempfile.mkdtemp(prefix="pgha-lab-vip-"))
-    the_lab = labmod.Lab.of(labmod.lab_cluster(Cluster.model_validate(VIP_CLUSTER)), output)
-    labmod.down(the_lab)
-    try:
-        labmod.up(the_lab, timeout=90)
+    with labclusters.booted(VIP_CLUSTER) as the_lab:
         yield the_lab
-    finally:
-        labmod.down(the_lab)
-        shutil.rmtree(output, ignore_errors=True)
 
 
 def check(out: Outcome) -> None:
