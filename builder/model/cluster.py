@@ -24,6 +24,8 @@ from builder.model.types import (
     DomainName,
     GucName,
     GucValue,
+    IPv4,
+    IPv4Net,
     LibvirtNetwork,
     Location,
     NodeName,
@@ -54,24 +56,6 @@ PROFILES: dict[str, dict[str, dict[str, int]]] = {
 }
 
 
-def _ipv4(value: Any) -> Any:
-    if isinstance(value, ipaddress.IPv4Address):
-        return value
-    try:
-        return ipaddress.IPv4Address(str(value))
-    except ValueError:
-        raise ValueError(f"{value} is not an IPv4 address") from None
-
-
-def _ipv4_net(value: Any) -> Any:
-    if isinstance(value, ipaddress.IPv4Network):
-        return value
-    try:
-        return ipaddress.IPv4Network(str(value), strict=True)
-    except ValueError as exc:
-        raise ValueError(f"{value} is not an IPv4 network in CIDR form ({exc})") from None
-
-
 def _mac(value: Any) -> Any:
     if value is None:
         return None
@@ -81,8 +65,6 @@ def _mac(value: Any) -> Any:
     return text
 
 
-IPv4 = Annotated[ipaddress.IPv4Address, BeforeValidator(_ipv4)]
-IPv4Net = Annotated[ipaddress.IPv4Network, BeforeValidator(_ipv4_net)]
 Mac = Annotated[str | None, BeforeValidator(_mac)]
 Port = Annotated[int, Field(ge=1, le=65535)]
 

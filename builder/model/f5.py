@@ -9,11 +9,12 @@ declaration and tmsh commands are rendered by builder/f5/.
 
 from __future__ import annotations
 
-import ipaddress
 import math
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
-from pydantic import AfterValidator, AliasChoices, BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import AfterValidator, AliasChoices, BaseModel, ConfigDict, Field
+
+from builder.model.types import IPv4, IPv4Net
 
 if TYPE_CHECKING:
     from builder.model.cluster import Cluster
@@ -39,28 +40,6 @@ def _not_reserved(reserved: set[str], what: str) -> AfterValidator:
 
 TenantName = Annotated[str | None, Field(pattern=TENANT_RE),
                        _not_reserved(ADC_PROPERTIES, "tenant (partition)")]
-def _network(value: Any) -> Any:
-    if isinstance(value, ipaddress.IPv4Network):
-        return value
-    try:
-        return ipaddress.IPv4Network(str(value), strict=True)
-    except ValueError as exc:
-        raise ValueError(f"{value} is not an IPv4 network in CIDR form ({exc})") from None
-
-
-Network = Annotated[ipaddress.IPv4Network, BeforeValidator(_network)]
-
-
-def _address(value: Any) -> Any:
-    if isinstance(value, ipaddress.IPv4Address):
-        return value
-    try:
-        return ipaddress.IPv4Address(str(value))
-    except ValueError:
-        raise ValueError(f"{value} is not an IPv4 address") from None
-
-
-Address = Annotated[ipaddress.IPv4Address, BeforeValidator(_address)]
 ApplicationName = Annotated[str, Field(pattern=APPLICATION_RE),
                             _not_reserved(TENANT_PROPERTIES, "application")]
 
@@ -80,12 +59,12 @@ class F5(BaseModel):
         default=None, ge=1, le=300,
         description="seconds between monitor probes; default: load_balancer.check.inter_ms "
                     "rounded up to whole seconds. The monitor timeout is 3 x interval + 1")
-    self_ips: list[Address] = Field(
+    self_ips: list[IPv4] = Field(
         default_factory=list,
         description="the BIG-IP addresses the db nodes see (its self IPs on their network, or "
                     "SNAT addresses): their firewall and pg_hba admit these for the monitors "
                     "(Patroni REST) and the connections (PostgreSQL)")
-    vip_networks: list[Network] = Field(
+    vip_networks: list[IPv4Net] = Field(
         default_factory=list,
         description="networks (CIDR) routed to the BIG-IP where virtual_ip may live, besides "
                     "network.cidr")

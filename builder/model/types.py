@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import ipaddress
 import math
 import re
 import struct
@@ -268,3 +269,25 @@ RoleName = Annotated[str, _bounded(32, "the role name"), _schema(_ROLE), _patter
     _ROLE, "a role name (lower-case letters, digits, _ and -)")]
 LibvirtNetwork = Annotated[str, _bounded(64, "the network name"), _schema(_NET), _pattern(
     _NET, "a libvirt network name")]
+
+
+def _ipv4(value: Any) -> Any:
+    if isinstance(value, ipaddress.IPv4Address):
+        return value
+    try:
+        return ipaddress.IPv4Address(str(value))
+    except ValueError:
+        raise ValueError(f"{value} is not an IPv4 address") from None
+
+
+def _ipv4_net(value: Any) -> Any:
+    if isinstance(value, ipaddress.IPv4Network):
+        return value
+    try:
+        return ipaddress.IPv4Network(str(value), strict=True)
+    except ValueError as exc:
+        raise ValueError(f"{value} is not an IPv4 network in CIDR form ({exc})") from None
+
+
+IPv4 = Annotated[ipaddress.IPv4Address, BeforeValidator(_ipv4)]
+IPv4Net = Annotated[ipaddress.IPv4Network, BeforeValidator(_ipv4_net)]
