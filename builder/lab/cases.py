@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from builder.core.errors import PghaError
-from builder.lab import faults, scenarios
+from builder.lab import faults, scenarios, vip
 from builder.lab.health import wait_until
 from builder.lab.lab import Lab, down, up
 from builder.lab.scenarios import WARMUP_ROWS, Outcome, address, healthy
@@ -211,46 +211,49 @@ def _writes_stop(writer: Writer, t0: float, timeout: float) -> float | None:
 
 def lb_restart(lab: Lab) -> Outcome:
     """Kill the load balancer's processes and boot it again (its agent starts HAProxy)."""
-    old = healthy(lab)
-    lb = lab.lb.name
-    writer = Writer(lab.sql()).start()
-    try:
-        writer.wait_acked(WARMUP_ROWS)
-        t0 = time.monotonic()
+
+    def restart(lb: str) -> None:
         faults.kill(lab, lb)
         up(lab, [lb])
-        writer.wait_acked(WARMUP_ROWS, timeout=60)
-    finally:
-        writer.stop()
-    return _lb_outcome("restart the load balancer", lab, writer, t0, old)
+
+    return _lb_fault(lab, "restart the load balancer", restart)
 
 
 def lb_partition(lab: Lab) -> Outcome:
     """Cut the load balancer off for LB_PARTITION_S, then heal: the cluster must not change,
     and writes resume once HAProxy sees the primary again."""
-    old = healthy(lab)
-    lb = lab.lb.name
-    writer = Writer(lab.sql()).start()
-    try:
-        writer.wait_acked(WARMUP_ROWS)
-        t0 = time.monotonic()
+
+    def cut(lb: str) -> float:
         faults.partition(lab, lb)
         time.sleep(LB_PARTITION_S)
-        t1 = time.monotonic()
+        healed = time.monotonic()
         faults.heal(lab, lb)
-        writer.wait_acked(WARMUP_ROWS, timeout=60)
-    finally:
-        writer.stop()
-    out = _lb_outcome("partition the load balancer", lab, writer, t0, old)
-    back = next((t for _, t in writer.acked if t > t1), None)
-    out.rejoin_s = (back - t1) if back is not None else None
+        return healed
+
+    out = _lb_fault(lab, "partition the load balancer", cut)
     out.notes.append(f"cut off {LB_PARTITION_S:.0f}s; writes back after heal")
     return out
 
 
-def _lb_outcome(name: str, lab: Lab, writer: Writer, t0: float, old: str) -> Outcome:
+def _lb_fault(lab: Lab, name: str, fault: Callable[[str], float | None]) -> Outcome:
+    """`fault` on the load balancer clients go through (the virtual IP's holder, else the
+    first one) while a writer runs; the cluster itself must not change. When `fault` returns
+    the time it ended, rejoin_s is the time from then to the next acknowledged write."""
+    old = healthy(lab)
+    lb = vip.holder(lab) or lab.lb.name
+    writer = Writer(lab.sql()).start()
+    try:
+        writer.wait_acked(WARMUP_ROWS)
+        t0 = time.monotonic()
+        ended = fault(lb)
+        writer.wait_acked(WARMUP_ROWS, timeout=60)
+    finally:
+        writer.stop()
     out = _finish(name, lab, writer, t0, old, str(leader(lab)))
     healthy(lab)
+    if ended is not None:
+        back = next((t for _, t in writer.acked if t > ended), None)
+        out.rejoin_s = (back - ended) if back is not None else None
     return out
 
 
