@@ -10,7 +10,10 @@ size). No model or CLI here: callers pass the location.
 from __future__ import annotations
 
 import configparser
+import os
+import re
 import shutil
+import stat
 import tempfile
 import urllib.error
 import urllib.request
@@ -26,6 +29,9 @@ RHEL8_FAMILIES = ("Red Hat Enterprise Linux", "CentOS Stream", "CentOS Linux", "
                   "AlmaLinux")
 DEFAULT_KERNEL = "images/pxeboot/vmlinuz"
 DEFAULT_INITRD = "images/pxeboot/initrd.img"
+# A path inside the tree as .treeinfo may name it: relative, plain characters, no `.`/`..`.
+TREE_PATH = re.compile(r"[A-Za-z0-9._+-]+(/[A-Za-z0-9._+-]+)*")
+TREE_PATH_MAX = 255
 URL_TIMEOUT_S = 20
 
 Kind = Literal["dir", "iso", "url"]
@@ -68,11 +74,10 @@ def read_treeinfo_text(location: str, runner: Runner | None = None) -> str:
         raise SourceError(f"install source {location} does not exist",
                           hint="pass --install-source with a RHEL 8 DVD ISO, tree folder or URL")
     if kind == "dir":
-        ti = path / ".treeinfo"
-        if not ti.is_file():
+        if not (path / ".treeinfo").is_file():
             raise SourceError(f"install source {location} has no .treeinfo",
                               hint="give the top folder of a RHEL 8 install tree (a mounted DVD)")
-        return ti.read_text(errors="replace")
+        return inside_tree(path, ".treeinfo", location).read_text(errors="replace")
     with tempfile.TemporaryDirectory() as tmp:
         extract_from_iso(path, ".treeinfo", Path(tmp) / "treeinfo", runner or Runner())
         return (Path(tmp) / "treeinfo").read_text(errors="replace")
@@ -82,6 +87,10 @@ def extract_from_iso(iso: Path, member: str, dest: Path, runner: Runner) -> None
     dest.parent.mkdir(parents=True, exist_ok=True)
     runner.run(["xorriso", "-osirrox", "on", "-indev", str(iso),
                 "-extract", f"/{member}", str(dest)])
+    if dest.is_symlink():  # a Rock Ridge symlink: it could point anywhere on this host
+        dest.unlink()
+        raise SourceError(f"{iso}: /{member} is a symlink, not a file",
+                          hint="use the vendor's unmodified RHEL 8 DVD")
     if not dest.is_file():
         raise SourceError(f"{iso} has no /{member}", hint="use a RHEL 8 DVD (not a boot ISO)")
 
@@ -94,6 +103,40 @@ def _fetch(url: str) -> bytes:
     except (urllib.error.URLError, OSError) as exc:
         raise SourceError(f"cannot fetch {url}: {exc}",
                           hint="check the install source URL and that this host reaches it") from None
+
+
+def tree_path(value: str, what: str, location: str) -> str:
+    """A path that .treeinfo names, checked to stay inside the tree: relative, of letters,
+    digits and `._+-`, no `.` or `..` component (a hostile tree could name secrets.yaml or a
+    CA key of this host otherwise)."""
+    rel = value.strip()
+    parts = rel.split("/")
+    if (len(rel) > TREE_PATH_MAX or not TREE_PATH.fullmatch(rel)
+            or any(part in (".", "..") for part in parts)):
+        raise SourceError(
+            f"install source {location}: .treeinfo {what} {value[:80]!r} is not a path "
+            "inside the tree",
+            hint="use the vendor's unmodified install tree (paths like images/pxeboot/vmlinuz)")
+    return rel
+
+
+def inside_tree(root: Path, rel: str, location: str) -> Path:
+    """root/rel with symlinks resolved, refused unless it is a regular file inside root."""
+    real_root = root.resolve()
+    real = (real_root / rel).resolve()
+    if real != real_root and real_root not in real.parents:
+        raise SourceError(
+            f"install source {location}: {rel} resolves to {real}, outside the tree",
+            hint="the tree has a symlink that leaves it: use the vendor's unmodified tree")
+    try:
+        st = real.stat()
+    except OSError:
+        raise SourceError(f"install source {location} has no {rel}",
+                          hint="the tree is incomplete: copy the whole DVD") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise SourceError(f"install source {location}: {rel} is not a regular file",
+                          hint="use the vendor's unmodified install tree")
+    return real
 
 
 def parse_treeinfo(text: str, location: str) -> InstallSource:
@@ -118,11 +161,21 @@ def parse_treeinfo(text: str, location: str) -> InstallSource:
     variants = cp.get("tree", "variants", fallback=cp.get("general", "variants", fallback=""))
     return InstallSource(
         location=location, kind=kind_of(location), name=name, version=version, arch=arch,
-        kernel=cp.get(section, "kernel", fallback=DEFAULT_KERNEL),
-        initrd=cp.get(section, "initrd", fallback=DEFAULT_INITRD),
-        variants=tuple(v.strip() for v in variants.split(",") if v.strip()),
+        kernel=tree_path(cp.get(section, "kernel", fallback=DEFAULT_KERNEL), "kernel", location),
+        initrd=tree_path(cp.get(section, "initrd", fallback=DEFAULT_INITRD), "initrd", location),
+        variants=_variants(cp, variants, location),
         treeinfo=text,
     )
+
+
+def _variants(cp: configparser.ConfigParser, listed: str, location: str) -> tuple[str, ...]:
+    """The variant names, each with its repository path checked like the kernel's."""
+    names = tuple(v.strip() for v in listed.split(",") if v.strip())
+    for name in names:
+        tree_path(name, "variant", location)
+        tree_path(cp.get(f"variant-{name}", "repository", fallback=name).strip("/"),
+                  f"variant-{name} repository", location)
+    return names
 
 
 def _treeinfo_checksums(text: str) -> dict[str, str]:
@@ -137,10 +190,7 @@ def identify(src: InstallSource) -> dict[str, object]:
     if src.kind == "dir":
         root = Path(src.location)
         for key, rel in (("kernel", src.kernel), ("initrd", src.initrd)):
-            path = root / rel
-            if not path.is_file():
-                raise SourceError(f"install source {src.location} has no {rel}",
-                                  hint="the tree is incomplete: copy the whole DVD")
+            path = inside_tree(root, rel, src.location)
             ident[key] = {"size": path.stat().st_size, "sha256": sha256_file(path)}
     else:
         sums = _treeinfo_checksums(src.treeinfo)
@@ -166,12 +216,21 @@ def copy_boot_files(src: InstallSource, dest: Path, runner: Runner) -> tuple[Pat
     for rel, target in zip((src.kernel, src.initrd), out, strict=True):
         with replacing(target) as tmp:
             if src.kind == "dir":
-                shutil.copyfile(Path(src.location) / rel, tmp)
+                _copy_regular(inside_tree(Path(src.location), rel, src.location), tmp)
             elif src.kind == "iso":
                 extract_from_iso(Path(src.location), rel, tmp, runner)
             else:
                 tmp.write_bytes(_fetch(src.location.rstrip("/") + "/" + rel))
     return out
+
+
+def _copy_regular(path: Path, dest: Path) -> None:
+    """Copy a file opened without following a last-moment symlink (O_NOFOLLOW)."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    with os.fdopen(fd, "rb") as src, open(dest, "wb") as out:
+        if not stat.S_ISREG(os.fstat(src.fileno()).st_mode):
+            raise SourceError(f"{path} is not a regular file", hint="use an unmodified tree")
+        shutil.copyfileobj(src, out)
 
 
 def media_repos(src: InstallSource) -> dict[str, str]:
