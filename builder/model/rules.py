@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
-from builder.model import f5, roles
+from builder.model import f5, gucpolicy, roles
 from builder.model.cluster import Cluster
 from builder.model.types import MAX_FQDN
 
@@ -45,7 +45,8 @@ NODE_COUNT_PATHS = frozenset({"nodes", "patroni.synchronous_mode"})
 
 def check(c: Cluster) -> Report:
     report = Report()
-    for rule in (_unique, _addresses, _roles, _etcd, _ports, _timing, _load_balancer, _tls):
+    for rule in (_unique, _addresses, _roles, _etcd, _ports, _timing, _load_balancer, _tls,
+                 _parameters):
         rule(c, report)
     return report
 
@@ -196,3 +197,9 @@ def _tls(c: Cluster, r: Report) -> None:
     elif c.tls.cert_days > c.tls.ca_days:
         r.warn("tls.cert_days", f"longer than the CA's validity ({c.tls.ca_days} days): node "
                "certificates end when the CA does")
+
+
+def _parameters(c: Cluster, r: Report) -> None:
+    """PostgreSQL parameters the product owns or that open a way in (model/gucpolicy.py)."""
+    for name, message in gucpolicy.problems(dict(c.patroni.parameters)):
+        r.error(f"patroni.parameters.{name}", message)
