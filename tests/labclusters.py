@@ -34,6 +34,10 @@ def cluster_data(name: str, prefix: str, ports: tuple[int, int, int],
     }
 
 
+# `lab up`'s timings (builder.lab.lab.up) of the last boot of each cluster name.
+UP_TIMINGS: dict[str, dict[str, float]] = {}
+
+
 def make_lab(data: dict[str, Any], output: Path, **changes: object) -> labmod.Lab:
     cluster = labmod.lab_cluster(Cluster.model_validate({**data, **changes}))
     return labmod.Lab.of(cluster, output)
@@ -48,7 +52,7 @@ def booted(data: dict[str, Any], **up_options: Any) -> Iterator[labmod.Lab]:
     the_lab = make_lab(data, output)
     labmod.down(the_lab)
     try:
-        labmod.up(the_lab, **{"timeout": 90, **up_options})
+        UP_TIMINGS[data["name"]] = labmod.up(the_lab, **{"timeout": 90, **up_options})
         yield the_lab
     finally:
         labmod.down(the_lab)

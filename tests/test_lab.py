@@ -49,6 +49,16 @@ def test_kill_primary_right_after_lab_up(lab: labmod.Lab) -> None:
     assert not out.blocked, "no replica was promoted: lab up returned before failover-ready"
 
 
+def test_writes_before_every_first_boot_is_done(lab: labmod.Lab) -> None:
+    """The read-write port takes writes once a leader exists: `lab up` saw its first write
+    before the replicas' first boots (streaming, quorum registered) were done, and reports
+    writes, reads and failover-ready separately."""
+    t = labclusters.UP_TIMINGS[lab.cluster.name]
+    print({k: round(v, 2) for k, v in t.items()})
+    assert t["rw_s"] <= t["ro_s"] and t["boot_s"] <= t["ready_s"]
+    assert t["rw_s"] < t["boot_s"], "writes waited for every node's first boot"
+
+
 def test_cluster_forms_from_seeds(lab: labmod.Lab) -> None:
     scenarios.healthy(lab)
     view = cluster_view(lab)

@@ -25,6 +25,7 @@ import ssl
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -187,7 +188,12 @@ def up(lab: Lab, only: list[str] | None = None, timeout: float = 120,
     """Build what is missing, boot the nodes, wait until healthy; return timings.
     engine: "process" (the agents start the services as processes) or "systemd" (each
     node a machine with systemd as PID 1, builder.lab.sysboot); default: the running
-    lab's, else "process"."""
+    lab's, else "process".
+
+    Writes and reads are waited for while the first boots still run: the read-write port
+    takes writes as soon as a leader exists and HAProxy routes to it, not when every node's
+    first boot (replicas streaming, quorum registered) is done. Failover readiness comes last.
+    rw_s, ro_s, boot_s (every first boot done) and ready_s count from the end of the build."""
     t0 = time.monotonic()
     preflight(lab)
     make_dir(lab)
@@ -201,22 +207,17 @@ def up(lab: Lab, only: list[str] | None = None, timeout: float = 120,
     _write_state(lab, started=time.time(), engine=engine)
     for addr in (lab.net.node(n).address for n in names):
         net.assert_local_route(lab.runner, lab.net, addr)  # the agents' health checks
-    if engine == "systemd":
-        from builder.lab import sysboot
-
-        rpms = {n: nodes.rpms_for(lab.cluster.node(n), ctx.out.rpms, _version()) for n in names}
-        sysboot.boot(lab, names, rpms, timeout)
-    else:
-        _boot_processes(lab, names, timeout)
+    booting = _start_boot(lab, names, engine, timeout)
     start_relay(lab)
-    t_booted = time.monotonic()
     if lab.vip:
         vip.wait_holder(lab, timeout)
     sql = lab.sql()
-    wait_until("writes through the read-write port", sql.can_write, timeout)
+    wait_until("writes through the read-write port", booting.watching(sql.can_write), timeout)
     t_rw = time.monotonic()
-    wait_until("reads through the read-only port", sql.can_read, timeout)
+    wait_until("reads through the read-only port", booting.watching(sql.can_read), timeout)
     t_ro = time.monotonic()
+    booting.wait()
+    t_booted = time.monotonic()
     from builder.lab.readiness import wait_failover_ready
 
     wait_failover_ready(lab, timeout)
@@ -226,7 +227,37 @@ def up(lab: Lab, only: list[str] | None = None, timeout: float = 120,
             "total_s": t_ready - t0}
 
 
-def _boot_processes(lab: Lab, names: list[str], timeout: float) -> None:
+@dataclass
+class Booting:
+    """First boots under way: `failed()` says whether one has already failed (without
+    blocking), `wait()` blocks until all are done and raises the first failure."""
+
+    failed: Callable[[], bool]
+    wait: Callable[[], object]
+
+    def watching(self, check: Callable[[], bool]) -> Callable[[], bool]:
+        """`check`, raising the first boot's error as soon as a first boot failed (instead
+        of polling a cluster that will not come until the timeout)."""
+        def probe() -> bool:
+            if self.failed():
+                self.wait()
+            return check()
+        return probe
+
+
+def _start_boot(lab: Lab, names: list[str], engine: str, timeout: float) -> Booting:
+    if engine == "systemd":
+        from builder.lab import sysboot
+
+        rpms = {n: nodes.rpms_for(lab.cluster.node(n), lab.ctx.out.rpms, _version())
+                for n in names}
+        started = sysboot.power_on(lab, names, rpms)
+        return Booting(lambda: False,
+                       lambda: sysboot.wait_first_boot(lab, names, started, timeout))
+    return _start_processes(lab, names, timeout)
+
+
+def _start_processes(lab: Lab, names: list[str], timeout: float) -> Booting:
     ctx, sec = lab.ctx, lab.secrets()
     all_dirs = {n: lab.node_dirs(n) for n in names}
     for name, dirs in all_dirs.items():
@@ -235,7 +266,8 @@ def _boot_processes(lab: Lab, names: list[str], timeout: float) -> None:
         nodes.write_seed(ctx, node, sec, dirs)
     agents = {n: nodes.boot(PYTHON, d, lab.net.node(n).netns, timeout)
               for n, d in all_dirs.items()}
-    nodes.wait_booted(agents, all_dirs)
+    return Booting(lambda: any(p.poll() not in (None, 0) for p in agents.values()),
+                   lambda: nodes.wait_booted(agents, all_dirs))
 
 
 def engine_of(lab: Lab) -> str:

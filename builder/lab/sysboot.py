@@ -37,6 +37,13 @@ def boot(lab: Lab, names: list[str], rpm_paths: dict[str, list[Path]],
          timeout: float) -> dict[str, float]:
     """Install, seed and power on every named node, then wait for each first boot; returns
     the seconds each machine took from power-on to a settled boot."""
+    started = power_on(lab, names, rpm_paths)
+    return wait_first_boot(lab, names, started, timeout)
+
+
+def power_on(lab: Lab, names: list[str], rpm_paths: dict[str, list[Path]]) -> dict[str, float]:
+    """Install, seed and power on every named node; return when each was powered on (the
+    first boots then run by themselves: `wait_first_boot` waits for them)."""
     machine.preflight()
     t0 = time.monotonic()
     image = rootfs.ensure(lab.runner)
@@ -56,13 +63,15 @@ def boot(lab: Lab, names: list[str], rpm_paths: dict[str, list[Path]],
         seed_dev = machine.attach_seed(lab.runner, ctx.out.seeds / f"{m.name}-cidata.iso")
         started[m.name] = time.monotonic()
         machine.power_on(m, seed_dev)
-    return _wait_first_boot(lab, machines(lab, names), started, timeout)
+    return started
 
 
-def _wait_first_boot(lab: Lab, ms: list[Machine], started: dict[str, float],
-                     timeout: float) -> dict[str, float]:
+def wait_first_boot(lab: Lab, names: list[str], started: dict[str, float],
+                    timeout: float) -> dict[str, float]:
+    """Wait until every named machine's first boot is done; returns the seconds each took
+    from power-on to a settled boot, or raises with the first boot's journal."""
     took = {}
-    for m in ms:
+    for m in machines(lab, names):
         machine.wait_pid1(m)
         state = machine.wait_settled(lab.runner, m, timeout)
         took[m.name] = time.monotonic() - started[m.name]
