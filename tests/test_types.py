@@ -45,7 +45,7 @@ def _ok(kind: object, value: object) -> bool:
 
 
 @pytest.mark.parametrize("url", [
-    "http://mirror.example.com/rhel8/BaseOS/x86_64/os/", "https://u:p@h.example:8443/r?x=1&y=2",
+    "http://mirror.example.com/rhel8/BaseOS/x86_64/os/", "https://h.example:8443/r?x=1&y=2",
     "ftp://10.0.0.1/pub/", "file:///srv/repo/", "http://[fe80::1]:8080/repo/",
 ])
 def test_url_accepts(url: str) -> None:
@@ -56,18 +56,20 @@ def test_url_accepts(url: str) -> None:
     "http://h/x\n%pre", 'http://h/"x', "http://h/'x", "http://h/$(id)", "http://h/`id`",
     "http://h/a b", "http://h/a\tb", "http://h/a\\b", "gopher://h/", "h/x", "http:///x",
     "file://host/x", "http://h/%zz", "http://h/x\n", "javascript:alert(1)", "http://h/" + "a" * 3000,
+    "https://u:p@h.example/r", "https://token@h/", "http://[::1/x", "http://h:99999/x",
+    "http://h:0/", "http://h:x/", "http://[zz]/",
 ])
 def test_url_refuses(url: str) -> None:
     assert not _ok(types.Url, url)
 
 
-@pytest.mark.parametrize("pin", ["4.0.4", "1:4.0.4-1.el8", "16.4-1PGDG.rhel8", "2.3~rc1", 4])
+@pytest.mark.parametrize("pin", ["4.0.4", "1:4.0.4-1.el8", "16.4-1PGDG.rhel8", "2.3~rc1", "4"])
 def test_pin_accepts(pin: object) -> None:
     assert _ok(types.RpmPin, pin)
 
 
 @pytest.mark.parametrize("pin", ["4.0.4\n%pre", "%{lua: os.execute('id')}", "1-2-3", "a b",
-                                 "x:1", "-1", "1.0-", ":1", "", "1.0\n", True])
+                                 "x:1", "-1", "1.0-", ":1", "", "1.0\n", True, 4, 3.10])
 def test_pin_refuses(pin: object) -> None:
     assert not _ok(types.RpmPin, pin)
 

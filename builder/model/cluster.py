@@ -24,6 +24,7 @@ from builder.model.types import (
     DomainName,
     GucName,
     GucValue,
+    Int,
     IPv4,
     IPv4Net,
     LibvirtNetwork,
@@ -66,7 +67,7 @@ def _mac(value: Any) -> Any:
 
 
 Mac = Annotated[str | None, BeforeValidator(_mac)]
-Port = Annotated[int, Field(ge=1, le=65535)]
+Port = Annotated[Int, Field(ge=1, le=65535)]
 
 
 class Strict(BaseModel):
@@ -75,7 +76,8 @@ class Strict(BaseModel):
 
 class Node(Strict):
     name: NodeName = Field(description="Short host name, e.g. db1")
-    roles: list[RoleName] = Field(min_length=1, description="Role names from roles/ (db, haproxy)")
+    roles: list[RoleName] = Field(min_length=1, max_length=8,
+                                  description="Role names from roles/ (db, haproxy)")
     address: IPv4 = Field(description="Static IPv4 address inside network.cidr")
     mac: Mac = Field(default=None, description="MAC address, for PXE installs")
 
@@ -83,10 +85,11 @@ class Node(Strict):
 class Network(Strict):
     cidr: IPv4Net = Field(default="10.77.0.0/24", validate_default=True)
     gateway: IPv4 = Field(default="10.77.0.1", validate_default=True)
-    dns: list[IPv4] = Field(default_factory=lambda: [ipaddress.IPv4Address("10.77.0.1")])
+    dns: list[IPv4] = Field(default_factory=lambda: [ipaddress.IPv4Address("10.77.0.1")],
+                            max_length=8)
     domain: DomainName = Field(default="pgha.lab", description="RFC 1123 DNS domain")
     client_networks: list[IPv4Net] | None = Field(
-        default=None,
+        default=None, max_length=64,
         description="networks whose clients may reach PostgreSQL (5432) and the load balancer "
                     "ports (5000/6000/7000); the firewall admits no one else. Default: [cidr]",
     )
@@ -102,19 +105,19 @@ class Ports(Strict):
 class HealthCheck(Strict):
     """HAProxy's health check of Patroni's REST API."""
 
-    inter_ms: int = Field(default=3000, ge=100, le=60000)
-    fall: int = Field(default=3, ge=1, le=20)
-    rise: int = Field(
+    inter_ms: Int = Field(default=3000, ge=100, le=60000)
+    fall: Int = Field(default=3, ge=1, le=20)
+    rise: Int = Field(
         default=2, ge=1, le=20,
         description="passing checks before a replica takes reads again (the primary port "
                     "needs one: /primary answers 200 only on the leader)",
     )
-    fastinter_ms: int = Field(
+    fastinter_ms: Int = Field(
         default=1000, ge=100, le=60000,
         description="check interval while a server changes state (after a first failure "
                     "or success): speeds up marking the old primary down and the new one up",
     )
-    downinter_ms: int = Field(
+    downinter_ms: Int = Field(
         default=1000, ge=100, le=60000,
         description="check interval of a server that is down (a replica, for the primary "
                     "port): how soon a promoted replica is seen",
@@ -135,10 +138,11 @@ class LoadBalancer(Strict):
 
 
 class Patroni(Strict):
-    ttl: int = Field(default=30, description="leader key TTL, seconds (>= 20)")
-    loop_wait: int = Field(default=10, description="seconds between HA loops (>= 1)")
-    retry_timeout: int = Field(default=10, description="DCS and PostgreSQL retry, seconds (>= 3)")
-    maximum_lag_on_failover: int = Field(default=1048576, ge=0, description="bytes")
+    ttl: Int = Field(default=30, le=3600, description="leader key TTL, seconds (>= 20)")
+    loop_wait: Int = Field(default=10, le=600, description="seconds between HA loops (>= 1)")
+    retry_timeout: Int = Field(default=10, le=600,
+                               description="DCS and PostgreSQL retry, seconds (>= 3)")
+    maximum_lag_on_failover: Int = Field(default=1048576, ge=0, le=1 << 40, description="bytes")
     synchronous_mode: bool | Literal["quorum"] = Field(
         default="quorum",
         description="quorum (default): a commit waits for any one replica, any replica can be "
@@ -157,7 +161,7 @@ class Patroni(Strict):
         description="Patroni's watchdog: a primary whose Patroni hangs is reset (softdog)",
     )
     parameters: dict[GucName, GucValue] = Field(
-        default_factory=dict, description="PostgreSQL parameters for bootstrap.dcs"
+        default_factory=dict, max_length=500, description="PostgreSQL parameters for bootstrap.dcs"
     )
 
 
@@ -171,11 +175,11 @@ class Tls(Strict):
     and the names clients use. `tls: false` turns it off (throwaway labs only; `check` warns)."""
 
     enabled: bool = True
-    cert_days: int = Field(default=365, ge=1, le=3650,
+    cert_days: Int = Field(default=365, ge=1, le=3650,
                            description="validity of node certificates, days")
-    ca_days: int = Field(default=3650, ge=30, le=36500, description="validity of the CA, days")
+    ca_days: Int = Field(default=3650, ge=30, le=36500, description="validity of the CA, days")
     service_names: list[DomainName] = Field(
-        default_factory=list,
+        default_factory=list, max_length=32,
         description="DNS names clients use for the load balancer or virtual IP "
                     "(sslmode=verify-full checks them); <cluster>.<domain> is always included",
     )
@@ -200,10 +204,10 @@ class Image(Strict):
     cloud_image: Location | None = Field(
         default=None, description="RHEL 8 KVM Guest Image (qcow2) for --backend cloud-image"
     )
-    disk_gb: int = Field(default=20, ge=10, le=2048, description="virtual disk size, GiB")
-    memory_mib: int = Field(default=2048, ge=1536, le=262144, description="installer VM memory")
-    vcpus: int = Field(default=2, ge=1, le=64)
-    timeout_min: int = Field(default=60, ge=5, le=1440, description="install time limit, minutes")
+    disk_gb: Int = Field(default=20, ge=10, le=2048, description="virtual disk size, GiB")
+    memory_mib: Int = Field(default=2048, ge=1536, le=262144, description="installer VM memory")
+    vcpus: Int = Field(default=2, ge=1, le=64)
+    timeout_min: Int = Field(default=60, ge=5, le=1440, description="install time limit, minutes")
     network: LibvirtNetwork = Field(
         default="default", description="libvirt network of the installer VM, or 'user' (NAT)"
     )
@@ -221,7 +225,7 @@ class Cluster(Strict):
     platform: Literal["rhel8", "debian12"] = Field(
         default="rhel8", description="rhel8 for real machines; debian12 for the local lab"
     )
-    postgres_version: int = Field(default=16, ge=13, le=17)
+    postgres_version: Int = Field(default=16, ge=13, le=17)
     profile: Literal["default", "fast"] = Field(
         default="default", description="timing profile: fills unset Patroni and check timings"
     )
@@ -233,7 +237,7 @@ class Cluster(Strict):
             Node(name="db3", roles=["db"], address="10.77.0.13"),  # type: ignore[arg-type]
             Node(name="lb1", roles=["haproxy"], address="10.77.0.10"),  # type: ignore[arg-type]
         ],
-        min_length=1,
+        min_length=1, max_length=100,
     )
     ports: Ports = Field(default_factory=Ports)
     load_balancer: LoadBalancer = Field(default_factory=LoadBalancer)
@@ -241,7 +245,7 @@ class Cluster(Strict):
     repos: Repos = Field(default_factory=Repos)
     admin: Admin = Field(default_factory=Admin)
     pins: dict[RpmName, RpmPin] = Field(
-        default_factory=dict, description="package -> exact version for Requires"
+        default_factory=dict, max_length=200, description="package -> exact version for Requires"
     )
     image: Image = Field(default_factory=Image)
     tls: Annotated[Tls, BeforeValidator(_tls)] = Field(default_factory=Tls)

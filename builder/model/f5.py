@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import AfterValidator, AliasChoices, BaseModel, ConfigDict, Field
 
-from builder.model.types import IPv4, IPv4Net
+from builder.model.types import Int, IPv4, IPv4Net
 
 if TYPE_CHECKING:
     from builder.model.cluster import Cluster
@@ -55,17 +55,17 @@ class F5(BaseModel):
                     "accepted as `partition`); default: the cluster name")
     application: ApplicationName = Field(
         default="postgres", description="AS3 Application: the folder /<tenant>/<application>/")
-    monitor_interval: int | None = Field(
+    monitor_interval: Int | None = Field(
         default=None, ge=1, le=300,
         description="seconds between monitor probes; default: load_balancer.check.inter_ms "
                     "rounded up to whole seconds. The monitor timeout is 3 x interval + 1")
     self_ips: list[IPv4] = Field(
-        default_factory=list,
+        default_factory=list, max_length=16,
         description="the BIG-IP addresses the db nodes see (its self IPs on their network, or "
                     "SNAT addresses): their firewall and pg_hba admit these for the monitors "
                     "(Patroni REST) and the connections (PostgreSQL)")
     vip_networks: list[IPv4Net] = Field(
-        default_factory=list,
+        default_factory=list, max_length=64,
         description="networks (CIDR) routed to the BIG-IP where virtual_ip may live, besides "
                     "network.cidr")
     allow_unrouted_vip: bool = Field(
@@ -74,7 +74,7 @@ class F5(BaseModel):
     snat: Literal["automap", "none"] = Field(
         default="automap", description="source address translation: automap (the BIG-IP's "
         "self IP; needed unless the BIG-IP is the db nodes' default gateway) or none")
-    idle_timeout: int = Field(
+    idle_timeout: Int = Field(
         default=1800, ge=60, le=86400,
         description="seconds an idle client connection is kept (HAProxy: timeout client/server)")
 

@@ -18,7 +18,8 @@ from dataclasses import dataclass
 
 # A library that *_preload_libraries may name: a bare name or $libdir/name (found in the
 # package's lib folder), or an absolute path inside a PGDG package's lib folder.
-_LIBRARY = re.compile(r"(\$libdir/(plugins/)?)?[A-Za-z0-9_.-]+|/usr/pgsql-[0-9]+/lib/[A-Za-z0-9_.-]+")
+_LIBRARY = re.compile(r"(\$libdir/(plugins/)?)?[A-Za-z0-9_.-]+"
+                      r"|/usr/pgsql-[0-9]+/lib/[A-Za-z0-9_.-]+")
 
 
 def _libraries_ok(value: object) -> bool:

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
-from builder.model import f5, gucpolicy, roles
+from builder.model import f5, gucpolicy, roles, sanity
 from builder.model.cluster import Cluster
 from builder.model.types import MAX_FQDN
 
@@ -48,6 +48,8 @@ def check(c: Cluster) -> Report:
     for rule in (_unique, _addresses, _roles, _etcd, _ports, _timing, _load_balancer, _tls,
                  _parameters):
         rule(c, report)
+    for level, path, message in sanity.check(c):
+        (report.error if level == "error" else report.warn)(path, message)
     return report
 
 

@@ -20,6 +20,7 @@ import ipaddress
 import math
 import re
 import struct
+import urllib.parse
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, BeforeValidator, Field
@@ -99,8 +100,30 @@ def url_problem(text: str) -> str | None:
     if m["scheme"] == "file":
         if m["host"] not in ("", "localhost") or not m["rest"].startswith("/"):
             return "is not file:///absolute/path"
-    elif not m["host"].rpartition("@")[2]:
+    elif "@" in m["host"]:
+        return ("has credentials in it (user:password@): URLs land in kickstarts and RPMs, "
+                "which are release assets; put them in the repository's auth file instead "
+                "(dnf: username=/password= in a .repo file or sslclientcert=)")
+    elif not m["host"]:
         return "has no host"
+    return _host_port_problem(text)
+
+
+def _host_port_problem(text: str) -> str | None:
+    """A bracket that does not close, a port that is not a number in 1-65535."""
+    try:
+        parts = urllib.parse.urlsplit(text)
+        port = parts.port
+    except ValueError as exc:
+        return f"has a bad host or port ({str(exc)[:60]})"
+    if port == 0:
+        return "has port 0"
+    host = parts.hostname or ""
+    if ":" in host:
+        try:
+            ipaddress.IPv6Address(host.split("%")[0])
+        except ValueError:
+            return "has a bracketed host that is not an IPv6 address"
     return None
 
 
@@ -140,11 +163,13 @@ _EVR_RE = re.compile(r"^(?:(?P<epoch>[0-9]{1,10}):)?(?P<version>[A-Za-z0-9._+~^]
 
 
 def _pin(value: Any) -> Any:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        # YAML reads 3.10 as 3.1, 0x1F as 31 and 010 as 8: the written version is lost.
+        raise ValueError(  # noqa: TRY004 (pydantic reports ValueError only)
+            f"YAML reads this as the number {value!r}, not a version: quote it (e.g. '3.10'); "
+            "unquoted, 3.10 becomes 3.1 and 0x1F becomes 31")
     if not isinstance(value, str):
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            value = str(value)  # `patroni: 4` in YAML
-        else:
-            return value
+        return value
     m = _EVR_RE.fullmatch(value)
     if m is None or not m["version"][0].isalnum():
         raise ValueError(f"{_show(value)} is not an RPM version [epoch:]version[-release] "
@@ -225,8 +250,24 @@ def _guc_value(value: Any) -> Any:
         if not _GUC_VALUE_RE.fullmatch(value):
             raise ValueError(f"{_show(value)} has a newline or another control or non-ASCII "
                              "character: parameter values are one line of printable ASCII")
-    elif isinstance(value, float) and not math.isfinite(value):
-        raise ValueError(f"{value} is not a finite number")
+    elif isinstance(value, float) and not (math.isfinite(value) and abs(value) < 1e15):
+        raise ValueError(f"{value} is not a finite number below 1e15")
+    elif isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 2 ** 63:
+        raise ValueError("the number is out of PostgreSQL's range (64-bit)")
+    return value
+
+
+# --- whole numbers ----------------------------------------------------------------------------
+
+def _whole(value: Any) -> Any:
+    """Numbers are numbers: `true` is not 1, `1.5` not 1 and "30" is not 30."""
+    if isinstance(value, bool):
+        raise ValueError(f"{value!r} is a boolean, not a number: write the number")  # noqa: TRY004
+    if isinstance(value, float):
+        raise ValueError(f"{value!r} is not a whole number")  # noqa: TRY004
+    if isinstance(value, str):
+        raise ValueError(  # noqa: TRY004 (pydantic reports ValueError only)
+            f"{_show(value)} is a string, not a number: write it without quotes")
     return value
 
 
@@ -260,6 +301,7 @@ RpmPin = Annotated[str, BeforeValidator(_pin), Field(max_length=140)]
 SshPublicKey = Annotated[str, _bounded(MAX_SSH_KEY, "the SSH key"), AfterValidator(_ssh_key)]
 GucName = Annotated[str, _bounded(127, "the parameter name"), _schema(GUC_NAME_RE), _pattern(
     GUC_NAME_RE, "a PostgreSQL parameter name (letters, digits, _; one optional dot)")]
+Int = Annotated[int, BeforeValidator(_whole)]
 GucValue = Annotated[bool | int | float | str, AfterValidator(_guc_value)]
 _UNIX, _ROLE, _NET = r"[a-z_][a-z0-9_-]{0,31}", r"[a-z][a-z0-9_-]{0,31}", \
     r"[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}"

@@ -91,4 +91,7 @@ def parse(path: Path, text: str) -> tuple[Any, yaml.Node | None, list[str]]:
         ) from None
     except (yaml.YAMLError, RecursionError) as exc:
         raise ConfigError(f"{path}: malformed YAML: {str(exc)[:200]}") from None
+    except ValueError:  # int(): more than sys.get_int_max_str_digits() digits
+        raise ConfigError(f"{path}: a number has more than 4300 digits",
+                          hint="no setting needs such a number: is it the right file?") from None
     return data, tree, duplicate_keys(tree)
