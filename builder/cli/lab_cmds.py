@@ -224,3 +224,59 @@ def reboot(app: App, node: str) -> None:
     pid = machine.reboot(lab_.runner, m)
     state = machine.wait_settled(lab_.runner, m, 120)
     click.echo(f"{node} rebooted: PID 1 is now host pid {pid}, system {state}")
+
+
+@lab.command()
+@click.option("--minutes", default=2.0, show_default=True, type=click.FloatRange(0.1),
+              help="How long the nemesis injects faults (then: heal, wait, check).")
+@click.option("--seed", type=int, default=None,
+              help="The schedule's seed (default: from the clock, printed); the same seed "
+                   "gives the same fault sequence.")
+@click.option("--mode", type=click.Choice(["quorum", "sync", "strict", "async"]), default=None,
+              help="Replication mode for the run (restored afterwards). Default: the "
+                   "cluster's current one.")
+@click.option("--faults", "kinds", metavar="KIND[,KIND...]",
+              help="Only these fault kinds (default: all that apply; see --plan).")
+@click.option("--writers", default=3, show_default=True, type=click.IntRange(1, 32))
+@click.option("--readers", default=2, show_default=True, type=click.IntRange(0, 32))
+@click.option("--stale-bound", default=30.0, show_default=True, type=click.FloatRange(0),
+              help="Seconds a read on the read-only port may lag acknowledged writes.")
+@click.option("--ready-bound", default=120.0, show_default=True, type=click.FloatRange(1),
+              help="Seconds after the last heal the cluster has to be failover-ready again.")
+@click.option("--report", "report_path", type=click.Path(dir_okay=False), default=None,
+              help="The JSON report (default: output/<cluster>/soak-<seed>.json).")
+@click.option("--plan", "plan_only", is_flag=True,
+              help="Print the first faults the seed gives, and the menu; touch no lab.")
+@pass_app
+def soak(app: App, minutes: float, seed: int | None, mode: str | None, kinds: str | None,
+         writers: int, readers: int, stale_bound: float, ready_bound: float,
+         report_path: str | None, plan_only: bool) -> None:
+    """Random faults for MINUTES while writers and readers run, then a checker: acknowledged
+    writes lost, duplicates, split brain, stale reads, time to writes and to failover-ready
+    per fault. Exits 1 when a check fails (docs/soak.md)."""
+    import time
+    from pathlib import Path
+
+    from builder.lab.soak import plan, run
+
+    lab_ = _lab(app)
+    seed = seed if seed is not None else int(time.time()) % 100_000
+    names = [k.strip() for k in kinds.split(",") if k.strip()] if kinds else None
+    menu = plan.menu_for(names, lab_.vip is not None)
+    if plan_only:
+        click.echo(f"seed {seed}, menu: {', '.join(menu)}")
+        for step in plan.first(seed, menu, 12):
+            click.echo(f"  {step.line()}")
+        return
+    lab_ = _running_lab(app)
+    opts = run.Options(minutes=minutes, seed=seed, mode=mode, kinds=names, writers=writers,
+                       readers=readers, stale_bound_s=stale_bound, ready_bound_s=ready_bound)
+    result = run.soak(lab_, opts, click.echo)
+    path = Path(report_path) if report_path else app.output / lab_.cluster.name / \
+        f"soak-{seed}.json"
+    run.write(result, path)
+    click.echo(run.summary(result))
+    click.echo(f"report: {path}")
+    if result["failures"]:
+        raise PghaError(f"soak failed (seed {seed}): {result['failures'][0]}",
+                        hint=f"replay with --seed {seed}; the fault sequence is in {path}")

@@ -1,0 +1,61 @@
+"""`lab soak` for real: a 90-second schedule with a fixed seed (a primary's etcd paused, the
+primary killed, the load balancer restarted, Patroni paused, a network split) against a lab with writers and readers; the checker must pass, and no
+fault may outlive the run (no qdisc, nft table or blackhole route left in any namespace).
+Needs root; the lab runs on its own name, network and ports."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+
+import labclusters
+import pytest
+
+from builder.lab import lab as labmod
+from builder.lab.soak import links, run
+
+pytestmark = [pytest.mark.lab, pytest.mark.skipif(os.geteuid() != 0, reason="the lab needs root")]
+
+SOAK_CLUSTER = labclusters.cluster_data("soakt", "10.87.1", (37100, 37101, 37102))
+SEED = 59  # pause-etcd, kill, restart-lb, pause-patroni, split (in 90 s)
+
+
+@pytest.fixture(scope="module")
+def lab() -> Iterator[labmod.Lab]:
+    with labclusters.booted(SOAK_CLUSTER) as the_lab:
+        yield the_lab
+
+
+def test_short_soak_with_a_fixed_seed_passes_the_checker(lab: labmod.Lab) -> None:
+    lines: list[str] = []
+    report = run.soak(lab, run.Options(minutes=1.5, seed=SEED), lines.append)
+    print("\n".join(lines))
+    print(run.summary(report))
+    assert report["failures"] == [], json.dumps(report["failures"])
+    kinds = [f["kind"] for f in report["faults"]]
+    assert kinds[:4] == ["pause-etcd", "kill", "restart-lb", "pause-patroni"], kinds
+    assert report["writes"]["ok"] > 1000 and report["reads"]["ok"] > 100
+    assert report["data"]["rows"] >= report["writes"]["ok"]
+    assert report["data"]["lost"] == 0 and report["split_brain"] == []
+    kill = report["faults"][1]
+    assert kill["writes_resumed_s"] is not None and kill["longest_write_gap_s"] > 1
+    assert report["final"]["ready"]
+    assert set(report["versions"]) == {"patroni", "postgresql", "etcd"}
+    assert not _leftover_faults(lab)
+
+
+def _leftover_faults(lab: labmod.Lab) -> list[str]:
+    found = []
+    for node in lab.net.nodes:
+        ns = ["ip", "netns", "exec", node.netns]
+        qdisc = lab.runner.run([*ns, "tc", "qdisc", "show", "dev", "eth0"]).stdout.decode()
+        found += [f"{node.name}: {q}" for q in ("netem", "tbf") if q in qdisc]
+        tables = lab.runner.run([*ns, "nft", "list", "tables"]).stdout.decode()
+        found += [f"{node.name}: nft {links.NFT_TABLE}" for _ in [1] if links.NFT_TABLE in tables]
+        routes = lab.runner.run(["ip", "-n", node.netns, "route", "show", "type",
+                                 "blackhole"]).stdout.decode()
+        found += [f"{node.name}: {r}" for r in routes.splitlines() if r.strip()]
+        host = lab.runner.run(["tc", "qdisc", "show", "dev", node.veth]).stdout.decode()
+        found += [f"{node.veth}: {q}" for q in ("netem", "tbf") if q in host]
+    return found

@@ -1,0 +1,149 @@
+"""The soak's pure parts: the schedule a seed gives, and the checker on hand-made histories
+(each check is shown to fire on the anomaly it names, and to stay quiet on a clean history)."""
+
+from __future__ import annotations
+
+import pytest
+from click.testing import CliRunner
+
+from builder.cli import cli
+from builder.core.errors import PghaError
+from builder.lab.soak import checker, plan
+from builder.lab.soak.clients import ID_STRIDE, Op
+
+
+def w(writer: int, seq: int, start: float, end: float, outcome: str = "ok",
+      server: str = "10.0.0.11", tl: int = 1) -> Op:
+    return Op(f"w{writer}", start, end, outcome, writer * ID_STRIDE + seq,
+              server if outcome == "ok" else "", tl if outcome == "ok" else 0)
+
+
+def row(op: Op) -> tuple[int, int, int, str, int, int]:
+    return (op.id, op.id // ID_STRIDE, op.id % ID_STRIDE, op.server, 7, op.tl)
+
+
+def test_same_seed_same_schedule_other_seed_other_schedule() -> None:
+    menu = plan.menu_for(None, has_vip=False)
+    assert "move-vip" not in menu
+    assert plan.first(59, menu, 10) == plan.first(59, menu, 10)
+    assert plan.first(59, menu, 10) != plan.first(60, menu, 10)
+    for step in plan.first(3, menu, 50):
+        kind = plan.MENU[step.kind]
+        assert step.target in kind.targets
+        assert kind.hold[0] <= step.hold_s <= kind.hold[1]
+
+
+def test_menu_rejects_unknown_kinds_and_the_vip_fault_without_a_vip() -> None:
+    with pytest.raises(PghaError, match="unknown fault kind.*nope"):
+        plan.menu_for(["kill", "nope"], has_vip=True)
+    with pytest.raises(PghaError, match="virtual IP"):
+        plan.menu_for(["move-vip"], has_vip=False)
+    assert plan.menu_for(["move-vip"], has_vip=True) == ["move-vip"]
+
+
+def test_split_groups_are_never_empty() -> None:
+    names = ["db1", "db2", "db3", "lb1"]
+    seen = set()
+    for mask in range(200):
+        first, second = plan.split_groups(names, mask)
+        assert first and second and sorted(first + second) == names
+        seen.add(tuple(second))
+    assert len(seen) == 14  # every split of four nodes into two named groups
+
+
+def test_clean_history_passes() -> None:
+    writes = [w(0, i, i, i + 0.01) for i in range(1, 50)]
+    reads = [Op("r0", 10.5, 10.6, "ok", seen=[10])]
+    report = _report(writes, [row(o) for o in writes], reads)
+    assert report["data"]["lost"] == 0 and report["split_brain"] == []
+    assert report["stale_reads"]["over_bound"] == 0
+    assert checker.verdict(report) == []
+
+
+def test_lost_acknowledged_write_fails_rpo0_modes_only() -> None:
+    writes = [w(0, i, i, i + 0.01) for i in range(1, 10)]
+    rows = [row(o) for o in writes if o.id % ID_STRIDE != 4]
+    report = _report(writes, rows)
+    assert report["data"]["lost_ids"] == [4]
+    assert any("1 acknowledged writes lost in quorum" in f for f in checker.verdict(report))
+    assert checker.verdict(_report(writes, rows, mode="async")) == []
+
+
+def test_unknown_writes_may_be_present_but_errors_and_phantoms_may_not() -> None:
+    writes = [w(0, 1, 0, 1), w(0, 2, 1, 2, "unknown"), w(0, 3, 2, 3, "unknown"),
+              w(0, 4, 3, 4, "error")]
+    present = [row(writes[0]), (writes[1].id, 0, 2, "10.0.0.11", 7, 1)]
+    report = _report(writes, present)
+    assert report["data"]["unknown_present"] == 1 and report["data"]["unknown_absent"] == 1
+    assert checker.verdict(report) == []
+    bad = _report(writes, [*present, (writes[3].id, 0, 4, "x", 7, 1), (99, 0, 99, "x", 7, 1)])
+    assert bad["data"]["present_after_error_ids"] == [writes[3].id]
+    assert bad["data"]["phantom_ids"] == [99]
+    assert len(checker.verdict(bad)) == 2
+
+
+def test_duplicates_are_found() -> None:
+    writes = [w(0, 1, 0, 1), w(0, 2, 1, 2)]
+    report = _report(writes, [row(writes[0]), row(writes[1]), row(writes[1])])
+    assert report["data"]["duplicate_ids"] == [writes[1].id]
+    assert checker.verdict(report) == ["1 duplicate ids"]
+
+
+def test_split_brain_is_interleaved_acks_of_two_primaries_not_a_failover() -> None:
+    old = [w(0, i, i, i + 0.1, server="10.0.0.11", tl=1) for i in range(1, 10)]
+    # a clean failover: the new primary's first ack comes after the old one's last start,
+    # even with a slow last ack of the old one that ends after the new one began
+    slow = w(1, 1, 9.5, 12.5, server="10.0.0.11", tl=1)
+    new = [w(0, i, i, i + 0.1, server="10.0.0.12", tl=2) for i in range(12, 20)]
+    assert checker.split_brain([*old, slow, *new]) == []
+    # the old primary acknowledges a write begun after the new one had acknowledged
+    late = w(1, 2, 15.0, 15.1, server="10.0.0.11", tl=1)
+    found = checker.split_brain([*old, slow, *new, late])
+    assert found == [{"a": "10.0.0.11 tl 1", "b": "10.0.0.12 tl 2", "from": 12.1, "to": 15.0}]
+    report = _report([*old, slow, *new, late], [row(o) for o in [*old, slow, *new, late]])
+    assert "split brain" in checker.verdict(report)[0]
+
+
+def test_stale_reads_are_measured_against_acknowledged_writes() -> None:
+    writes = [w(0, i, i, i + 0.1) for i in range(1, 40)] + [w(1, 1, 0, 0.1)]
+    fresh = Op("r0", 20.05, 20.2, "ok", seen=[19, 1])
+    stale = Op("r0", 30.0, 30.1, "ok", seen=[5, 1])  # misses seq 6, acknowledged at 6.1
+    out = checker.stale(writes, [fresh, stale, Op("r0", 31, 32, "error")], bound=10)
+    assert out["reads_ok"] == 2 and out["over_bound"] == 1 and out["max_s"] == 23.9
+    assert checker.stale(writes, [fresh], bound=10)["max_s"] == 0.0
+    behind = Op("r0", 20.05, 20.2, "ok", seen=[18, 1])  # misses seq 19, acknowledged at 19.1
+    assert checker.stale(writes, [behind], bound=10)["max_s"] == pytest.approx(0.95)
+
+
+def test_writes_resumed_is_the_end_of_the_longest_silence() -> None:
+    writes = [w(0, i, t, t + 0.05) for i, t in enumerate([1, 2, 3, 9, 10, 11], start=1)]
+    resumed, gap = checker.writes_resumed(writes, 2.5, 12)
+    assert resumed == pytest.approx(6.55) and gap == pytest.approx(6.0)
+    assert checker.writes_resumed(writes[:3], 0.5, 3.5) == (0.0, 1.0)
+    assert checker.writes_resumed(writes, 20, 30) == (None, 10)
+
+
+def test_not_ready_after_the_last_heal_fails() -> None:
+    report = _report([w(0, 1, 0, 1)], [(ID_STRIDE * 0 + 1, 0, 1, "s", 7, 1)])
+    report["final"] = {"ready": False, "bound_s": 60, "reason": "db3 is not streaming"}
+    assert checker.verdict(report) == [
+        "not failover-ready 60s after the last heal: db3 is not streaming"]
+
+
+def test_cli_plan_prints_the_seeds_schedule_without_a_lab(tmp_path: object) -> None:
+    result = CliRunner().invoke(cli, ["lab", "soak", "--plan", "--seed", "59"])
+    assert result.exit_code == 0, result.output
+    steps = plan.first(59, plan.menu_for(None, False), 12)
+    assert [line.strip() for line in result.output.splitlines()[1:]] == [s.line() for s in steps]
+    bad = CliRunner().invoke(cli, ["lab", "soak", "--plan", "--faults", "kill,bogus"])
+    assert bad.exit_code == 1 and "unknown fault kind(s): bogus" in bad.output
+
+
+def _report(writes: list[Op], rows: list[tuple[object, ...]], reads: list[Op] | None = None,
+            mode: str = "quorum") -> dict[str, object]:
+    reads = reads or []
+    return {"mode": mode, "data": checker.data(writes, rows),
+            "split_brain": checker.split_brain(writes),
+            "stale_reads": checker.stale(writes, reads, 30.0),
+            "final": {"ready": True, "bound_s": 120, "reason": ""},
+            "writes": checker.totals(writes)}
