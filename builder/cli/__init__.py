@@ -173,4 +173,5 @@ COMMAND_MODULES = {
     "lab": "lab_cmds",
     "release": "release_cmds",
     "f5": "f5_cmds",
+    "config": "ops_cmds", "restart": "ops_cmds",
 }

@@ -125,6 +125,55 @@ def rotate_certs(app: App) -> None:
 
 
 @lab.command()
+@click.option("--apply", "do_apply", is_flag=True,
+              help="PATCH /config with the difference, then restart (rolling) the members that "
+                   "report a pending restart.")
+@click.option("--no-restart", is_flag=True,
+              help="With --apply: leave pending restarts (`lab status` shows them).")
+@click.option("--timeout", default=120, show_default=True,
+              help="Seconds each step may take to get the cluster failover-ready again.")
+@pass_app
+def config(app: App, do_apply: bool, no_restart: bool, timeout: int) -> None:
+    """`pgha-build config` on the lab: the cluster file's dynamic settings against the running
+    lab's GET /config; --apply PATCHes them and restarts pending members one at a time
+    (replicas, one switchover, the old primary)."""
+    from builder.lab import changes
+    from builder.ops import change
+
+    lab_ = _running_lab(app)
+    change.run(lab_.cluster, changes.target(lab_), click.echo, apply=do_apply,
+               restart=not no_restart, timeout=timeout,
+               restart_command="pgha-build lab restart --rolling")
+
+
+@lab.command()
+@click.option("--rolling", is_flag=True, required=True,
+              help="One member at a time (the only kind there is; required to say so).")
+@click.option("--all", "everything", is_flag=True,
+              help="Every member, not only those with a pending restart.")
+@click.option("--plan", "plan_only", is_flag=True, help="Print the steps; change nothing.")
+@click.option("--timeout", default=120, show_default=True,
+              help="Seconds each step may take to get the cluster failover-ready again.")
+@pass_app
+def restart(app: App, rolling: bool, everything: bool, plan_only: bool, timeout: int) -> None:
+    """Rolling restart of the lab's PostgreSQL: replicas first, one switchover, the old
+    primary; each step from a failover-ready cluster."""
+    from builder.lab import changes
+    from builder.ops import change
+    from builder.ops import rolling as roll
+
+    lab_ = _running_lab(app)
+    tgt = changes.target(lab_)
+    steps = roll.plan(roll.view(tgt), everything)
+    if plan_only or not steps:
+        click.echo(change.plan_text(lab_.cluster, steps,
+                                    "restart" if everything else "pending restart",
+                                    "pgha-build lab restart --rolling"))
+        return
+    roll.execute(tgt, steps, click.echo, timeout)
+
+
+@lab.command()
 @click.argument("node")
 @pass_app
 def kill(app: App, node: str) -> None:

@@ -6,24 +6,18 @@ addresses, after `net.assert_local_route` (see Endpoints.rest).
 
 from __future__ import annotations
 
-import base64
-import json
-import ssl
 import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from typing import Any
 
 from builder.core.errors import PghaError
+from builder.core.http import http, tls_context  # noqa: F401 - the lab's clients use them from here
 
 PROBE_TABLE = "pgha_lab_probe"
 # The TCP settings docs/vip.md tells clients to use: a connection whose load balancer died or
 # hung without a reset (the VIP moved away under it) fails within seconds, not hours.
 CLIENT_TCP = {"keepalives": 1, "keepalives_idle": 5, "keepalives_interval": 2,
               "keepalives_count": 3, "tcp_user_timeout": 10000}
-# Never through a proxy from the environment: lab requests go straight to lab addresses.
-_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
 def psycopg2() -> Any:
@@ -103,43 +97,3 @@ def wait_until(what: str, check: Any, timeout: float, interval: float = 0.2) -> 
                             hint="see `pgha-build lab status` and the logs under "
                                  "/var/lib/pgha-lab/<cluster>/<node>/root/var/log/pgha/")
         time.sleep(interval)
-
-
-def tls_context(cafile: str, certfile: str | None = None,
-                keyfile: str | None = None) -> ssl.SSLContext:
-    """Verify servers against the cluster CA (and their name); present a client certificate."""
-    context = ssl.create_default_context(cafile=cafile)
-    if certfile:
-        context.load_cert_chain(certfile, keyfile)
-    return context
-
-
-def http(method: str, url: str, auth: tuple[str, str] | None = None,
-         body: dict[str, Any] | None = None, timeout: float = 3,
-         context: ssl.SSLContext | None = None) -> tuple[int, Any]:
-    """One HTTP request; returns (status, parsed JSON or text). Connection errors -> (0, str).
-    HTTPS URLs need `context` (the cluster CA, see tls_context)."""
-    data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(url, data=data, method=method)
-    if data is not None:
-        req.add_header("Content-Type", "application/json")
-    if auth:
-        token = base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
-        req.add_header("Authorization", f"Basic {token}")
-    opener = _OPENER if context is None else urllib.request.build_opener(
-        urllib.request.ProxyHandler({}), urllib.request.HTTPSHandler(context=context))
-    try:
-        with opener.open(req, timeout=timeout) as resp:
-            return resp.status, _decode(resp.read())
-    except urllib.error.HTTPError as err:
-        return err.code, _decode(err.read())
-    except (OSError, TimeoutError) as err:
-        return 0, str(err)
-
-
-def _decode(raw: bytes) -> Any:
-    text = raw.decode(errors="replace")
-    try:
-        return json.loads(text)
-    except ValueError:
-        return text

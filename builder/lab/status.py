@@ -96,17 +96,21 @@ def collect(lab: Lab) -> dict[str, Any]:
 def _member(m: dict[str, Any]) -> dict[str, Any]:
     return {"name": m.get("name"), "host": m.get("host"), "role": m.get("role"),
             "state": m.get("state"), "timeline": m.get("timeline"),
-            "lag": m.get("lag", m.get("receive_lag"))}
+            "lag": m.get("lag", m.get("receive_lag")),
+            "pending_restart": bool(m.get("pending_restart")),
+            "pending_restart_reason": dict(m.get("pending_restart_reason") or {})}
 
 
 def table(data: dict[str, Any]) -> str:
     if not data["running"]:
         return f"lab '{data['cluster']}' is not running (pgha-build lab up)"
-    lines = [f"{'member':<8} {'host':<14} {'role':<14} {'state':<12} {'TL':>3} {'lag':>8}"]
+    lines = [(f"{'member':<8} {'host':<14} {'role':<14} {'state':<12} {'TL':>3} {'lag':>8}  "
+              "pending restart")]
     for m in data["members"]:
         lag = "" if m["lag"] is None else str(m["lag"])
         lines.append(f"{m['name']:<8} {m['host'] or '':<14} {m['role'] or '':<14} "
-                     f"{m['state'] or '':<12} {m['timeline'] or '':>3} {lag:>8}")
+                     f"{m['state'] or '':<12} {m['timeline'] or '':>3} {lag:>8}  "
+                     f"{_pending(m)}".rstrip())
     if not data["members"]:
         lines.append("(no Patroni member answers)")
     ready = data["failover_ready"]
@@ -121,6 +125,16 @@ def table(data: dict[str, Any]) -> str:
     lines += ["", (f"read-write {e['read_write']}   read-only {e['read_only']}   "
                    f"stats {e['stats']}   (host path to {e['entry']})")]
     return "\n".join(lines)
+
+
+def _pending(m: dict[str, Any]) -> str:
+    """"*" and what waits for the restart (max_connections 100->200), as patronictl shows it."""
+    if not m.get("pending_restart"):
+        return ""
+    reasons = m.get("pending_restart_reason") or {}
+    what = ", ".join(f"{k} {v.get('old_value')}->{v.get('new_value')}" if isinstance(v, dict)
+                     else str(k) for k, v in sorted(reasons.items()))
+    return f"* {what}".rstrip()
 
 
 def _lb_lines(data: dict[str, Any]) -> list[str]:

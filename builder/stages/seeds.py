@@ -31,7 +31,7 @@ from builder.model.cluster import Node
 from builder.model.platform import Layout
 from builder.model.roles import Role
 from builder.model.secrets import Secrets
-from builder.stages import firewall, render, seedtls
+from builder.stages import dcs, firewall, render, seedtls
 
 SEED_SCHEMA_VERSION = 1
 SEED_FILES = ("meta-data", "network-config", "user-data", "pgha/seed.json")
@@ -50,6 +50,7 @@ def node_context(ctx: Context, node: Node, secrets: Secrets, lay: Layout) -> dic
         "lb_nodes": lbs,
         "lb_index": names.index(node.name) if node.name in names else 0,
         "vrrp_router_id": zlib.crc32(ctx.cluster.name.encode()) % 254 + 1,
+        "dcs_template": dcs.template_name(),
     }
 
 
