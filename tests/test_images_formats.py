@@ -19,11 +19,11 @@ import pytest
 
 from builder.core.context import Context
 from builder.core.fsutil import sha256_file
-from builder.core.manifest import write_manifest
 from builder.core.run import Runner
 from builder.images import cloudimage, ova
 from builder.images import formats as imageformats
 from builder.images.stage import ImageOptions, build_images
+from builder.stages.manifest import write_manifest
 
 pytestmark = pytest.mark.integration
 GIB = 1 << 30

@@ -69,8 +69,9 @@ def test_validator_reports_errors_and_warnings() -> None:
 
 
 def test_write_is_cached_and_validated(ctx: Context, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    arts = kickstart.write_kickstarts(ctx)
-    assert sorted(a.path for a in arts) == ["kickstart/db.ks", "kickstart/haproxy.ks"]
+    result = kickstart.write_kickstarts(ctx)
+    assert sorted(a.path for a in result.artifacts) == ["kickstart/db.ks", "kickstart/haproxy.ks"]
+    assert result.files["db"] == ctx.out.kickstart / "db.ks"
     kickstart.write_kickstarts(ctx)
     assert ctx.messages[-1].startswith("kickstart: up to date")
     monkeypatch.setattr(kickstart, "render_role", lambda c, r: "bogus-command\n")

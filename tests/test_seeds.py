@@ -101,7 +101,7 @@ def test_cidata_files(ctx):
 
 @pytest.mark.integration
 def test_stage_writes_private_folders_and_cidata_isos(ctx):
-    arts = seeds.write_seeds(ctx, secrets=_sec(ctx))
+    arts = seeds.write_seeds(ctx, secrets=_sec(ctx)).artifacts
     assert [a.path for a in arts if not a.secret] == ["pki/ca.crt"]  # public: clients need it
     arts = [a for a in arts if a.secret]
     assert len(arts) == 5 * len(ctx.cluster.nodes)

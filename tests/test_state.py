@@ -86,6 +86,6 @@ def test_a_failed_write_leaves_no_state(ctx: Context) -> None:
 def test_work_states_stay_out_of_the_manifest(ctx: Context) -> None:
     run(ctx, Writer(ctx, "demo/a.txt"))
     run(ctx, Writer(ctx, ".work/base.qcow2"), stage="work/image-base-db")
-    assert [a.path for a in state.all_artifacts(ctx.out)] == ["demo/a.txt"]
+    assert [a.path for o in state.owners(ctx.out) for a in o.artifacts] == ["demo/a.txt"]
     recorded = json.loads((ctx.out.state / "work" / "image-base-db.json").read_text())
     assert recorded["key"] == "k1" and ".work/base.qcow2" in recorded["stats"]

@@ -1,4 +1,5 @@
-"""The one context every pipeline step shares: the model, output paths, the runner, options."""
+"""The one context every pipeline step shares: the model, output paths, the runner, options,
+and the typed results of the steps that ran (`put` by the pipeline, `result` by later steps)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 from builder.core.errors import PghaError
 from builder.core.paths import OutputPaths
@@ -15,6 +17,7 @@ from builder.model.cluster import Cluster
 # Build time stamped into artifacts when SOURCE_DATE_EPOCH is not set (2026-01-01T00:00:00Z):
 # a fixed value, so that unchanged inputs give byte-identical outputs.
 DEFAULT_EPOCH = 1767225600
+T = TypeVar("T")
 
 
 def source_date_epoch() -> int:
@@ -39,6 +42,19 @@ class Context:
     epoch: int = DEFAULT_EPOCH
     force: bool = False
     messages: list[str] = field(default_factory=list)
+    results: dict[str, object] = field(default_factory=dict)
+
+    def put(self, step: str, result: object) -> None:
+        """Record what `step` produced, for the steps after it."""
+        self.results[step] = result
+
+    def result(self, step: str, kind: type[T]) -> T:
+        """What `step` produced in this run, as its typed result."""
+        value = self.results.get(step)
+        if not isinstance(value, kind):
+            raise PghaError(f"internal error: the {step} step has not run before this one",
+                            hint="run the steps in pipeline order (builder.stages.pipeline)")
+        return value
 
     @classmethod
     def create(cls, cluster: Cluster, output_dir: Path, runner: Runner | None = None,

@@ -21,33 +21,56 @@ EXAMPLE_CLUSTER = RESOURCES / "examples" / "cluster.yaml"
 
 @dataclass(frozen=True)
 class OutputPaths:
-    """The folders under output/<cluster>/; stages create what they write."""
+    """The folders under output/<cluster>/; stages create what they write.
+
+    `platform` names artifacts built for another platform beside the cluster's own (the lab's
+    debian12 RPMs): its specs, rpms, seeds, ... go under output/<cluster>/<platform>/ and its
+    stage states are named "<platform>.<stage>". Secrets, PKI, the manifest and SHA256SUMS are
+    the folder's, one set for both: the lab runs with the user's secrets and CA.
+    """
 
     root: Path
+    platform: str = ""
+
+    @property
+    def base(self) -> Path:
+        """Where this platform's artifacts go: the root, or root/<platform>/."""
+        return self.root / self.platform if self.platform else self.root
+
+    def for_platform(self, platform: str) -> OutputPaths:
+        return OutputPaths(self.root, platform)
+
+    def stage(self, name: str) -> str:
+        """A stage's state name, qualified by the platform."""
+        return f"{self.platform}.{name}" if self.platform else name
+
+    def rel(self, path: Path) -> str:
+        """`path` as an artifact path: relative to the root, POSIX separators."""
+        return path.relative_to(self.root).as_posix()
 
     @property
     def specs(self) -> Path:
-        return self.root / "specs"
+        return self.base / "specs"
 
     @property
     def rpms(self) -> Path:
-        return self.root / "rpms"
+        return self.base / "rpms"
 
     @property
     def kickstart(self) -> Path:
-        return self.root / "kickstart"
+        return self.base / "kickstart"
 
     @property
     def seeds(self) -> Path:
-        return self.root / "seeds"
+        return self.base / "seeds"
 
     @property
     def images(self) -> Path:
-        return self.root / "images"
+        return self.base / "images"
 
     @property
     def pxe(self) -> Path:
-        return self.root / "pxe"
+        return self.base / "pxe"
 
     @property
     def logs(self) -> Path:
@@ -55,7 +78,7 @@ class OutputPaths:
 
     @property
     def state(self) -> Path:
-        """Cache keys of each stage."""
+        """Cache keys of each stage (every platform's: names say which)."""
         return self.root / ".state"
 
     @property

@@ -1,4 +1,9 @@
-"""Stage caching: each stage keys its outputs on a hash of its inputs. One scheme for all.
+"""Stage caching and ownership: each stage keys its outputs on a hash of its inputs.
+
+This is the per-stage cache every stage uses; `build`'s warm path (builder.core.fastpath) sits
+in front of it and skips loading the stages at all when no input changed since the last build.
+A state file is also the record of which step owns an output: every artifact path has exactly
+one owning state (the manifest, builder.stages.manifest, enforces it).
 
 A stage's state file (.state/<stage>.json) records its input key and each artifact with its
 sha256 and the stat (size, mtime, inode) it had when recorded. The stage is up to date when the
@@ -33,6 +38,12 @@ class Artifact:
     host: str | None = None
     secret: bool = False  # holds secrets: never published
     sha256: str = ""
+    platform: str | None = None  # set for artifacts built for another platform (the lab's)
+
+
+def artifact(out: OutputPaths, kind: str, path: Path, **fields: Any) -> Artifact:
+    """The artifact record of the file at `path` (under out.root), for out's platform."""
+    return Artifact(kind, out.rel(path), platform=out.platform or None, **fields)
 
 
 def input_key(*parts: Any) -> str:
@@ -41,7 +52,7 @@ def input_key(*parts: Any) -> str:
 
 
 def _state_file(out: OutputPaths, stage: str) -> Path:
-    return out.state / f"{stage}.json"
+    return out.state / f"{out.stage(stage)}.json"
 
 
 def _read(out: OutputPaths, stage: str) -> dict[str, Any] | None:
@@ -123,11 +134,36 @@ def forget(out: OutputPaths, stage: str) -> None:
     _state_file(out, stage).unlink(missing_ok=True)
 
 
-def all_artifacts(out: OutputPaths) -> list[Artifact]:
-    arts: list[Artifact] = []
-    if out.state.is_dir():
-        for f in sorted(out.state.glob("*.json")):
-            state = load(out, f.stem)
-            if state:
-                arts.extend(state[1])
-    return arts
+@dataclass(frozen=True)
+class Owner:
+    """One state file as the owner of its artifacts."""
+
+    file: Path
+    key: str
+    artifacts: list[Artifact]
+    stats: dict[str, list[int]]
+
+
+def owners(out: OutputPaths) -> list[Owner]:
+    """Every stage state that records artifacts (not the work/ ones), newest first."""
+    found = []
+    files = sorted(out.state.glob("*.json")) if out.state.is_dir() else []
+    for f in sorted(files, key=lambda f: f.stat().st_mtime_ns, reverse=True):
+        try:
+            data = json.loads(f.read_text())
+            found.append(Owner(f, data["key"], [Artifact(**a) for a in data["artifacts"]],
+                               data.get("stats") or {}))
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+    return found
+
+
+def rewrite(out: OutputPaths, owner: Owner, keep: list[Artifact], stale: bool) -> None:
+    """Record only `keep` for this owner; `stale` clears its key, so the owning stage writes
+    its outputs again next time it runs. An owner with nothing left is removed."""
+    if not keep:
+        owner.file.unlink(missing_ok=True)
+        return
+    data = {"key": "" if stale else owner.key, "artifacts": [asdict(a) for a in keep],
+            "stats": {a.path: stat_id(out.root / a.path) for a in keep}}
+    atomic_write(owner.file, json.dumps(data, indent=1, sort_keys=True) + "\n")

@@ -8,13 +8,14 @@ Anaconda may drop a deprecated command in a later RHEL 8 minor release.
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 from builder import __version__
 from builder.core.context import Context
 from builder.core.errors import ValidationFailed
 from builder.core.fsutil import atomic_write
-from builder.core.state import Artifact, cached_stage, input_key
+from builder.core.state import Artifact, artifact, cached_stage, input_key
 from builder.model import roles
 from builder.model.roles import Role
 from builder.stages import render
@@ -79,18 +80,30 @@ def check_rendered(rendered: dict[str, str]) -> dict[str, str]:
     return rendered
 
 
-def write_kickstarts(ctx: Context, role_names: list[str] | None = None) -> list[Artifact]:
+@dataclass(frozen=True)
+class KickstartResult:
+    """The `kickstart` step's result: each written role's kickstart file, by role name."""
+
+    files: dict[str, Path]
+    artifacts: list[Artifact]
+
+
+def write_kickstarts(ctx: Context, role_names: list[str] | None = None) -> KickstartResult:
+    """The `kickstart` step: kickstart/<role>.ks for each role (or only `role_names`), each
+    validated, each owned by its own state "kickstart-<role>" whichever command wrote it."""
     rendered = render_all(ctx, role_names)
-    key = input_key("kickstart", __version__, sorted(rendered.items()))
-    stage = "kickstart" if role_names is None else f"kickstart-{'-'.join(role_names)}"
-    arts = [Artifact("kickstart", f"kickstart/{n}.ks", role=n) for n in rendered]
+    files = {n: ctx.out.kickstart / f"{n}.ks" for n in rendered}
+    arts: list[Artifact] = []
+    written = []
+    for name, text in rendered.items():
+        def write(name: str = name, text: str = text) -> None:
+            check_rendered({name: text})
+            atomic_write(files[name], text)
+            written.append(name)
 
-    def write() -> None:
-        check_rendered(rendered)
-        for name, text in rendered.items():
-            atomic_write(ctx.out.kickstart / f"{name}.ks", text)
-        ctx.messages.append(f"kickstart: wrote {len(rendered)} kickstart(s) to "
-                            f"{ctx.out.kickstart}")
-
-    return cached_stage(ctx, stage, key, arts, write,
-                        fresh="kickstart: up to date (validated when written)")
+        arts += cached_stage(ctx, f"kickstart-{name}",
+                             input_key("kickstart", __version__, name, text),
+                             [artifact(ctx.out, "kickstart", files[name], role=name)], write)
+    ctx.messages.append(f"kickstart: wrote {', '.join(written)} to {ctx.out.kickstart}" if written
+                        else "kickstart: up to date (validated when written)")
+    return KickstartResult(files, arts)

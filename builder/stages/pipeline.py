@@ -1,7 +1,9 @@
 """The build as a flat, ordered list of named steps sharing one Context.
 
 Each command runs a prefix or a subset of these steps; `build` runs them all. Steps are cached
-on their inputs, so re-running is cheap.
+on their inputs, so re-running is cheap. Each step returns its typed result (SpecsResult,
+RpmsResult, ...), which run_steps puts on the Context under the step's name; later steps read
+it there (`ctx.result("rpms", RpmsResult)`) instead of rebuilding file names.
 """
 
 from __future__ import annotations
@@ -11,9 +13,9 @@ from typing import Any
 
 from builder.core.context import Context
 from builder.core.log import log, step
-from builder.core.manifest import write_manifest
 from builder.stages.f5 import write_f5
 from builder.stages.kickstart import write_kickstarts
+from builder.stages.manifest import write_manifest
 from builder.stages.rpms import build_rpms
 from builder.stages.seeds import write_seeds
 from builder.stages.specs import write_specs
@@ -33,6 +35,6 @@ BUILD: list[Step] = [SPECS, RPMS, KICKSTART, SEEDS, F5, MANIFEST]
 def run_steps(ctx: Context, steps: list[Step]) -> None:
     for name, func in steps:
         with step(name):
-            func(ctx)
+            ctx.put(name, func(ctx))
     for message in ctx.messages:
         log.info("%s", message)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 from builder import __version__
@@ -17,8 +18,8 @@ from builder.core.context import Context
 from builder.core.fsutil import replacing, sha256_file
 from builder.core.log import log
 from builder.core.run import require
-from builder.core.state import Artifact, cached_stage, input_key
-from builder.stages.specs import Package, plan, roles_in_use
+from builder.core.state import Artifact, artifact, cached_stage, input_key
+from builder.stages.specs import Package, Spec, SpecsResult
 
 DIST = ".el8"
 
@@ -46,18 +47,32 @@ def rpm_names(pkg: Package) -> tuple[str, str]:
     return f"{nvr}.noarch.rpm", f"{nvr}.src.rpm"
 
 
-def _build_one(ctx: Context, pkg: Package) -> None:
+@dataclass(frozen=True)
+class RpmsResult:
+    """The `rpms` step's result: each package's binary RPM and SRPM (by package name), the
+    repository folder (repodata included) and every artifact."""
+
+    rpms: dict[str, Path]
+    srpms: dict[str, Path]
+    repo: Path
+    artifacts: list[Artifact]
+
+    def for_packages(self, names: list[str]) -> list[Path]:
+        return [self.rpms[n] for n in names]
+
+
+def _build_one(ctx: Context, spec_: Spec) -> None:
     """rpmbuild in a private _topdir: a fresh mkdtemp folder (0700), removed afterwards.
 
     Nothing predictable in /tmp (no lock, no fixed name a symlink could be planted at); builds
     stay byte-identical because the spec never expands the _topdir path (it uses rpmbuild's
     $RPM_SOURCE_DIR and $RPM_BUILD_ROOT).
     """
-    spec = ctx.out.specs / f"{pkg.name}.spec"
+    pkg, spec = spec_.package, spec_.spec
     topdir = Path(tempfile.mkdtemp(prefix="pgha-rpmbuild-"))
     try:
         (topdir / "SOURCES").mkdir()
-        shutil.copy2(ctx.out.specs / pkg.source, topdir / "SOURCES" / pkg.source)
+        shutil.copy2(spec_.source, topdir / "SOURCES" / pkg.source)
         ctx.runner.run(["rpmbuild", "-ba", "--quiet", *rpmbuild_defines(topdir), str(spec)],
                        env={"SOURCE_DATE_EPOCH": str(ctx.epoch), "HOME": str(topdir),
                             "LC_ALL": "C", "TZ": "UTC"})
@@ -72,39 +87,39 @@ def _build_one(ctx: Context, pkg: Package) -> None:
         shutil.rmtree(topdir, ignore_errors=True)
 
 
-def _package_key(ctx: Context, pkg: Package) -> str:
-    spec = ctx.out.specs / f"{pkg.name}.spec"
-    return input_key("rpm", __version__, sha256_file(spec),
-                     sha256_file(ctx.out.specs / pkg.source), ctx.epoch,
-                     rpmbuild_defines(Path("T")))
+def _package_key(ctx: Context, spec: Spec) -> str:
+    return input_key("rpm", __version__, sha256_file(spec.spec), sha256_file(spec.source),
+                     ctx.epoch, rpmbuild_defines(Path("T")))
 
 
-def build_rpms(ctx: Context) -> list[Artifact]:
-    """Build every package whose inputs changed; refresh repodata if anything did."""
-    packages = [plan(ctx, role) for role in roles_in_use(ctx)]
-    keys = {p.name: _package_key(ctx, p) for p in packages}
+def build_rpms(ctx: Context) -> RpmsResult:
+    """Build every package the `specs` step wrote whose inputs changed; refresh repodata if
+    anything did. One owner (state "rpm-<pkg>") per package, "repodata" for the metadata."""
+    specs = ctx.result("specs", SpecsResult).specs
     arts: list[Artifact] = []
-    built = []
-    for pkg in packages:
-        stage = f"rpm-{pkg.name}"
-        rpm, srpm = rpm_names(pkg)
-        pkg_arts = [Artifact("rpm", f"rpms/{rpm}", role=pkg.role.name),
-                    Artifact("srpm", f"rpms/{srpm}", role=pkg.role.name)]
+    built: list[str] = []
+    rpms, srpms = {}, {}
+    for spec in specs:
+        pkg = spec.package
+        rpm, srpm = (ctx.out.rpms / name for name in rpm_names(pkg))
+        rpms[pkg.name], srpms[pkg.name] = rpm, srpm
+        pkg_arts = [artifact(ctx.out, "rpm", rpm, role=pkg.role.name),
+                    artifact(ctx.out, "srpm", srpm, role=pkg.role.name)]
 
-        def build(pkg: Package = pkg) -> None:
+        def build(spec: Spec = spec) -> None:
             require("rpmbuild")
-            log.info("rpmbuild %s", pkg.name)
-            _build_one(ctx, pkg)
-            built.append(pkg.name)
+            log.info("rpmbuild %s", spec.package.name)
+            _build_one(ctx, spec)
+            built.append(spec.package.name)
 
-        arts += cached_stage(ctx, stage, keys[pkg.name], pkg_arts, build)
+        arts += cached_stage(ctx, f"rpm-{pkg.name}", _package_key(ctx, spec), pkg_arts, build)
     _drop_stale(ctx, {a.path for a in arts})
     arts += _repodata(ctx, [a for a in arts if a.kind in ("rpm", "srpm")], bool(built))
     if built:
         ctx.messages.append(f"rpms: built {', '.join(built)}")
     else:
         ctx.messages.append("rpms: up to date, rpmbuild not run")
-    return arts
+    return RpmsResult(rpms, srpms, ctx.out.rpms, arts)
 
 
 def _drop_stale(ctx: Context, keep: set[str]) -> None:
@@ -112,14 +127,14 @@ def _drop_stale(ctx: Context, keep: set[str]) -> None:
     if not ctx.out.rpms.is_dir():
         return
     for path in ctx.out.rpms.glob("*.rpm"):
-        if f"rpms/{path.name}" not in keep:
-            log.debug("removing stale %s", path)
+        if ctx.out.rel(path) not in keep:
+            log.info("rpms: removed %s (no longer built)", ctx.out.rel(path))
             path.unlink()
 
 
 def _repodata(ctx: Context, rpms: list[Artifact], changed: bool) -> list[Artifact]:
     key = input_key("repodata", sorted((a.path, a.sha256) for a in rpms), ctx.epoch)
-    repomd = Artifact("repodata", "rpms/repodata/repomd.xml")
+    repomd = artifact(ctx.out, "repodata", ctx.out.rpms / "repodata" / "repomd.xml")
 
     def write() -> list[Artifact]:
         require("createrepo_c")
@@ -127,7 +142,7 @@ def _repodata(ctx: Context, rpms: list[Artifact], changed: bool) -> list[Artifac
                         "--revision", str(ctx.epoch), "--set-timestamp-to-revision",
                         str(ctx.out.rpms)])
         files = sorted((ctx.out.rpms / "repodata").iterdir())
-        return [repomd] + [Artifact("repodata", f"rpms/repodata/{f.name}") for f in files
+        return [repomd] + [artifact(ctx.out, "repodata", f) for f in files
                            if f.name != "repomd.xml"]
 
     return cached_stage(ctx, "repodata", key, [repomd], write, force=changed)

@@ -15,6 +15,7 @@ import os
 import shutil
 import tempfile
 import zlib
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,7 @@ from builder.core.context import Context
 from builder.core.errors import PghaError
 from builder.core.fsutil import replacing, sha256_bytes
 from builder.core.run import require
-from builder.core.state import Artifact, cached_stage, input_key, save
+from builder.core.state import Artifact, artifact, cached_stage, input_key, save
 from builder.model import roles, tlsplan
 from builder.model.cluster import Node
 from builder.model.platform import Layout
@@ -227,10 +228,10 @@ def write_seed(ctx: Context, node: Node, secrets: Secrets) -> list[Artifact]:
     stage = f"seeds-{node.name}"
     key = input_key("seeds", __version__, ctx.epoch, sorted(files.items()))
     role = ",".join(node.roles)
-    arts = [Artifact("seed", f"seeds/{node.name}/{rel}", role=role, host=node.name, secret=True)
-            for rel in SEED_FILES]
-    arts.append(Artifact("seed-iso", f"seeds/{node.name}-cidata.iso", role=role,
-                         host=node.name, secret=True))
+    arts = [artifact(ctx.out, "seed", ctx.out.seeds / node.name / rel, role=role,
+                     host=node.name, secret=True) for rel in SEED_FILES]
+    arts.append(artifact(ctx.out, "seed-iso", ctx.out.seeds / f"{node.name}-cidata.iso",
+                         role=role, host=node.name, secret=True))
 
     def write() -> None:
         tmp = _stage_dir(ctx.out.seeds / node.name, files, ctx.epoch)
@@ -243,9 +244,19 @@ def write_seed(ctx: Context, node: Node, secrets: Secrets) -> list[Artifact]:
     return cached_stage(ctx, stage, key, arts, write)
 
 
+@dataclass(frozen=True)
+class SeedsResult:
+    """The `seeds` step's result: each written node's seed folder and NoCloud ISO, by name."""
+
+    folders: dict[str, Path]
+    isos: dict[str, Path]
+    artifacts: list[Artifact]
+
+
 def write_seeds(ctx: Context, hosts: list[str] | None = None,
-                secrets: Secrets | None = None) -> list[Artifact]:
-    """The `seeds` stage: every node's seed (or only `hosts`'), with the cluster's secrets."""
+                secrets: Secrets | None = None) -> SeedsResult:
+    """The `seeds` step: every node's seed (or only `hosts`'), with the cluster's secrets.
+    Each node's seed is owned by its state "seeds-<host>"; the CA certificate by "pki"."""
     require("xorriso")
     sec = secrets or tlsplan.load_secrets(ctx.out, ctx.cluster)
     nodes = [ctx.cluster.node(h) for h in hosts] if hosts else list(ctx.cluster.nodes)
@@ -253,7 +264,9 @@ def write_seeds(ctx: Context, hosts: list[str] | None = None,
     for node in nodes:
         arts += write_seed(ctx, node, sec)
     if sec.tls is not None:  # the CA certificate is public: clients need it (sslrootcert)
-        arts += save(ctx.out, "pki", input_key(sec.tls.ca.cert_pem),
-                     [Artifact("ca-cert", "pki/ca.crt")])
+        own = ctx.out.for_platform("")  # the folder's one CA, whichever platform's seeds
+        arts += save(own, "pki", input_key(sec.tls.ca.cert_pem),
+                     [artifact(own, "ca-cert", own.pki / "ca.crt")])
     ctx.messages.append(f"seeds: {len(nodes)} seed(s) (folder + cidata ISO) in {ctx.out.seeds}")
-    return arts
+    return SeedsResult({n.name: ctx.out.seeds / n.name for n in nodes},
+                       {n.name: ctx.out.seeds / f"{n.name}-cidata.iso" for n in nodes}, arts)

@@ -19,7 +19,7 @@ from typing import Any
 from builder import __version__
 from builder.core.context import Context
 from builder.core.fsutil import atomic_write
-from builder.core.state import Artifact, cached_stage, input_key
+from builder.core.state import Artifact, artifact, cached_stage, input_key
 from builder.model import roles
 from builder.model.roles import COMMON, Role
 from builder.stages import quoting, render
@@ -153,20 +153,44 @@ def payload_tar(pkg: Package, epoch: int) -> bytes:
     return gzip.compress(buf.getvalue(), compresslevel=9, mtime=0)
 
 
-def write_specs(ctx: Context) -> list[Artifact]:
-    """The `specs` stage: output/<cluster>/specs/<pkg>.spec and its payload tar."""
-    packages = [plan(ctx, role) for role in roles_in_use(ctx)]
-    rendered = [(p, render_spec(ctx, p), payload_tar(p, ctx.epoch)) for p in packages]
-    key = input_key("specs", __version__, [(p.name, s, t.hex()) for p, s, t in rendered])
-    arts = []
-    for p, spec, _tar in rendered:
-        arts.append(Artifact("spec", f"specs/{p.name}.spec", role=p.role.name))
-        arts.append(Artifact("source", f"specs/{p.source}", role=p.role.name))
+@dataclass(frozen=True)
+class Spec:
+    """A package as the `specs` step wrote it: its plan, spec file and payload (Source0)."""
 
-    def write() -> None:
-        for p, spec, tar in rendered:
-            atomic_write(ctx.out.specs / f"{p.name}.spec", spec)
-            atomic_write(ctx.out.specs / p.source, tar)
-        ctx.messages.append(f"specs: wrote {len(rendered)} spec(s) to {ctx.out.specs}")
+    package: Package
+    spec: Path
+    source: Path
 
-    return cached_stage(ctx, "specs", key, arts, write, fresh="specs: up to date")
+
+@dataclass(frozen=True)
+class SpecsResult:
+    """The `specs` step's result: one Spec per package, pgha-common first."""
+
+    specs: list[Spec]
+    artifacts: list[Artifact]
+
+
+def write_specs(ctx: Context) -> SpecsResult:
+    """The `specs` step: output/<cluster>/specs/<pkg>.spec and its payload tar, one owner
+    (state "specs-<pkg>") per package."""
+    out: list[Spec] = []
+    arts: list[Artifact] = []
+    written = []
+    for role in roles_in_use(ctx):
+        p = plan(ctx, role)
+        spec, tar = render_spec(ctx, p), payload_tar(p, ctx.epoch)
+        done = Spec(p, ctx.out.specs / f"{p.name}.spec", ctx.out.specs / p.source)
+        mine = [artifact(ctx.out, "spec", done.spec, role=role.name),
+                artifact(ctx.out, "source", done.source, role=role.name)]
+
+        def write(done: Spec = done, spec: str = spec, tar: bytes = tar) -> None:
+            atomic_write(done.spec, spec)
+            atomic_write(done.source, tar)
+            written.append(done.package.name)
+
+        key = input_key("specs", __version__, p.name, spec, tar.hex())
+        arts += cached_stage(ctx, f"specs-{p.name}", key, mine, write)
+        out.append(done)
+    ctx.messages.append(f"specs: wrote {', '.join(written)} to {ctx.out.specs}" if written
+                        else "specs: up to date")
+    return SpecsResult(out, arts)
