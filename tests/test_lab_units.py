@@ -116,3 +116,27 @@ def test_haproxy_status_in_transition_still_serves() -> None:
 
     assert serving("UP") and serving("UP 1/3") and serving("UP 2/3")
     assert not serving("DOWN") and not serving("DOWN 1/2") and not serving("MAINT")
+
+
+def test_forward_conflicts_are_listeners_not_client_connections() -> None:
+    """A client connection whose ephemeral local port is one of the lab's ports is no
+    conflict (a bind() probe said it was, so `lab up` failed at random); a listener is."""
+    import socket
+
+    from builder.lab import forward
+
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        listener = server.getsockname()[1]
+        with socket.socket() as client:
+            client.bind(("127.0.0.1", 0))
+            client_port = client.getsockname()[1]
+            client.connect(("127.0.0.1", listener))
+            with socket.socket() as probe:  # what the old check did: it fails here
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                with pytest.raises(OSError):
+                    probe.bind(("127.0.0.1", client_port))
+            taken = forward.listening_ports()
+            assert listener in taken
+            assert client_port not in taken

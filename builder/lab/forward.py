@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import re
 import shutil
-import socket
 from pathlib import Path
 
 from builder.core.errors import PghaError
@@ -72,14 +71,34 @@ def _conflicts(runner: Runner, net: LabNet, ports: list[int]) -> list[str]:
         text = runner.run(["nft", "list", "table", "ip", other]).stdout.decode()
         found += [f"port {p} is forwarded by the nftables table {other} (another lab)"
                   for p in ports if re.search(rf"dport \{{[^}}]*\b{p}\b", text)]
-    for port in ports:
-        with socket.socket() as probe:
-            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # only a listener fails
-            try:
-                probe.bind((LOOPBACK, port))
-            except OSError:
-                found.append(f"{LOOPBACK}:{port} is in use by a program on this host")
+    taken = listening_ports()
+    found += [f"{LOOPBACK}:{port} is in use by a program on this host (a listener)"
+              for port in ports if port in taken]
     return found
+
+
+# Local addresses whose listener would get connections to 127.0.0.1 (as /proc/net/tcp{,6}
+# writes them): 127.0.0.1, 0.0.0.0, ::, ::ffff:127.0.0.1.
+_LOOPBACK_OR_ANY = {"0100007F", "00000000", "0" * 32, "0000000000000000FFFF00000100007F"}
+
+
+def listening_ports() -> set[int]:
+    """TCP ports with a listener on 127.0.0.1 or any address, in this network namespace.
+    Read from /proc/net/tcp{,6} (state 0A): a client's connection that happens to use one of
+    these numbers as its ephemeral local port is no conflict (a bind() probe would fail on
+    it, which made `lab up` fail at random when the lab's ports lie in the ephemeral range)."""
+    ports = set()
+    for name in ("tcp", "tcp6"):
+        try:
+            lines = Path(f"/proc/net/{name}").read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            addr, _, port = fields[1].partition(":")
+            if fields[3] == "0A" and addr in _LOOPBACK_OR_ANY:
+                ports.add(int(port, 16))
+    return ports
 
 
 def up(runner: Runner, net: LabNet, entry: str, ports: list[int]) -> None:
