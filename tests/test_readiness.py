@@ -22,6 +22,7 @@ from builder.stages import seeds
 
 NAMES = ["db1", "db2", "db3"]
 SYNC = {"synchronous_mode": True, "maximum_lag_on_failover": 1048576}
+SELF_PRIMARY = {"state": "running", "role": "primary", "patroni": {"name": "db1"}}
 
 
 def member(name: str, role: str = "replica", state: str = "streaming", lag: Any = 0,
@@ -120,7 +121,8 @@ def test_agent_failover_probe(patroni_api: str) -> None:
     from test_agent_units import health  # the agent package, on sys.path there
 
     check = {"kind": "failover", "url": patroni_api, "members": NAMES, "service": "patroni"}
-    _Patroni.answers = {"/cluster": view(LEADER, member("db2"), member("db3")), "/config": SYNC}
+    _Patroni.answers = {"/cluster": view(LEADER, member("db2"), member("db3")), "/config": SYNC,
+                        "/patroni": SELF_PRIMARY}
     ok, detail = health.probe(check)
     assert not ok and "no synchronous standby registered" in detail
     _Patroni.answers["/cluster"] = view(LEADER, member("db2", "sync_standby"), member("db3"))
@@ -129,6 +131,26 @@ def test_agent_failover_probe(patroni_api: str) -> None:
     gone = {**check, "url": "http://127.0.0.1:9"}
     ok, detail = health.probe(gone, timeout=1)
     assert not ok and "Patroni REST API http://127.0.0.1:9" in detail
+
+
+def test_agent_failover_probe_asks_the_member_itself(patroni_api: str) -> None:
+    """A re-imaged db3 still cloning: its key in etcd, left by the machine it replaces, says
+    streaming; db3's own REST API says otherwise, and the probe believes db3."""
+    from test_agent_units import health
+
+    check = {"kind": "failover", "url": patroni_api, "members": NAMES, "service": "patroni"}
+    _Patroni.answers = {"/cluster": view(LEADER, member("db2", "sync_standby"), member("db3")),
+                        "/config": SYNC,
+                        "/patroni": {"state": "creating replica", "role": "replica",
+                                     "patroni": {"name": "db3"}}}
+    assert health.probe(check) == (False, "db3 (itself) is creating replica")
+    _Patroni.answers["/patroni"] = {"state": "running", "role": "replica",
+                                    "replication_state": "in archive recovery",
+                                    "patroni": {"name": "db3"}}
+    assert health.probe(check) == (False, "db3 (itself) is in archive recovery, not streaming")
+    _Patroni.answers["/patroni"] = {**_Patroni.answers["/patroni"],
+                                    "replication_state": "streaming"}
+    assert health.probe(check)[0] is True
 
 
 def test_db_seed_waits_for_failover_readiness(tmp_path) -> None:
@@ -185,7 +207,8 @@ def test_agent_failover_probe_over_verified_https(tmp_path) -> None:
     threading.Thread(target=httpd.serve_forever, daemon=True).start()
     try:
         _Patroni.answers = {"/cluster": view(LEADER, member("db2", "sync_standby"),
-                                             member("db3")), "/config": SYNC}
+                                             member("db3")), "/config": SYNC,
+                            "/patroni": SELF_PRIMARY}
         check = {"kind": "failover", "url": f"https://127.0.0.1:{httpd.server_address[1]}",
                  "members": NAMES, "cafile": str(tmp_path / "ca.crt"),
                  "certfile": str(tmp_path / "c.crt"), "keyfile": str(tmp_path / "c.key")}

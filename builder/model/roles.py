@@ -108,6 +108,17 @@ class HealthProbe(_Strict):
                                    "requires client certificates")
 
 
+class EtcdJoin(_Strict):
+    """How a DCS member joins the etcd cluster at first boot (seed.json `etcd_join`): the agent
+    asks the other members whether the cluster exists and joins it as a learner if it does."""
+
+    service: str = Field(description="the etcd service of this role")
+    env_file: str = Field(description="the seed file etcd reads its settings from")
+    data_dir: str
+    client_cert: str | None = Field(
+        default=None, description="certificate (of this role) presented to the other members")
+
+
 class FirewallService(_Strict):
     name: str
     description: str
@@ -143,6 +154,7 @@ class Role(_Strict):
         default_factory=dict, description="service name -> how to run it (every service)"
     )
     health: list[HealthProbe] = Field(default_factory=list)
+    etcd_join: EtcdJoin | None = None
     protected_dirs: list[str] = Field(default_factory=list, description="never touched")
     seed_directories: list[Directory] = Field(
         default_factory=list, description="per-node folders the agent creates if missing"

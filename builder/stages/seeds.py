@@ -114,6 +114,26 @@ def _health(role: Role, node: Node, context: dict[str, Any], services: set[str])
     return out
 
 
+def _etcd_join(role: Role, node: Node, context: dict[str, Any]) -> dict[str, Any] | None:
+    """seed.json `etcd_join`: this member's name and peer URL, every member's URLs (from the
+    cluster file), the data dir and env file, and the TLS files to ask the others with."""
+    join = role.etcd_join
+    if join is None:
+        return None
+    ports, sec, lay = context["ports"], context["secrets"], context["layout"]
+    scheme = "https" if sec.tls is not None else "http"
+
+    def url(member: Node, port: str) -> str:
+        return f"{scheme}://{member.address}:{ports[port]}"
+
+    tls = seedtls.https_fields(role, True, join.client_cert, sec, lay, "required")
+    return {"service": join.service, "name": node.name, "peer_url": url(node, "etcd_peer"),
+            "members": [{"name": m.name, "client_url": url(m, "etcd_client"),
+                         "peer_url": url(m, "etcd_peer")} for m in context["etcd_members"]],
+            "data_dir": _t(join.data_dir, context), "env_file": _t(join.env_file, context),
+            **tls}
+
+
 def _role_parts(role: Role, node: Node, logical: dict[str, Any],
                 rooted: dict[str, Any]) -> dict[str, list[Any]]:
     services = _services(role, rooted)
@@ -155,6 +175,9 @@ def render_seed(ctx: Context, node: Node, secrets: Secrets, root_prefix: str = "
             parts.setdefault(key, []).extend(values)
     parts["files"] = parts.get("files", []) + seedtls.ca_file(secrets, lay)
     parts["firewall_rules"] = firewall.node_rules(ctx.cluster, node)
+    joins = [j for j in (_etcd_join(roles.get(n), node, logical) for n in node.roles) if j]
+    if joins:
+        parts["etcd_join"] = joins[0]  # type: ignore[assignment]
     digest = sha256_bytes(json.dumps(parts, sort_keys=True).encode())[:8]
     return {"schema_version": SEED_SCHEMA_VERSION, "cluster": ctx.cluster.name,
             "instance_id": f"{ctx.cluster.name}-{node.name}-{digest}",

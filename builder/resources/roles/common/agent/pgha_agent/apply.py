@@ -13,7 +13,7 @@ protected_dirs are never created, written or emptied (Root.guard).
 import json
 import time
 
-from pgha_agent import __version__, health, preflight, selinux, system
+from pgha_agent import __version__, etcdjoin, health, preflight, selinux, system
 from pgha_agent.log import LOG
 
 MARKER_DIR = "/var/lib/pgha"
@@ -63,13 +63,19 @@ def report_protected(root, seed):
 def start_services(root, seed, starter, timeout, changed=()):
     """Start each service in order and wait for its health. A service that was already running
     while its node's files changed is reloaded (its `reload` signal: new certificates and
-    configuration without a restart); data directories are never touched."""
+    configuration without a restart); data directories are never touched. The etcd service of
+    a seed with `etcd_join` joins the cluster as it finds it (etcdjoin.py) when it starts."""
     starter.prepare()
     for name in seed.disable_services:
         starter.disable(name)
+    join = seed.data.get("etcd_join")
     for svc in seed.services:
         was_running = starter.running(svc)
+        joining = join and join["service"] == svc["name"] and not was_running
+        learner = etcdjoin.prepare(root, seed, timeout) if joining else None
         starter.start(svc)
+        if learner is not None:
+            etcdjoin.promote(root, seed, learner, timeout, lambda: starter.check(svc))
         if was_running and changed:
             if svc.get("reload"):
                 starter.reload(svc)

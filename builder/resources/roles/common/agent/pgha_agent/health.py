@@ -69,7 +69,8 @@ def probe(check, timeout=3.0):
         except OSError as exc:
             return False, exc.strerror or str(exc)
     if check["kind"] == "failover":
-        return readiness.check(check["url"], check.get("members") or (), timeout, check)
+        return readiness.check(check["url"], check.get("members") or (), timeout, check,
+                               own=True)
     expect = check.get("expect") or [200]
     try:
         context = _tls_context(check)

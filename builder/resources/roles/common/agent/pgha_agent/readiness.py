@@ -112,12 +112,32 @@ def _get(opener, url, timeout):
         return json.loads(resp.read().decode("utf-8"))
 
 
-def check(base_url, expected=(), timeout=3.0, tls=None):
-    """(ready, reason) for the cluster as the Patroni at base_url sees it; never raises."""
+def evaluate_self(status):
+    """(ready, reason) for the member answering GET /patroni itself: running, and a leader or
+    streaming. Its own view, not its key in the DCS: a key left by a replaced machine of the
+    same name can say "streaming" while this one is still cloning."""
+    name = status.get("patroni", {}).get("name") or "this member"
+    if status.get("state") != "running":
+        return False, "{} (itself) is {}".format(name, status.get("state") or "not running")
+    if status.get("role") in ("primary", "master", "standby_leader"):
+        return True, ""
+    if status.get("replication_state", "streaming") != "streaming":
+        return False, "{} (itself) is {}, not streaming".format(name, status["replication_state"])
+    return True, ""
+
+
+def check(base_url, expected=(), timeout=3.0, tls=None, own=False):
+    """(ready, reason) for the cluster as the Patroni at base_url sees it; never raises. With
+    `own`, that member must also be ready by its own account (evaluate_self)."""
     try:
         cluster, config = fetch(base_url, timeout, tls)
+        status = _get(_opener(tls), base_url + "/patroni", timeout) if own else {}
     except (urllib.error.URLError, OSError, ValueError) as exc:
         return False, "Patroni REST API {}: {}".format(base_url, getattr(exc, "reason", exc))
-    if not isinstance(cluster, dict) or not isinstance(config, dict):
+    if not all(isinstance(x, dict) for x in (cluster, config, status)):
         return False, "Patroni REST API {}: unexpected answer".format(base_url)
+    if own:
+        ready, reason = evaluate_self(status)
+        if not ready:
+            return False, reason
     return evaluate(cluster, config, expected)

@@ -215,6 +215,40 @@ def _check_health(data, services):
             raise _bad(at + ".service", "'{}' is not in services".format(service))
 
 
+def _url(check, key, at):
+    url = _field(check, key, at, "str")
+    if not url.startswith(("http://", "https://")):
+        raise _bad("{}.{}".format(at, key), "not an http(s) URL")
+    return url
+
+
+def _check_etcd_join(data, services):
+    """Optional `etcd_join`: how this DCS member joins the etcd cluster (etcdjoin.py)."""
+    spec = _field(data, "etcd_join", "", "dict", nullable=True, required=False)
+    if spec is None:
+        return
+    at = "etcd_join"
+    if _field(spec, "service", at, "str") not in services:
+        raise _bad(at + ".service", "'{}' is not in services".format(spec["service"]))
+    _field(spec, "name", at, "str")
+    _url(spec, "peer_url", at)
+    for i, member in enumerate(_field(spec, "members", at, "list")):
+        where = "{}.members[{}]".format(at, i)
+        if not isinstance(member, dict):
+            raise _bad(where, "expected an object")
+        _field(member, "name", where, "str")
+        _url(member, "client_url", where)
+        _url(member, "peer_url", where)
+    _abs_path(_field(spec, "data_dir", at, "str"), at + ".data_dir")
+    env_file = _abs_path(_field(spec, "env_file", at, "str"), at + ".env_file")
+    if env_file not in [f.get("path") for f in data["files"] if isinstance(f, dict)]:
+        raise _bad(at + ".env_file", "{} is not one of the seed's files".format(env_file))
+    for key in ("cafile", "certfile", "keyfile"):
+        value = _field(spec, key, at, "str", nullable=True, required=False)
+        if value is not None:
+            _abs_path(value, "{}.{}".format(at, key))
+
+
 def _not_protected(path, protected, where):
     for prot in protected:
         if path == prot or path.startswith(prot + "/"):
@@ -313,6 +347,7 @@ def validate(raw, root):
     _check_directories(data, protected)
     _check_files(data, protected)
     _check_clashes(data)
+    _check_etcd_join(data, services)
     return Seed(data)
 
 
