@@ -249,7 +249,8 @@ def _start_boot(lab: Lab, names: list[str], engine: str, timeout: float) -> Boot
     if engine == "systemd":
         from builder.lab import sysboot
 
-        rpms = {n: nodes.rpms_for(lab.cluster.node(n), lab.ctx.out.rpms, _version())
+        rpms = {n: nodes.rpms_for(lab.cluster.node(n), lab.ctx.out.rpms, _version(),
+                                 lab.cluster.release)
                 for n in names}
         started = sysboot.power_on(lab, names, rpms)
         return Booting(lambda: False,
@@ -262,7 +263,8 @@ def _start_processes(lab: Lab, names: list[str], timeout: float) -> Booting:
     all_dirs = {n: lab.node_dirs(n) for n in names}
     for name, dirs in all_dirs.items():
         node = lab.cluster.node(name)
-        nodes.install(lab.runner, dirs, lab.layout, nodes.rpms_for(node, ctx.out.rpms, _version()))
+        nodes.install(lab.runner, dirs, lab.layout,
+                      nodes.rpms_for(node, ctx.out.rpms, _version(), lab.cluster.release))
         nodes.write_seed(ctx, node, sec, dirs)
     agents = {n: nodes.boot(PYTHON, d, lab.net.node(n).netns, timeout)
               for n, d in all_dirs.items()}

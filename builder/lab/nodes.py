@@ -61,9 +61,9 @@ class NodeDirs:
         return self.base / ".rpms-installed"
 
 
-def rpms_for(node: Node, rpms_dir: Path, version: str) -> list[Path]:
+def rpms_for(node: Node, rpms_dir: Path, version: str, release: int = 1) -> list[Path]:
     names = ["pgha-common", *(f"pgha-role-{r}" for r in node.roles)]
-    paths = [rpms_dir / f"{n}-{version}-1{DIST}.noarch.rpm" for n in names]
+    paths = [rpms_dir / f"{n}-{version}-{release}{DIST}.noarch.rpm" for n in names]
     missing = [p.name for p in paths if not p.is_file()]
     if missing:
         raise PghaError(f"lab: RPMs missing in {rpms_dir}: {', '.join(missing)}",

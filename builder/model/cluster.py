@@ -244,6 +244,11 @@ class Cluster(Strict):
     patroni: Patroni = Field(default_factory=Patroni)
     repos: Repos = Field(default_factory=Repos)
     admin: Admin = Field(default_factory=Admin)
+    release: Int = Field(
+        default=1, ge=1, le=99999,
+        description="Release of the role RPMs (pgha-role-<role>-<version>-<release>): raise it "
+                    "for each build you roll out to running nodes, so dnf sees it as an upgrade "
+                    "(docs/changes.md)")
     pins: dict[RpmName, RpmPin] = Field(
         default_factory=dict, max_length=200, description="package -> exact version for Requires"
     )

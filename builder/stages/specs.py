@@ -61,6 +61,18 @@ class Package:
     changelog_date: str = ""
 
     @property
+    def restart_on(self) -> dict[str, list[str]]:
+        """Service -> the files of this package it reads (its drop-ins): on upgrade the spec
+        try-restarts exactly the services whose files changed (%pre notes, %posttrans
+        compares)."""
+        out: dict[str, list[str]] = {}
+        for f in self.files:
+            folder = PurePosixPath(f.dest).parent.name
+            if folder.endswith(".service.d"):
+                out.setdefault(folder.removesuffix(".service.d"), []).append(f.dest)
+        return out
+
+    @property
     def source(self) -> str:
         return f"{self.name}-{self.version}-payload.tar.gz"
 
@@ -116,7 +128,7 @@ def _owned_dirs(files: list[FileEntry], declared: list[DirEntry]) -> list[DirEnt
 def plan(ctx: Context, role: Role) -> Package:
     context = render.base_context(ctx.cluster)
     pins = ctx.cluster.pins
-    pkg = Package(name=role.package, role=role)
+    pkg = Package(name=role.package, role=role, release=str(ctx.cluster.release))
     pkg.requires = [_pinned(render.render_string(r, context), pins) for r in role.requires]
     pkg.requires_pre = [render.render_string(r, context) for r in role.requires_pre]
     if role.name != COMMON:
