@@ -79,13 +79,19 @@ def check(app: App, deep: bool, depsolve: bool) -> None:
 
 @cli.command()
 @click.option("--json", "as_json", is_flag=True, help="JSON instead of YAML.")
+@click.option("--origin", is_flag=True,
+              help="One line per value with where it comes from: file, profile <name>, "
+                   "default, or default from <field>.")
 @pass_app
-def show(app: App, as_json: bool) -> None:
+def show(app: App, as_json: bool, origin: bool) -> None:
     """Print the fully resolved cluster (every default filled in)."""
     import yaml
 
     from builder.model.cluster import resolved_dict
 
+    if origin:
+        _show_origins(app)
+        return
     data = resolved_dict(app.cluster)
     if as_json:
         click.echo(json.dumps(data, indent=2))
@@ -93,12 +99,24 @@ def show(app: App, as_json: bool) -> None:
         click.echo(yaml.safe_dump(data, sort_keys=False), nl=False)
 
 
+def _show_origins(app: App) -> None:
+    from builder.model import yamlfile
+    from builder.model.origins import origins
+
+    cluster = app.cluster
+    data = None
+    if app.cluster_file is not None:
+        data = yamlfile.parse(app.cluster_file, yamlfile.read_text(app.cluster_file))[0]
+    rows = [(f"{path}: {json.dumps(value)}", where) for path, value, where
+            in origins(cluster, data)]
+    width = min(max(len(text) for text, _ in rows), 60)
+    for text, where in rows:
+        click.echo(f"{text.ljust(width)}  # {where}")
+
+
 @cli.command()
 def schema() -> None:
     """Print the JSON Schema of the cluster file (for editor completion)."""
-    from builder.model.cluster import Cluster
+    from builder.model.schema import json_schema
 
-    data = Cluster.model_json_schema()
-    data = {"$schema": "https://json-schema.org/draft/2020-12/schema",
-            "title": "pgha-build cluster file", **data}
-    click.echo(json.dumps(data, indent=2))
+    click.echo(json.dumps(json_schema(), indent=2))

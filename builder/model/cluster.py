@@ -55,6 +55,9 @@ PROFILES: dict[str, dict[str, dict[str, int]]] = {
                   "downinter_ms": 250},
     },
 }
+# The fields a profile decides (unless the file gives them), by section.
+PROFILE_FIELDS = {section: tuple(values) for section, values in PROFILES["default"].items()}
+_CHECK, _PATRONI = PROFILES["default"]["check"], PROFILES["default"]["patroni"]
 
 
 def _mac(value: Any) -> Any:
@@ -105,20 +108,20 @@ class Ports(Strict):
 class HealthCheck(Strict):
     """HAProxy's health check of Patroni's REST API."""
 
-    inter_ms: Int = Field(default=3000, ge=100, le=60000)
-    fall: Int = Field(default=3, ge=1, le=20)
+    inter_ms: Int = Field(default=_CHECK["inter_ms"], ge=100, le=60000)
+    fall: Int = Field(default=_CHECK["fall"], ge=1, le=20)
     rise: Int = Field(
-        default=2, ge=1, le=20,
+        default=_CHECK["rise"], ge=1, le=20,
         description="passing checks before a replica takes reads again (the primary port "
                     "needs one: /primary answers 200 only on the leader)",
     )
     fastinter_ms: Int = Field(
-        default=1000, ge=100, le=60000,
+        default=_CHECK["fastinter_ms"], ge=100, le=60000,
         description="check interval while a server changes state (after a first failure "
                     "or success): speeds up marking the old primary down and the new one up",
     )
     downinter_ms: Int = Field(
-        default=1000, ge=100, le=60000,
+        default=_CHECK["downinter_ms"], ge=100, le=60000,
         description="check interval of a server that is down (a replica, for the primary "
                     "port): how soon a promoted replica is seen",
     )
@@ -138,9 +141,11 @@ class LoadBalancer(Strict):
 
 
 class Patroni(Strict):
-    ttl: Int = Field(default=30, le=3600, description="leader key TTL, seconds (>= 20)")
-    loop_wait: Int = Field(default=10, le=600, description="seconds between HA loops (>= 1)")
-    retry_timeout: Int = Field(default=10, le=600,
+    ttl: Int = Field(default=_PATRONI["ttl"], le=3600,
+                     description="leader key TTL, seconds (>= 20)")
+    loop_wait: Int = Field(default=_PATRONI["loop_wait"], le=600,
+                           description="seconds between HA loops (>= 1)")
+    retry_timeout: Int = Field(default=_PATRONI["retry_timeout"], le=600,
                                description="DCS and PostgreSQL retry, seconds (>= 3)")
     maximum_lag_on_failover: Int = Field(default=1048576, ge=0, le=1 << 40, description="bytes")
     synchronous_mode: bool | Literal["quorum"] = Field(
