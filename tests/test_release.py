@@ -15,6 +15,8 @@ from click.testing import CliRunner, Result
 from test_release_fakeapi import REPO, TOKEN, FakeForge
 
 from builder.cli import cli, release_cmds
+from builder.core import state
+from builder.core.paths import OutputPaths
 from builder.model import loading as config
 from builder.release.forge import repo_from_remote
 from builder.release.httpclient import RetryPolicy
@@ -41,6 +43,9 @@ def write_build(root: Path, files: dict[str, tuple[str, bytes, dict[str, Any]]])
     (root / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     sums = "".join(f"{e['sha256']}  {e['path']}\n" for e in entries if not e["secret"])
     (root / "SHA256SUMS").write_text(sums)
+    # What the build steps record (the release checks manifest.json against it).
+    arts = [state.Artifact(**{k: v for k, v in e.items() if k != "size"}) for e in entries]
+    state.save(OutputPaths(root), "test-build", "key", arts)
 
 
 def default_files() -> dict[str, tuple[str, bytes, dict[str, Any]]]:

@@ -19,7 +19,7 @@ import click
 
 from builder import __version__
 from builder.core import log as logmod
-from builder.core.errors import EXIT_CODES_HELP, PghaError, ToolFailed
+from builder.core.errors import EXIT_CODES_HELP, ConfigError, PghaError, ToolFailed
 from builder.core.redact import text as redact
 from builder.core.run import Runner
 
@@ -53,6 +53,23 @@ class App:
         if write:
             writable_folder(self.output / cluster.name)
         return Context.create(cluster, self.output, self.runner, force=force)
+
+
+# Characters a folder name may not have once resolved: the output path is written into
+# generated files (dnsmasq.conf's tftp-root, kickstart and lab paths), one line each.
+_PATH_BAD = frozenset("\"\\$`%") | {chr(c) for c in range(0x20)} | {"\x7f"}
+
+
+def check_output_path(value: Path) -> Path:
+    """-o/--output, refused when it (or the folder it resolves to) has a line break, a
+    control character, a double quote, `\\`, `$`, a backtick or `%`."""
+    for text in (str(value), str(value.absolute())):
+        bad = sorted({c for c in text if c in _PATH_BAD})
+        if bad:
+            raise ConfigError(f"output folder {text[:80]!r} has {' '.join(map(repr, bad[:4]))}: "
+                              "it is written into generated configuration files",
+                              hint="pass -o/--output with a plain folder name")
+    return value
 
 
 def writable_folder(path: Path) -> None:
@@ -139,6 +156,7 @@ def cli(ctx: click.Context, cluster_file: Path | None, output: Path, verbose: in
     """
     logmod.setup(-1 if quiet else (max(verbose, 1) if debug else verbose))
     ctx.obj = App(cluster_file=cluster_file, output=output, debug=debug)
+    check_output_path(output)
 
 
 def _print_error(err: PghaError) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import stat
 from pathlib import Path
 
 import click
@@ -36,6 +37,32 @@ def token_from_env() -> str:
     raise UsageError("no API token: set GITHUB_TOKEN or GH_TOKEN",
                      hint="a token with contents: write on the repository (in GitHub Actions: "
                           "`permissions: contents: write` and GITHUB_TOKEN)")
+
+
+MAX_NOTES = 125_000  # GitHub's limit for a release body, in characters
+
+
+def read_notes(path: Path) -> str:
+    """The release notes: a regular UTF-8 file of bounded size (never /dev/zero or a FIFO,
+    which would hang or fill memory)."""
+    try:
+        info = path.stat()
+        if not stat.S_ISREG(info.st_mode):
+            raise UsageError(f"--notes {path} is not a regular file",
+                             hint="give a Markdown file")
+        if info.st_size > MAX_NOTES * 4:
+            raise UsageError(f"--notes {path} is {info.st_size} bytes; release notes are at "
+                             f"most {MAX_NOTES} characters", hint="shorten the notes")
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"--notes {path} is not UTF-8 text (byte {exc.start})",
+                         hint="save the notes as UTF-8") from None
+    except OSError as exc:
+        raise UsageError(f"cannot read --notes {path}: {exc.strerror}") from None
+    if len(text) > MAX_NOTES:
+        raise UsageError(f"--notes {path} has {len(text)} characters; the limit is {MAX_NOTES}",
+                         hint="shorten the notes")
+    return text
 
 
 def default_repo(app: App) -> str:
@@ -74,7 +101,7 @@ def release(app: App, tag: str, repo: str | None, api_url: str | None, forge_kin
     the release for TAG. Seeds, per-host kickstarts and secrets are never published. Re-running
     is safe: identical assets are skipped. Token: GITHUB_TOKEN or GH_TOKEN."""
     out = OutputPaths(app.output / app.cluster.name)
-    opts = rel.Options(tag=tag, notes=notes.read_text() if notes else None, draft=draft,
+    opts = rel.Options(tag=tag, notes=read_notes(notes) if notes else None, draft=draft,
                        prerelease=prerelease, replace=replace, dry_run=dry_run, only=only,
                        max_asset_size=max_asset_size,
                        progress=log.isEnabledFor(logging.INFO))

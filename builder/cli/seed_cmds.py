@@ -23,10 +23,13 @@ def _check_hosts(app: App, hosts: tuple[str, ...]) -> None:
 @click.option("--rotate-certs", is_flag=True,
               help="Issue new node certificates from the same CA (the agent applies them to a "
                    "running node by reloading its services).")
+@click.option("--adopt-ca", is_flag=True,
+              help="Accept a CA in OUTPUT/<cluster>/pki/ that pgha-build did not make (your "
+                   "organisation's); its subject is printed and it is recorded in pki/ca.origin.")
 @click.option("--force", is_flag=True, help="Rewrite even if inputs are unchanged.")
 @pass_app
 def seeds(app: App, hosts: tuple[str, ...], rotate_secrets: bool, rotate_certs: bool,
-          force: bool) -> None:
+          adopt_ca: bool, force: bool) -> None:
     """Write each node's seed: OUTPUT/<cluster>/seeds/<host>/ and <host>-cidata.iso."""
     from builder.model import tlsplan
     from builder.stages import pipeline
@@ -41,7 +44,7 @@ def seeds(app: App, hosts: tuple[str, ...], rotate_secrets: bool, rotate_certs: 
                         "combined with --host", hint="run `pgha-build seeds --rotate-certs`")
     ctx = app.context(force or rotate_secrets)
     sec = tlsplan.load_secrets(ctx.out, ctx.cluster, rotate=rotate_secrets,
-                              rotate_certs=rotate_certs)
+                              rotate_certs=rotate_certs, adopt_ca=adopt_ca)
     step = ("seeds", lambda c: seedmod.write_seeds(c, list(hosts) or None, sec))
     pipeline.run_steps(ctx, [step, pipeline.MANIFEST])
     if rotate_secrets:

@@ -55,17 +55,47 @@ def _stat(path: Path) -> list[int]:
     return [st.st_size, st.st_mtime_ns]
 
 
+def _entry_ok(output: Path, entry: object) -> bool:
+    """An index entry as record() writes it, for a folder directly under `output`."""
+    if not isinstance(entry, dict) or not isinstance(entry.get("root"), str):
+        return False
+    files = entry.get("files")
+    if not isinstance(files, dict) or not all(
+            isinstance(rel, str) and not rel.startswith("/") and ".." not in rel.split("/")
+            and isinstance(st, list) and len(st) == 2
+            and all(type(v) is int for v in st) for rel, st in files.items()):
+        return False
+    try:
+        return Path(entry["root"]).parent.resolve() == output.resolve()
+    except (OSError, RuntimeError):
+        return False
+
+
+def read_index(output: Path) -> dict[str, dict]:
+    """The index's well-formed entries; a file that does not parse (empty, truncated, a list,
+    a planted entry for a folder elsewhere) counts as no index: the next build rewrites it."""
+    try:
+        data = json.loads((output / INDEX_NAME).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(data, dict):
+        return {}
+    return {d: e for d, e in data.items() if isinstance(d, str) and _entry_ok(output, e)}
+
+
 def fresh(output: Path, digest: str) -> Path | None:
     """The cluster output folder if the last build with this digest is intact, else None."""
+    entry = read_index(output).get(digest)
+    if entry is None:
+        return None
+    root = Path(entry["root"])
     try:
-        entry = json.loads((output / INDEX_NAME).read_text())[digest]
-        root = Path(entry["root"])
         for rel, recorded in entry["files"].items():
             if _stat(root / rel) != recorded:
                 return None
-        return root
-    except (OSError, ValueError, KeyError, TypeError):
+    except OSError:
         return None
+    return root
 
 
 def record(output: Path, digest: str, root: Path) -> None:
@@ -76,10 +106,6 @@ def record(output: Path, digest: str, root: Path) -> None:
     rels = [a["path"] for a in manifest["artifacts"]]
     rels += [p for p in ("manifest.json", "SHA256SUMS", "secrets.yaml") if (root / p).exists()]
     index_file = output / INDEX_NAME
-    try:
-        index = json.loads(index_file.read_text())
-    except (OSError, ValueError):
-        index = {}
-    index = {d: e for d, e in index.items() if e.get("root") != str(root)}
+    index = {d: e for d, e in read_index(output).items() if e["root"] != str(root)}
     index[digest] = {"root": str(root), "files": {r: _stat(root / r) for r in rels}}
     atomic_write(index_file, json.dumps(index, indent=1, sort_keys=True) + "\n")

@@ -16,15 +16,14 @@ client scrubs them from every message.
 from __future__ import annotations
 
 import base64
-import ipaddress
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
 
 import requests
 
+from builder.core import urls
 from builder.core.errors import PghaError
 from builder.f5.as3 import SCHEMA_VERSION
 from builder.release.httpclient import Api, ApiError, NetworkError, RetryPolicy, Token
@@ -69,27 +68,13 @@ def api_from_env(env: Mapping[str, str], verify: bool | str = True,
 
 def base_url(url: str) -> str:
     """https://host[:port] of the BIG-IP management interface (http only to loopback)."""
-    parts = urlsplit(url)
-    if parts.username or parts.password:
-        raise PghaError("the BIG-IP URL carries credentials",
-                        hint=f"put them in {ENV_USER}/{ENV_PASSWORD} instead, never in the URL")
-    if parts.scheme not in ("https", "http") or not parts.hostname:
-        raise PghaError(f"{url!r} is not an https:// URL of a BIG-IP",
-                        hint="give the management address, e.g. https://bigip.example.net")
-    if parts.scheme == "http" and not _loopback(parts.hostname):
-        raise PghaError("refusing plain http to a BIG-IP: the credentials would travel "
-                        "unencrypted", hint="use https://")
+    parts = urls.api_url(url, "the BIG-IP URL",
+                         f"put them in {ENV_USER}/{ENV_PASSWORD} instead, never in the URL",
+                         "https://bigip.example.net")
     if parts.path not in ("", "/") or parts.query or parts.fragment:
         raise PghaError(f"give the BIG-IP's address only, not a path: {url!r}",
                         hint="e.g. https://bigip.example.net:8443")
     return f"{parts.scheme}://{parts.netloc}"
-
-
-def _loopback(host: str) -> bool:
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return host == "localhost"
 
 
 @dataclass

@@ -32,6 +32,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from builder.core.errors import PghaError
 from builder.core.fsutil import atomic_write
+from builder.model import pkifiles
 
 WARN_DAYS = 30
 _BACKDATE = dt.timedelta(minutes=5)  # clock skew between the build host and the nodes
@@ -208,13 +209,17 @@ def _write_pair(crt: Path, key: Path, pair: Issued, crt_mode: int = 0o600) -> No
     atomic_write(crt, pair.cert_pem, mode=crt_mode)
 
 
-def load_or_create_ca(folder: Path, cluster: str, days: int) -> Issued:
-    """The cluster's CA from folder/ca.crt + ca.key, made (once) when neither exists."""
+def load_or_create_ca(folder: Path, cluster: str, days: int, adopt: bool = False) -> Issued:
+    """The cluster's CA from folder/ca.crt + ca.key, made (once) when neither exists. An
+    existing CA must sit in a private folder and be the one this tool made (pki/ca.origin),
+    unless `adopt` (then its subject is logged and it is recorded as adopted)."""
     crt, key = folder / "ca.crt", folder / "ca.key"
     if crt.exists() and key.exists():
+        pkifiles.check_private(folder, key)
         ca = _read_pair(crt, key)
         if not matches_key(ca):
             raise _corrupt(key, "the key does not belong to ca.crt")
+        pkifiles.check_origin(folder, ca.cert, cluster, adopt)
         return ca
     if crt.exists() or key.exists():
         missing = key if crt.exists() else crt
@@ -223,6 +228,7 @@ def load_or_create_ca(folder: Path, cluster: str, days: int) -> Issued:
     os.chmod(folder, 0o700)
     ca = make_ca(cluster, days)
     _write_pair(crt, key, ca, crt_mode=0o644)
+    pkifiles.record_origin(folder, ca.cert, "made")
     return ca
 
 

@@ -177,8 +177,9 @@ def load(path: Path) -> Secrets:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise _corrupt(path, f"cannot read it ({type(exc).__name__})") from None
+    sec = parse(path, text)
     _check_owner_mode(path, st)
-    return parse(path, text)
+    return sec
 
 
 def _check_owner_mode(path: Path, st: os.stat_result) -> None:

@@ -66,13 +66,14 @@ def _pair_paths(folder: Path, stem: str) -> tuple[Path, Path]:
     return folder / f"{stem}.crt", folder / f"{stem}.key"
 
 
-def load_or_create(out: OutputPaths, cluster: Cluster, rotate: bool = False) -> pki.Pki | None:
+def load_or_create(out: OutputPaths, cluster: Cluster, rotate: bool = False,
+                   adopt_ca: bool = False) -> pki.Pki | None:
     """The cluster's PKI: its CA (made once, never again) and every node's certificates (issued
     when missing, stale or `rotate`). None when TLS is off."""
     if not cluster.tls.enabled:
         return None
     folder = out.pki
-    ca = pki.load_or_create_ca(folder, cluster.name, cluster.tls.ca_days)
+    ca = pki.load_or_create_ca(folder, cluster.name, cluster.tls.ca_days, adopt=adopt_ca)
     days = cluster.tls.cert_days
     operator, new = pki.ensure(ca, *_pair_paths(folder, "operator"),
                                pki.CertSpec(OPERATOR_CN, server=False), days, rotate)
@@ -111,7 +112,7 @@ def expiry_warnings(out: OutputPaths, now: dt.datetime | None = None) -> list[st
 
 
 def load_secrets(out: OutputPaths, cluster: Cluster, rotate: bool = False,
-                 rotate_certs: bool = False) -> Secrets:
+                 rotate_certs: bool = False, adopt_ca: bool = False) -> Secrets:
     """The cluster's passwords (secrets.yaml) with its PKI: what every seed is rendered from."""
     sec = secretsmod.load_or_create(out, cluster.name, rotate=rotate)
-    return sec.with_tls(load_or_create(out, cluster, rotate=rotate_certs))
+    return sec.with_tls(load_or_create(out, cluster, rotate=rotate_certs, adopt_ca=adopt_ca))

@@ -8,6 +8,8 @@ values in the same pass.
 from __future__ import annotations
 
 import hashlib
+import re
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -37,6 +39,42 @@ class ArtifactChanged(PghaError):
 
 class AssetTooLarge(PghaError):
     """A file is over the forge's per-asset size limit."""
+
+
+_REL_PATH = re.compile(r"[A-Za-z0-9_.+~=,:@-]+(/[A-Za-z0-9_.+~=,:@-]+)*")
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+
+
+def entry_problem(out: OutputPaths, entry: dict[str, Any],
+                  recorded: dict[str, dict[str, Any]] | None) -> str | None:
+    """Why a manifest.json entry may not be published, or None. manifest.json is an input:
+    its path must name a regular file under the output folder (symlinks resolved), and its
+    fields (kind, host, secret, sha256) must be what the build step that made the file
+    recorded (`recorded`: path -> fields, from the stages' state)."""
+    rel, sha, size = entry.get("path"), entry.get("sha256"), entry.get("size")
+    if (not isinstance(rel, str) or len(rel) > 1024 or not _REL_PATH.fullmatch(rel)
+            or any(part in (".", "..") for part in rel.split("/"))):
+        return f"its path {str(rel)[:80]!r} is not a plain path inside the output folder"
+    if not isinstance(sha, str) or not _SHA256.fullmatch(sha):
+        return "it has no sha256 of 64 hex digits"
+    if type(size) is not int or size < 0:
+        return "it has no size in bytes"
+    if recorded is not None:
+        rec = recorded.get(rel)
+        if rec is None:
+            return "no build step recorded this file"
+        if any(entry.get(k) != v for k, v in rec.items() if v is not None and k != "path"):
+            return "its kind, host, secret flag or sha256 differ from the build's record"
+    root = out.root.resolve()
+    real = (root / rel).resolve()
+    if root not in real.parents:
+        return f"it resolves to {real}, outside the output folder"
+    try:
+        if not stat.S_ISREG(real.stat().st_mode):
+            return "it is not a regular file"
+    except OSError:
+        return "it is missing"
+    return None
 
 
 def secret_reason(rel: str, entry: dict[str, Any]) -> str | None:

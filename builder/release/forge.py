@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import quote, urlsplit
 
+from builder.core import urls
 from builder.core.errors import EXIT_CONFIG, PghaError
 from builder.release.httpclient import (
     CHUNK,
@@ -245,6 +246,8 @@ def connect(api_url: str | None, repo: str, token: str, forge: ForgeName,
             policy: RetryPolicy | None = None) -> Forge:
     """The client for this forge (a name in TABLE, or "auto": decided from the URL)."""
     url = (api_url or GITHUB_API).rstrip("/")
+    urls.api_url(url, "the forge API URL", "pass the token in GITHUB_TOKEN or GH_TOKEN, never "
+                 "in the URL", "https://git.example.net/api/v1")
     kind = (next(k for k in TABLE if k.recognise(url)) if forge == "auto"
             else BY_NAME[forge])
     return kind.make(url, repo, Token(token), policy or RetryPolicy())
@@ -265,8 +268,15 @@ def repo_from_remote(url: str) -> str | None:
     return None
 
 
+_REPO_PART = re.compile(r"[A-Za-z0-9_.-]{1,100}")
+
+
 def check_repo(repo: str) -> str:
-    if not re.fullmatch(r"[\w.-]+/[\w.-]+", repo):
-        raise UsageError(f"--repo {repo!r} is not of the form OWNER/NAME",
+    """OWNER/NAME as forges spell them: ASCII letters, digits, `_.-`, never `.` or `..` (the
+    name is put into API paths: `../..` would leave /repos/)."""
+    parts = repo.split("/")
+    if (len(parts) != 2 or not all(_REPO_PART.fullmatch(p) for p in parts)
+            or any(set(p) == {"."} for p in parts)):
+        raise UsageError(f"--repo {repo[:80]!r} is not of the form OWNER/NAME",
                          hint="e.g. --repo acme/pgha-cluster")
     return repo

@@ -10,14 +10,15 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from builder.core import state
 from builder.core.errors import PghaError
 from builder.core.log import log
 from builder.core.paths import OutputPaths
-from builder.release.checks import check_items, secret_reason
+from builder.release.checks import check_items, entry_problem, secret_reason
 from builder.release.forge import Forge, Release, RemoteAsset, UsageError
 from builder.release.httpclient import ApiError
 from builder.release.items import Item
@@ -83,6 +84,12 @@ def collect(out: OutputPaths, only: tuple[str, ...] = ()) -> list[Item]:
     """The publishable artifacts (all, or those named in `only`); secrets are refused."""
     entries = {str(e.get("path")): e for e in read_manifest(out)["artifacts"]
                if isinstance(e, dict)}
+    recorded = {a.path: asdict(a) for a in state.all_artifacts(out)}
+    for rel, entry in sorted(entries.items()):
+        problem = entry_problem(out, entry, recorded)
+        if problem and entry.get("kind") in PUBLISHED_KINDS and not secret_reason(rel, entry):
+            raise ReleaseError(f"manifest.json entry {rel[:80]!r} is refused: {problem}",
+                               hint="re-run `pgha-build build` to rewrite manifest.json")
     extras = [Item("SHA256SUMS", "SHA256SUMS", out.sha256sums, "", None),
               Item("manifest.json", "manifest.json", out.manifest, "", None)]
     items = [_item(out, e) for rel, e in sorted(entries.items())
