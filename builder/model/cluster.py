@@ -19,6 +19,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_valida
 
 from builder.images.formats import Format
 from builder.model.f5 import F5
+from builder.model.monitoring import Monitoring
 from builder.model.repos import DEFAULTS, Repo, Repos, ResolvedRepo, pgdg_url, resolve
 from builder.model.types import (
     DomainName,
@@ -103,6 +104,7 @@ class Ports(Strict):
     patroni_rest: Port = 8008
     etcd_client: Port = 2379
     etcd_peer: Port = 2380
+    exporter: Port = Field(default=9650, description="pgha-exporter metrics (HTTPS) on every node")
 
 
 class HealthCheck(Strict):
@@ -259,6 +261,7 @@ class Cluster(Strict):
     )
     image: Image = Field(default_factory=Image)
     tls: Annotated[Tls, BeforeValidator(_tls)] = Field(default_factory=Tls)
+    monitoring: Monitoring = Field(default_factory=Monitoring)
 
     @model_validator(mode="before")
     @classmethod

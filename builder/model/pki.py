@@ -6,7 +6,8 @@ from the roles; this module only issues what it is asked for.
 
 Files (folder 0700): `ca.crt` (public: published as an artifact), `ca.key` (0600, never leaves
 this folder), `nodes/<node>/<name>.crt|.key` (0600; each travels only in its node's seed) and
-`operator.crt|.key`, a client certificate for the operator's patronictl/etcdctl/curl and the lab.
+`operator.crt|.key`, a client certificate for the operator's patronictl/etcdctl/curl and the lab,
+and `prometheus.crt|.key`, the client certificate Prometheus scrapes with (monitoring on).
 The CA is made once, with the secrets, and never regenerated: a missing half or a file that
 cannot be read back stops the build (new keys would lock the running cluster out). Node
 certificates are re-issued from the same CA when `rotate` is asked for, when their names no
@@ -78,10 +79,12 @@ class Pki:
     operator: Issued
     nodes: dict[str, dict[str, Issued]] = field(default_factory=dict)  # node -> name -> pair
     reissued: tuple[str, ...] = ()  # "node/name" re-issued by this load
+    prometheus: Issued | None = None  # Prometheus' client certificate (monitoring.enabled)
 
     def key_values(self) -> list[str]:
         """Every private key (PEM), e.g. to look for leaks."""
         keys = [self.ca.key_pem, self.operator.key_pem]
+        keys += [self.prometheus.key_pem] if self.prometheus else []
         return keys + [p.key_pem for certs in self.nodes.values() for p in certs.values()]
 
 

@@ -124,10 +124,12 @@ class FirewallService(_Strict):
     description: str
     ports: list[str] = Field(default_factory=list, description="Ports/load_balancer fields")
     protocols: list[str] = Field(default_factory=list, description="e.g. vrrp")
-    sources: list[Literal["etcd_member", "postgres", "load_balancer", "clients"]] = Field(
+    sources: list[Literal["etcd_member", "postgres", "load_balancer", "clients",
+                          "monitoring"]] = Field(
         default_factory=list,
-        description="who may connect: nodes with these role capabilities and/or the "
-                    "cluster's client networks (firewalld rich rules); empty = anyone")
+        description="who may connect: nodes with these role capabilities, the cluster's "
+                    "client networks and/or its Prometheus servers (`monitoring.sources`) "
+                    "(firewalld rich rules); empty = anyone")
 
 
 class Role(_Strict):

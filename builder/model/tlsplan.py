@@ -23,6 +23,7 @@ from builder.model.cluster import Cluster, Node
 from builder.model.secrets import Secrets
 
 OPERATOR_CN = "pgha-operator"
+PROMETHEUS_CN = "pgha-prometheus"
 
 
 def _names(cluster: Cluster, node: Node) -> tuple[list[str], list[str]]:
@@ -78,6 +79,11 @@ def load_or_create(out: OutputPaths, cluster: Cluster, rotate: bool = False,
     operator, new = pki.ensure(ca, *_pair_paths(folder, "operator"),
                                pki.CertSpec(OPERATOR_CN, server=False), days, rotate)
     reissued = ["operator"] if new else []
+    prometheus = None
+    if cluster.monitoring.enabled:
+        prometheus, new = pki.ensure(ca, *_pair_paths(folder, "prometheus"),
+                                     pki.CertSpec(PROMETHEUS_CN, server=False), days, rotate)
+        reissued += ["prometheus"] if new else []
     nodes: dict[str, dict[str, pki.Issued]] = {}
     for node in cluster.nodes:
         for name, spec in node_specs(cluster, node).items():
@@ -86,7 +92,8 @@ def load_or_create(out: OutputPaths, cluster: Cluster, rotate: bool = False,
             nodes.setdefault(node.name, {})[name] = pair
             if new:
                 reissued.append(f"{node.name}/{name}")
-    return pki.Pki(ca=ca, operator=operator, nodes=nodes, reissued=tuple(reissued))
+    return pki.Pki(ca=ca, operator=operator, nodes=nodes, reissued=tuple(reissued),
+                   prometheus=prometheus)
 
 
 def read_existing(out: OutputPaths) -> dict[str, pki.Issued]:

@@ -7,7 +7,8 @@ firewalld services and a node's rules into a scratch firewalld configuration wit
 Each role's `firewall` entries name a firewalld service (shipped in the role RPM) and who may
 use it (`sources`): nodes with a role capability (etcd_member, postgres, load_balancer) by their
 /32 address (with `load_balancer.kind: f5`, the BIG-IP's `f5.self_ips` are the load balancers),
-and `clients`, the cluster's `network.client_networks`. A service with sources is
+`clients`, the cluster's `network.client_networks`, and `monitoring`, its Prometheus servers
+(`monitoring.sources`, none while monitoring is off). A service with sources is
 never opened to the whole zone; the agent adds one rule per (source, service):
 `rule family="ipv4" source address="10.77.0.12/32" service name="pgha-etcd" accept`.
 Addresses and names come from typed model fields (IPv4 addresses, role-file service names), so
@@ -36,6 +37,9 @@ def sources(cluster: Cluster, kinds: list[str]) -> list[ipaddress.IPv4Network]:
     for kind in kinds:
         if kind == "clients":
             nets += list(cluster.network.client_networks or [])
+            continue
+        if kind == "monitoring":
+            nets += list(cluster.monitoring.sources) if cluster.monitoring.enabled else []
             continue
         for n in cluster.nodes:
             if any(getattr(roles.get(r), kind) for r in n.roles):

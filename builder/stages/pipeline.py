@@ -16,6 +16,7 @@ from builder.core.log import log, step
 from builder.stages.f5 import write_f5
 from builder.stages.kickstart import write_kickstarts
 from builder.stages.manifest import write_manifest
+from builder.stages.monitoring_stage import write_monitoring
 from builder.stages.rpms import build_rpms
 from builder.stages.seeds import write_seeds
 from builder.stages.specs import write_specs
@@ -27,9 +28,10 @@ RPMS: Step = ("rpms", build_rpms)
 KICKSTART: Step = ("kickstart", write_kickstarts)
 SEEDS: Step = ("seeds", write_seeds)
 F5: Step = ("f5", write_f5)  # only with load_balancer.kind: f5
+MONITORING: Step = ("monitoring", write_monitoring)  # only with monitoring.enabled
 MANIFEST: Step = ("manifest", write_manifest)
 
-BUILD: list[Step] = [SPECS, RPMS, KICKSTART, SEEDS, F5, MANIFEST]
+BUILD: list[Step] = [SPECS, RPMS, KICKSTART, SEEDS, F5, MONITORING, MANIFEST]
 
 
 def run_steps(ctx: Context, steps: list[Step]) -> None:
