@@ -193,3 +193,13 @@ def test_promtool_check_config_with_the_cluster_certificates(ctx: Context) -> No
     (folder / "prometheus.yml").write_text(yaml.safe_dump(cfg))
     done = promtool("check", "config", "prometheus.yml", cwd=folder)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_check_rules_for_monitoring() -> None:
+    from builder.model.rules import check
+    report = check(Cluster.model_validate({"monitoring": {"scrape_interval_s": 30,
+                                                          "alert_after_s": 45}}))
+    assert "monitoring.alert_after_s" in [p.path for p in report.errors]
+    assert "monitoring.sources" in [p.path for p in report.warnings]
+    assert not [p for p in check(Cluster.model_validate(FULL)).warnings
+                if p.path.startswith("monitoring")]

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from builder.model.types import IPv4Net
+from builder.model.types import Int, IPv4Net
 
 
 class Monitoring(BaseModel):
@@ -27,21 +27,21 @@ class Monitoring(BaseModel):
         description="networks of the Prometheus servers that scrape the nodes; the firewall "
                     "admits no one else to the metrics endpoints. Empty: no Prometheus can "
                     "reach them (the artifacts are still written)")
-    scrape_interval_s: int = Field(default=15, ge=1, le=300,
+    scrape_interval_s: Int = Field(default=15, ge=1, le=300,
                                    description="Prometheus scrape and rule evaluation interval")
-    alert_after_s: int = Field(
+    alert_after_s: Int = Field(
         default=60, ge=1, le=3600,
         description="how long a fault must last before its alert fires (`for:` of the "
                     "page-worthy alerts); at least two scrapes")
     prometheus_tls_dir: str = Field(
-        default="/etc/prometheus/pgha", pattern=r"^/[A-Za-z0-9._/-]+$",
+        default="/etc/prometheus/pgha", pattern=r"^/[A-Za-z0-9._/-]{0,200}$", max_length=201,
         description="folder on the Prometheus server holding ca.crt, prometheus.crt and "
                     "prometheus.key (copied from output/<cluster>/pki/)")
-    lag_bytes: int | None = Field(
-        default=None, ge=1,
+    lag_bytes: Int | None = Field(
+        default=None, ge=1, le=2**50,
         description="replication lag that pages, bytes; default patroni.maximum_lag_on_failover "
                     "(a replica further behind cannot be promoted)")
-    cert_days: int = Field(default=30, ge=1, le=365,
+    cert_days: Int = Field(default=30, ge=1, le=365,
                            description="page when a node certificate expires within this many days")
-    disk_free_percent: int = Field(default=10, ge=1, le=90,
+    disk_free_percent: Int = Field(default=10, ge=1, le=90,
                                    description="page when a node's file system has less free")

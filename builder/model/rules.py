@@ -46,7 +46,7 @@ NODE_COUNT_PATHS = frozenset({"nodes", "patroni.synchronous_mode"})
 def check(c: Cluster) -> Report:
     report = Report()
     for rule in (_unique, _addresses, _roles, _etcd, _ports, _timing, _load_balancer, _tls,
-                 _parameters):
+                 _parameters, _monitoring):
         rule(c, report)
     for level, path, message in sanity.check(c):
         (report.error if level == "error" else report.warn)(path, message)
@@ -205,3 +205,15 @@ def _parameters(c: Cluster, r: Report) -> None:
     """PostgreSQL parameters the product owns or that open a way in (model/gucpolicy.py)."""
     for name, message in gucpolicy.problems(dict(c.patroni.parameters)):
         r.error(f"patroni.parameters.{name}", message)
+
+
+def _monitoring(c: Cluster, r: Report) -> None:
+    m = c.monitoring
+    if not m.enabled:
+        return
+    if m.alert_after_s < 2 * m.scrape_interval_s:
+        r.error("monitoring.alert_after_s", f"{m.alert_after_s} s is less than two scrapes "
+                f"({2 * m.scrape_interval_s} s): one lost scrape would page")
+    if not m.sources:
+        r.warn("monitoring.sources", "no Prometheus server is named: the firewall admits no "
+               "one to the metrics endpoints (list your Prometheus addresses)")
