@@ -7,7 +7,7 @@ manifest step, the last of every command that writes artifacts:
    version) stays with the newest owner;
 2. removes what the current cluster no longer produces, the file and its record, with a log
    line: artifacts of a host that is no longer a node, of a role no node has, F5 files when
-   the load balancer is not an F5; the CA certificate only leaves the manifest (pki/ is the
+   the load balancer is not an F5, monitoring files when monitoring is off; the CA certificate only leaves the manifest (pki/ is the
    cluster's key store, never deleted here);
 3. forgets records of files that are gone, and re-hashes a file whose stat changed: changed
    content (an edit outside pgha-build) is listed as it is now, with a warning, and its owner
@@ -55,6 +55,8 @@ def produced(cluster: Cluster, art: Artifact) -> bool:
         return False
     if art.kind == "f5":
         return cluster.load_balancer.kind == "f5"
+    if art.kind == "monitoring":
+        return cluster.monitoring.enabled
     if art.kind == "ca-cert":
         return cluster.tls.enabled
     return True
