@@ -147,3 +147,13 @@ def _report(writes: list[Op], rows: list[tuple[object, ...]], reads: list[Op] | 
             "stale_reads": checker.stale(writes, reads, 30.0),
             "final": {"ready": True, "bound_s": 120, "reason": ""},
             "writes": checker.totals(writes)}
+
+
+def test_a_replica_without_the_primarys_rows_fails() -> None:
+    writes = [w(0, 1, 0, 1)]
+    report = _report(writes, [row(writes[0])])
+    report["replicas"] = {"10.0.0.12": {"rows": 1, "same_as_primary": True},
+                          "10.0.0.13": {"rows": 0, "same_as_primary": False}}
+    assert checker.verdict(report) == [
+        ("replica 10.0.0.13 does not hold the primary's rows after the run (0 rows, the "
+        "primary 1)")]

@@ -85,8 +85,10 @@ def _patroni(layout: Layout) -> list[str]:
                 "by scripts/setup")]
     python = Path(layout.patroni_bin).parent / "python"
     try:
+        # 60 s: on a loaded machine (load 20 on 2 cores) the import took over 10 s, and a node
+        # rebooted during `lab soak` was refused as "cannot run"
         proc = subprocess.run([str(python), "-c", "import psycopg2, etcd"], capture_output=True,
-                              timeout=10, check=False)
+                              timeout=60, check=False)
     except (OSError, subprocess.TimeoutExpired) as exc:
         return [f"the Patroni venv's python cannot run ({exc}): re-run scripts/setup"]
     if proc.returncode != 0:

@@ -10,6 +10,7 @@ Checks (docs/soak.md):
   would show);
 - split brain: two primaries (server, timeline) whose acknowledgements interleave: each
   acknowledged a write that certainly began after the other had acknowledged one;
+- replicas: once the writers stopped, every replica holds exactly the primary's rows;
 - stale reads: a read on the read-only port that misses a write acknowledged more than
   `stale_bound` seconds before the read began;
 - per fault: time until writes resumed (fault start to the end of the longest stretch without
@@ -170,6 +171,10 @@ def verdict(report: dict[str, Any]) -> list[str]:
                       ("present_after_error", "rows present whose write failed for certain")):
         if d[key]:
             why.append(f"{d[key]} {what}")
+    for addr, rep in report.get("replicas", {}).items():
+        if not rep["same_as_primary"]:
+            why.append(f"replica {addr} does not hold the primary's rows after the run "
+                       f"({rep['rows']} rows, the primary {d['rows']})")
     if report["split_brain"]:
         why.append(f"split brain: {len(report['split_brain'])} pair(s) of primaries "
                    "acknowledged writes over the same period")

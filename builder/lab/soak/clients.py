@@ -185,3 +185,21 @@ def final_rows(sql: Sql) -> list[tuple[int, int, int, str, int, int]]:
     """Every row on the primary now: (id, writer, seq, server, system id, timeline)."""
     rows = sql.query(sql.rw_port, f"SELECT id, writer, seq, host(server), sysid, tl FROM {TABLE}")
     return [(int(r[0]), int(r[1]), int(r[2]), str(r[3]), int(r[4]), int(r[5])) for r in rows]
+
+
+def replica_rows(sql: Sql, replicas: list[str], want: tuple[int, int],
+                 timeout: float) -> dict[str, tuple[int, int]]:
+    """(rows, sum of ids) of each replica in `replicas` (addresses), asked through the
+    read-only port (new connection each time, so the balancer spreads them) until every one
+    has `want` (the primary's) or `timeout` passes; a replica never reached is left out."""
+    seen: dict[str, tuple[int, int]] = {}
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(Exception):
+            row = sql.query(sql.ro_port, "SELECT host(inet_server_addr()), count(*), "
+                            f"coalesce(sum(id), 0) FROM {TABLE}")[0]
+            seen[str(row[0])] = (int(row[1]), int(row[2]))
+        if all(seen.get(r) == want for r in replicas):
+            break
+        time.sleep(0.2)
+    return seen

@@ -24,6 +24,7 @@ from builder.lab.readiness import leader
 from builder.lab.soak import links, plan
 
 BOOT_TIMEOUT = 120.0
+BOOT_TRIES = 3
 
 
 @dataclass
@@ -93,8 +94,26 @@ class Nemesis:
         return Active(step.kind, [name], f"{count} processes", lambda: self._boot(name))
 
     def _boot(self, name: str) -> None:
-        """Boot a node again (its agent, as `lab up --nodes`); waits for its health."""
-        labmod.up(self.lab, [name], timeout=BOOT_TIMEOUT)
+        """Boot a node again (its agent, as `lab up --nodes`); waits for its health. Tried
+        BOOT_TRIES times: a heal that fails once (a loaded machine) must not leave the node
+        down for the rest of the run."""
+        for attempt in range(BOOT_TRIES):
+            try:
+                labmod.up(self.lab, [name], timeout=BOOT_TIMEOUT)
+                return
+            except PghaError:
+                if attempt == BOOT_TRIES - 1:
+                    raise
+                time.sleep(2)
+
+    def revive(self) -> list[str]:
+        """Boot every node that has no process left (a heal that failed); returns them."""
+        from builder.lab.net import pids_in
+
+        dead = [n.name for n in self.lab.net.nodes if not pids_in(self.lab.runner, n.netns)]
+        if dead:
+            labmod.up(self.lab, dead, timeout=BOOT_TIMEOUT)
+        return dead
 
     def _pause(self, step: plan.Step, program: str) -> Active:
         name = self.target(step.target, step.pick)

@@ -25,6 +25,7 @@ from builder.lab.readiness import failover_readiness, leader, wait_failover_read
 from builder.lab.soak import checker, clients, nemesis, plan
 
 TAIL_S = 5.0  # clients keep going this long after the final readiness
+REPLICA_CATCHUP_S = 30.0  # replicas must hold the primary's rows this soon after the end
 
 
 @dataclass
@@ -132,6 +133,9 @@ def _soak(lab: Lab, opts: Options, kinds: list[str], mode: str,
 
 def _final(run: Run, nem: nemesis.Nemesis) -> dict[str, Any]:
     nem.heal_all()
+    revived: list[str] = []
+    with contextlib.suppress(PghaError):
+        revived = nem.revive()
     healed = run.now()
     ready = run.wait_ready(run.opts.ready_bound_s, float("inf"))
     reason = "" if ready else failover_readiness(run.lab).reason
@@ -139,7 +143,8 @@ def _final(run: Run, nem: nemesis.Nemesis) -> dict[str, Any]:
         time.sleep(TAIL_S)
     return {"healed_s": round(healed, 3), "ready": ready is not None, "reason": reason,
             "ready_after_heal_s": None if ready is None else round(ready - healed, 3),
-            "bound_s": run.opts.ready_bound_s, "end_s": round(run.now(), 3)}
+            "bound_s": run.opts.ready_bound_s, "end_s": round(run.now(), 3),
+            "revived": revived}
 
 
 def _rows(lab: Lab, tries: int) -> list[tuple[int, int, int, str, int, int]] | None:
@@ -156,13 +161,15 @@ def report(run: Run, mode: str, writers: list[clients.Writer], readers: list[cli
     writes = [op for w in writers for op in w.ops]
     reads = [op for r in readers for op in r.ops]
     end = final.get("end_s", run.now())
+    rows = _rows(run.lab, 30 if final.get("ready") else 3)
     out: dict[str, Any] = {
         "seed": run.opts.seed, "mode": mode, "minutes": run.opts.minutes,
         "cluster": run.lab.cluster.name, "profile": run.lab.cluster.profile,
         "versions": versions(run.lab),
         "schedule": [f.kind for f in run.faults],
         "writes": checker.totals(writes), "reads": checker.totals(reads),
-        "data": checker.data(writes, _rows(run.lab, 30 if final.get("ready") else 3)),
+        "data": checker.data(writes, rows),
+        "replicas": _replicas(run.lab, rows) if final.get("ready") else {},
         "primaries": checker.primaries(writes), "split_brain": checker.split_brain(writes),
         "stale_reads": checker.stale(writes, reads, run.opts.stale_bound_s),
         "faults": checker.per_fault(writes, run.faults, end),
@@ -170,6 +177,20 @@ def report(run: Run, mode: str, writers: list[clients.Writer], readers: list[cli
     }
     out["failures"] = checker.verdict(out)
     return out
+
+
+def _replicas(lab: Lab, rows: list[tuple[int, int, int, str, int, int]] | None
+              ) -> dict[str, dict[str, Any]]:
+    """Whether every replica holds exactly the primary's rows once the writers stopped (count
+    and sum of ids), within REPLICA_CATCHUP_S."""
+    if rows is None:
+        return {}
+    primary = leader(lab)
+    replicas = [n.address for n in lab.db_nodes if n.name != primary]
+    want = (len(rows), sum(r[0] for r in rows))
+    seen = clients.replica_rows(lab.sql(), replicas, want, REPLICA_CATCHUP_S)
+    return {addr: {"rows": seen[addr][0] if addr in seen else None,
+                   "same_as_primary": seen.get(addr) == want} for addr in replicas}
 
 
 def versions(lab: Lab) -> dict[str, str]:
@@ -211,6 +232,9 @@ def summary(r: dict[str, Any]) -> str:
                      f"duplicates {d['duplicates']}, phantom {d['phantom']}")
     lines.append("  primaries: " + ", ".join(f"{p['server']} tl {p['timeline']} "
                                               f"({p['acks']})" for p in r["primaries"]))
+    reps = [f"{a} {'same rows as the primary' if v['same_as_primary'] else v['rows']}"
+            for a, v in r.get("replicas", {}).items()]
+    lines.append("  replicas after the run: " + (", ".join(reps) or "not checked"))
     lines.append(f"  split brain: {len(r['split_brain'])}; stale reads over {s['bound_s']:g}s: "
                  f"{s['over_bound']} (max {s['max_s']}s, p99 {s['p99_s']}s)")
     for f in r["faults"]:
@@ -218,8 +242,9 @@ def summary(r: dict[str, Any]) -> str:
                      f" held {f['held_s']:.1f}s: writes resumed {_s(f['writes_resumed_s'])}, "
                      f"failover-ready {_s(f['ready_s'])} {' '.join(f['notes'])}".rstrip())
     fin = r["final"]
+    revived = f"; booted again: {', '.join(fin['revived'])}" if fin.get("revived") else ""
     lines.append(f"  after the last heal: failover-ready {_s(fin.get('ready_after_heal_s'))} "
-                 f"(bound {fin['bound_s']:g}s)")
+                 f"(bound {fin['bound_s']:g}s){revived}")
     return "\n".join(lines)
 
 
