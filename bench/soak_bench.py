@@ -21,6 +21,7 @@ import argparse
 import json
 import os
 import platform
+import signal
 import sys
 import time
 from pathlib import Path
@@ -148,6 +149,9 @@ def main() -> int:
     if os.geteuid() != 0:
         print("the lab needs root", file=sys.stderr)
         return 1
+    # `kill <pid>` ends a run cleanly: faults healed, the lab taken down (a background job
+    # of a non-interactive shell ignores SIGINT)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
     seeds = [int(s) for s in args.seeds.split(",")]
     for mode in args.modes.split(","):
         soak_mode(mode, seeds, args.minutes, args.profile)
