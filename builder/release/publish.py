@@ -84,7 +84,7 @@ def collect(out: OutputPaths, only: tuple[str, ...] = ()) -> list[Item]:
     """The publishable artifacts (all, or those named in `only`); secrets are refused."""
     entries = {str(e.get("path")): e for e in read_manifest(out)["artifacts"]
                if isinstance(e, dict)}
-    recorded = {a.path: asdict(a) for a in state.all_artifacts(out)}
+    recorded = {a.path: asdict(a) for o in state.owners(out) for a in o.artifacts}
     for rel, entry in sorted(entries.items()):
         problem = entry_problem(out, entry, recorded)
         if problem and entry.get("kind") in PUBLISHED_KINDS and not secret_reason(rel, entry):
