@@ -43,7 +43,7 @@ def test_check_reports_every_error_with_paths(tmp_path: Path) -> None:
             {"name": "db2", "roles": ["db"], "address": "10.77.0.11"},
             {"name": "db3", "roles": ["db"], "address": "10.0.0.300"},
         ],
-        "patroni": {"ttl": 25},
+        "patroni": {"ttl": 24},
     }))
     result = CliRunner().invoke(cli, ["-c", str(f), "check"])
     assert result.exit_code == EXIT_CONFIG
@@ -54,10 +54,10 @@ def test_check_reports_every_error_with_paths(tmp_path: Path) -> None:
 
 def test_cross_field_errors_exit_config(tmp_path: Path) -> None:
     f = tmp_path / "bad.yaml"
-    f.write_text("patroni: {ttl: 25}\n")
+    f.write_text("patroni: {ttl: 24}\n")
     result = CliRunner().invoke(cli, ["-c", str(f), "check"])
     assert result.exit_code == EXIT_CONFIG
-    assert "patroni.ttl (line 1): loop_wait + 2*retry_timeout = 30 exceeds ttl 25" in result.output
+    assert "patroni.ttl (line 1): loop_wait + 2*retry_timeout = 25 exceeds ttl 24" in result.output
 
 
 def test_malformed_yaml_one_line(tmp_path: Path) -> None:

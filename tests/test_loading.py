@@ -25,7 +25,7 @@ load_balancer:
   virtual_ip: 10.77.0.255
 patroni:
   tll: 30
-  ttl: 25
+  ttl: 24
 """
 
 
@@ -42,8 +42,8 @@ def test_field_and_cross_field_errors_come_together_with_lines(tmp_path: Path) -
     assert "nodes[2].address (line 8): 10.0.0.300 is not an IPv4 address" in probs
     assert any(p.startswith("patroni.tll (line 13): unknown field (did you mean 'ttl'?)")
                for p in probs), probs
-    assert any(p.startswith("patroni.ttl (line 14): loop_wait + 2*retry_timeout = 30 exceeds "
-                            "ttl 25") for p in probs), probs
+    assert any(p.startswith("patroni.ttl (line 14): loop_wait + 2*retry_timeout = 25 exceeds "
+                            "ttl 24") for p in probs), probs
     assert any(p.startswith("load_balancer.virtual_ip (line 11): 10.77.0.255 is the broadcast")
                for p in probs), probs
     # db3 was left out of the cross-field rules: no false "even number of etcd members"
@@ -54,7 +54,7 @@ def test_field_and_cross_field_errors_come_together_with_lines(tmp_path: Path) -
                                      ("10.77.0.1", "gateway"), ("10.77.0.12", "node db2")])
 def test_virtual_ip_reserved_addresses(tmp_path: Path, vip: str, why: str) -> None:
     probs = _problems(tmp_path, BAD.replace("10.0.0.300", "10.77.0.13").replace(
-        "10.77.0.255", vip).replace("  tll: 30\n", "").replace("ttl: 25", "ttl: 30"))
+        "10.77.0.255", vip).replace("  tll: 30\n", "").replace("ttl: 24", "ttl: 30"))
     assert len(probs) == 1 and why in probs[0], probs
 
 
@@ -116,7 +116,7 @@ def test_every_problem_of_a_hostile_file_at_once(tmp_path: Path) -> None:
     text = (
         'pins: {patroni: "4.0.4\\n%pre\\nid\\n%end"}\n'
         'repos:\n  baseos: "http://m/\\"\\n%pre\\n"\n'
-        "patroni: {ttl: 25}\n"
+        "patroni: {ttl: 24}\n"
         "load_balancer:\n  virtual_ip: 10.77.0.255\n  virtual_ip: 10.77.0.0\n"
     )
     probs = _problems(tmp_path, text)

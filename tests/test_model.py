@@ -44,7 +44,7 @@ def test_default_is_the_reference_lab(cluster: Cluster) -> None:
     lb = cluster.load_balancer
     assert (lb.primary_port, lb.replica_port, lb.stats_port) == (5000, 6000, 7000)
     assert (cluster.patroni.ttl, cluster.patroni.loop_wait, cluster.patroni.retry_timeout) == (
-        30, 10, 10)
+        30, 5, 10)
     assert cluster.repos.pgdg and "/16/redhat/rhel-8" in cluster.repos.pgdg.url
 
 
@@ -125,7 +125,7 @@ def test_missing_file_and_non_mapping(tmp_path: Path) -> None:
         ({"patroni__ttl": 15}, "patroni.ttl", "minimum of 20"),
         ({"patroni__loop_wait": 0}, "patroni.loop_wait", "minimum of 1"),
         ({"patroni__retry_timeout": 2}, "patroni.retry_timeout", "minimum of 3"),
-        ({"patroni__ttl": 25}, "patroni.ttl", "loop_wait + 2*retry_timeout = 30 exceeds ttl 25"),
+        ({"patroni__ttl": 24}, "patroni.ttl", "loop_wait + 2*retry_timeout = 25 exceeds ttl 24"),
         ({"load_balancer__check": {"inter_ms": 10000, "fall": 3, "rise": 2}},
          "load_balancer.check", "demoted primary"),
         ({"ports__patroni_rest": 5432}, "ports.patroni_rest", "also used by ports.postgres"),

@@ -46,7 +46,7 @@ MAC_RE = r"^([0-9a-f]{2}:){5}[0-9a-f]{2}$"
 # Named timing profiles: Patroni timings plus the HAProxy checks that go with them.
 PROFILES: dict[str, dict[str, dict[str, int]]] = {
     "default": {
-        "patroni": {"ttl": 30, "loop_wait": 10, "retry_timeout": 10},
+        "patroni": {"ttl": 30, "loop_wait": 5, "retry_timeout": 10},
         "check": {"inter_ms": 3000, "fall": 3, "rise": 2, "fastinter_ms": 1000,
                   "downinter_ms": 500},
     },
