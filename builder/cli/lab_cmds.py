@@ -221,6 +221,23 @@ def switchover(app: App, candidate: str | None) -> None:
 
 
 @lab.command()
+@click.argument("node")
+@click.option("--timeout", default=180, show_default=True,
+              help="Seconds to wait until the cluster can fail over again.")
+@pass_app
+def replace(app: App, node: str, timeout: int) -> None:
+    """Re-image NODE: kill it, wipe its disk (folder) and boot it again from the same RPMs and
+    seed. Its agent rejoins etcd (the stale member removed, added as a learner, promoted) and
+    Patroni clones it (docs/lifecycle.md)."""
+    from builder.lab import lifecycle
+
+    done = lifecycle.replace(_running_lab(app), node, timeout)
+    click.echo(f"{node} replaced: wiped in {done['wipe_s']:.1f}s, streaming and the cluster "
+               f"able to fail over {done['ready_s']:.1f}s after its boot started")
+    click.echo(f"  etcd members: {lifecycle.etcd_line(done['etcd'])}")
+
+
+@lab.command()
 @pass_app
 def down(app: App) -> None:
     """Stop everything; remove namespaces, links, routes and the lab's data."""
