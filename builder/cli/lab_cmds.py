@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 def _lab(app: App) -> Lab:
     from builder.lab.lab import Lab, lab_cluster
 
-    return Lab.of(lab_cluster(app.cluster), app.output, app.runner)
+    return Lab.of(lab_cluster(app.cluster), app.output, app.runner, source=app.cluster)
 
 
 def _running_lab(app: App) -> Lab:
@@ -74,7 +74,7 @@ def up(app: App, only: str | None, timeout: int, engine: str | None) -> None:
                    "(`lab status` shows which)")
     scheme = "https" if lab_.cluster.tls.enabled else "http"
     click.echo(f"  stats       {scheme}://127.0.0.1:{p['stats']}/  (user and password in "
-               f"{lab_.ctx.out.secrets})")
+               f"{lab_.output.secrets})")
     dsn = " ".join(f"{k}={v}" for k, v in lab_.sql().dsn(p["rw"]).items())
     click.echo(f"  psql: pgha-build lab psql [--ro]   or   psql \"{dsn}\"")
     click.echo("  inside a node: ip netns exec "

@@ -1,9 +1,11 @@
 """`lab up` and `lab down`: the lab's cluster, its folders, and the order things happen in.
 
 The lab runs the cluster with platform debian12 (Debian's PostgreSQL 15, etcd 3.4, HAProxy 2.6;
-Patroni from /opt/pgha-lab/venv, see scripts/setup). Everything it makes lives in the lab folder,
-/var/lib/pgha-lab/<cluster>/ (PGHA_LAB_DIR overrides /var/lib/pgha-lab): build/ (the lab's RPMs,
-specs and secrets), one folder per node, the relay's pid and log, and state.json. It is outside
+Patroni from /opt/pgha-lab/venv, see scripts/setup). It runs the user's artifacts: the RPMs, secrets
+and CA of output/<cluster>/ (the lab's platform RPMs built there beside the user's and listed in
+the same manifest; builder.lab.artifacts). Everything it makes lives in the lab folder,
+/var/lib/pgha-lab/<cluster>/ (PGHA_LAB_DIR overrides /var/lib/pgha-lab): build/<cluster>/ (the
+copy of those RPMs, secrets and PKI it runs), one folder per node, the relay's pid and log, and state.json. It is outside
 the checkout and the output folder on purpose: the service users (postgres, etcd) must reach
 the node roots, and a checkout under /root (mode 0700) or in a mkdtemp folder would stop them.
 output/<cluster>/lab is a symbolic link to it, for finding it. Like the namespaces and the
@@ -33,8 +35,9 @@ from typing import Any
 from builder.core.context import Context
 from builder.core.errors import PghaError
 from builder.core.log import log
+from builder.core.paths import OutputPaths
 from builder.core.run import Runner
-from builder.lab import forward, net, nodes, vip
+from builder.lab import artifacts, forward, net, nodes, vip
 from builder.lab import preflight as lab_preflight
 from builder.lab.health import Sql, tls_context, wait_until
 from builder.lab.net import LabNet, NodeNet
@@ -42,7 +45,6 @@ from builder.model import roles, tlsplan
 from builder.model.cluster import Cluster
 from builder.model.platform import Layout, layout
 from builder.model.secrets import Secrets
-from builder.stages import pipeline
 
 LAB_PG = 15
 HOST = "127.0.0.1"
@@ -85,11 +87,20 @@ class Lab:
     dir: Path
     runner: Runner
     link: Path | None = None  # output/<cluster>/lab -> dir
+    source: Cluster | None = None  # the cluster as the user wrote it (default: `cluster`)
 
     @classmethod
-    def of(cls, cluster: Cluster, output: Path, runner: Runner | None = None) -> Lab:
+    def of(cls, cluster: Cluster, output: Path, runner: Runner | None = None,
+           source: Cluster | None = None) -> Lab:
         return cls(cluster, lab_root() / cluster.name, runner or Runner(),
-                   output.absolute() / cluster.name / "lab")
+                   output.absolute() / cluster.name / "lab", source)
+
+    @property
+    def output(self) -> OutputPaths:
+        """The user's output folder, output/<cluster>/, whose artifacts the lab runs."""
+        if self.link is None:
+            raise PghaError("this lab has no output folder (make it with Lab.of)")
+        return OutputPaths(self.link.parent)
 
     @property
     def net(self) -> LabNet:
@@ -101,6 +112,8 @@ class Lab:
 
     @property
     def ctx(self) -> Context:
+        """The lab's own folder as an output folder: <lab>/build/<cluster>/ holds the copy of
+        the RPMs, secrets.yaml and pki/ the nodes run (builder.lab.artifacts)."""
         return Context.create(self.cluster, self.dir / "build", self.runner)
 
     def node_dirs(self, name: str) -> nodes.NodeDirs:
@@ -197,17 +210,15 @@ def up(lab: Lab, only: list[str] | None = None, timeout: float = 120,
     t0 = time.monotonic()
     preflight(lab)
     make_dir(lab)
-    ctx = lab.ctx
-    pipeline.run_steps(ctx, [pipeline.SPECS, pipeline.RPMS])
-    lab.secrets()  # made now if missing
+    taken = take_artifacts(lab)
     t_built = time.monotonic()
     net.up(lab.runner, lab.net)
     names = only or [n.name for n in lab.cluster.nodes]
     engine = engine or engine_of(lab)
-    _write_state(lab, started=time.time(), engine=engine)
+    _write_state(lab, started=time.time(), engine=engine, **taken.as_state())
     for addr in (lab.net.node(n).address for n in names):
         net.assert_local_route(lab.runner, lab.net, addr)  # the agents' health checks
-    booting = _start_boot(lab, names, engine, timeout)
+    booting = _start_boot(lab, names, engine, timeout, taken)
     start_relay(lab)
     if lab.vip:
         vip.wait_holder(lab, timeout)
@@ -245,27 +256,36 @@ class Booting:
         return probe
 
 
-def _start_boot(lab: Lab, names: list[str], engine: str, timeout: float) -> Booting:
+def take_artifacts(lab: Lab) -> artifacts.Taken:
+    """The artifacts the lab runs (builder.lab.artifacts): taken from output/<cluster>/ (built
+    there where missing), or, for a running lab, the copy its nodes already run."""
+    if lab.running():
+        taken = artifacts.recorded(lab.state_file)
+        if taken is not None and all(Path(p).is_file() for p in taken.rpms.values()):
+            return taken
+    return artifacts.take(lab.cluster, lab.source or lab.cluster, lab.output, lab.ctx.out,
+                          lab.runner)
+
+
+def _start_boot(lab: Lab, names: list[str], engine: str, timeout: float,
+                taken: artifacts.Taken) -> Booting:
+    rpms = {n: artifacts.node_rpms(taken, lab.cluster.node(n)) for n in names}
     if engine == "systemd":
         from builder.lab import sysboot
 
-        rpms = {n: nodes.rpms_for(lab.cluster.node(n), lab.ctx.out.rpms, _version(),
-                                 lab.cluster.release)
-                for n in names}
         started = sysboot.power_on(lab, names, rpms)
         return Booting(lambda: False,
                        lambda: sysboot.wait_first_boot(lab, names, started, timeout))
-    return _start_processes(lab, names, timeout)
+    return _start_processes(lab, names, timeout, rpms)
 
 
-def _start_processes(lab: Lab, names: list[str], timeout: float) -> Booting:
+def _start_processes(lab: Lab, names: list[str], timeout: float,
+                     rpms: dict[str, list[Path]]) -> Booting:
     ctx, sec = lab.ctx, lab.secrets()
     all_dirs = {n: lab.node_dirs(n) for n in names}
     for name, dirs in all_dirs.items():
-        node = lab.cluster.node(name)
-        nodes.install(lab.runner, dirs, lab.layout,
-                      nodes.rpms_for(node, ctx.out.rpms, _version(), lab.cluster.release))
-        nodes.write_seed(ctx, node, sec, dirs)
+        nodes.install(lab.runner, dirs, lab.layout, rpms[name])
+        nodes.write_seed(ctx, lab.cluster.node(name), sec, dirs)
     agents = {n: nodes.boot(PYTHON, d, lab.net.node(n).netns, timeout)
               for n, d in all_dirs.items()}
     return Booting(lambda: any(p.poll() not in (None, 0) for p in agents.values()),
@@ -291,12 +311,6 @@ def make_dir(lab: Lab) -> None:
         with contextlib.suppress(OSError):
             lab.link.parent.mkdir(parents=True, exist_ok=True)
             lab.link.symlink_to(lab.dir, target_is_directory=True)
-
-
-def _version() -> str:
-    from builder import __version__
-
-    return __version__
 
 
 def _write_state(lab: Lab, **extra: Any) -> None:

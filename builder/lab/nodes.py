@@ -28,7 +28,6 @@ from builder.model.cluster import Node
 from builder.model.platform import Layout
 from builder.model.secrets import Secrets
 from builder.stages import seeds
-from builder.stages.rpms import DIST
 
 AGENT = "usr/libexec/pgha/pgha-firstboot"
 # The files a real image gets from its packages' users (postgres, etcd, haproxy): copied from
@@ -59,16 +58,6 @@ class NodeDirs:
     @property
     def installed_marker(self) -> Path:
         return self.base / ".rpms-installed"
-
-
-def rpms_for(node: Node, rpms_dir: Path, version: str, release: int = 1) -> list[Path]:
-    names = ["pgha-common", *(f"pgha-role-{r}" for r in node.roles)]
-    paths = [rpms_dir / f"{n}-{version}-{release}{DIST}.noarch.rpm" for n in names]
-    missing = [p.name for p in paths if not p.is_file()]
-    if missing:
-        raise PghaError(f"lab: RPMs missing in {rpms_dir}: {', '.join(missing)}",
-                        hint="run `pgha-build rpms` for the lab cluster (lab up does)")
-    return paths
 
 
 def base_image(dirs: NodeDirs, lay: Layout) -> None:

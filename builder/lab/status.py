@@ -10,9 +10,10 @@ from __future__ import annotations
 import csv
 import io
 import json
+from pathlib import Path
 from typing import Any
 
-from builder.lab import vip
+from builder.lab import artifacts, vip
 from builder.lab.health import http
 from builder.lab.lab import HOST, Lab
 from builder.lab.net import namespaces
@@ -28,6 +29,7 @@ from builder.lab.readiness import (  # noqa: F401
     views_agree,
     watchdog_line,
 )
+from builder.stages import manifest
 
 
 def backends(lab: Lab) -> list[dict[str, str]]:
@@ -78,6 +80,7 @@ def collect(lab: Lab) -> dict[str, Any]:
     return {
         "cluster": lab.cluster.name,
         "running": running,
+        "artifacts": _artifacts(lab) if running else None,
         "failover_ready": {"ready": ready.ready, "reason": ready.reason},
         "synchronous_mode": lab.cluster.patroni.synchronous_mode,
         "watchdog": lab.cluster.patroni.watchdog,
@@ -91,6 +94,16 @@ def collect(lab: Lab) -> dict[str, Any]:
                                f"{ports['stats']}/",
                       "entry": f"{lab.entry}:{ports['rw']}/{ports['ro']}"},
     }
+
+
+def _artifacts(lab: Lab) -> dict[str, Any] | None:
+    """What runs: the manifest the lab took its artifacts from, its sha256 then, and whether
+    that manifest is still the same (a build since changes it)."""
+    taken = artifacts.recorded(lab.state_file)
+    if taken is None:
+        return None
+    return {"manifest": taken.manifest_path, "manifest_sha256": taken.manifest,
+            "current": manifest.digest(Path(taken.manifest_path)) == taken.manifest}
 
 
 def _member(m: dict[str, Any]) -> dict[str, Any]:
@@ -121,6 +134,10 @@ def table(data: dict[str, Any]) -> str:
     for b in data["backends"]:
         lines.append(f"{b['listener']:<10} {b['server']:<8} {b['status']}")
     lines += ["", *_lb_lines(data)]
+    arts = data.get("artifacts")
+    if arts:
+        note = "" if arts["current"] else " (changed since: `lab up` after `lab down` runs it)"
+        lines += ["", f"artifacts: {arts['manifest']} sha256 {arts['manifest_sha256']}{note}"]
     e = data["endpoints"]
     lines += ["", (f"read-write {e['read_write']}   read-only {e['read_only']}   "
                    f"stats {e['stats']}   (host path to {e['entry']})")]

@@ -59,8 +59,9 @@ def power_on(lab: Lab, names: list[str], rpm_paths: dict[str, list[Path]]) -> di
     for m in machines(lab, names):
         machine.mount_root(lab.runner, m, image)
         machine.install_rpms(lab.runner, m, [extra, *rpm_paths[m.name]])
-        seeds.write_seed(ctx, lab.cluster.node(m.name), sec)
-        seed_dev = machine.attach_seed(lab.runner, ctx.out.seeds / f"{m.name}-cidata.iso")
+        written = seeds.write_seed(ctx, lab.cluster.node(m.name), sec)
+        iso = next(a for a in written if a.kind == "seed-iso")
+        seed_dev = machine.attach_seed(lab.runner, ctx.out.root / iso.path)
         started[m.name] = time.monotonic()
         machine.power_on(m, seed_dev)
     return started

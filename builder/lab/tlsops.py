@@ -21,7 +21,7 @@ from typing import Any
 
 from cryptography import x509
 
-from builder.lab import net, nodes
+from builder.lab import artifacts, net, nodes
 from builder.lab.lab import PYTHON, Lab
 from builder.model import tlsplan
 
@@ -30,9 +30,12 @@ SSL_REQUEST = struct.pack("!II", 8, 80877103)
 
 
 def rotate_certs(lab: Lab, timeout: float = 120) -> dict[str, Any]:
-    """New node certificates from the same CA, applied to every running node by its agent."""
+    """New node certificates from the same CA, applied to every running node by its agent.
+    They are issued in output/<cluster>/pki/ (the user's, what the lab runs) and copied to
+    the lab's folder, as `lab up` does."""
     start = time.monotonic()
-    sec = tlsplan.load_secrets(lab.ctx.out, lab.cluster, rotate_certs=True)
+    sec = tlsplan.load_secrets(lab.output, lab.cluster, rotate_certs=True)
+    artifacts.copy_keys(lab.output, lab.ctx.out)
     dirs = {n.name: lab.node_dirs(n.name) for n in lab.cluster.nodes}
     for name, d in dirs.items():
         nodes.write_seed(lab.ctx, lab.cluster.node(name), sec, d)
