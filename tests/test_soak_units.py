@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from click.testing import CliRunner
 
@@ -157,3 +159,24 @@ def test_a_replica_without_the_primarys_rows_fails() -> None:
     assert checker.verdict(report) == [
         ("replica 10.0.0.13 does not hold the primary's rows after the run (0 rows, the "
         "primary 1)")]
+
+
+def test_log_signals_count_only_what_the_run_added(tmp_path: Path) -> None:
+    from builder.lab.soak import logscan
+
+    node = tmp_path / "db1"
+    node.mkdir()
+    log = node / "patroni.log"
+    log.write_text("INFO: running pg_rewind from db2\n")  # before the run
+    start = logscan.sizes([node])
+    with log.open("a") as f:
+        f.write("INFO: running pg_rewind from db3\nINFO: promoted self to leader by acquiring "
+                "session lock\nFATAL: requested starting point 0/5000000 is ahead of the WAL "
+                "flush position of this server 0/4FFFFF0\n")
+    (node / "etcd.log").write_text("demoting self because DCS is not accessible\n")  # new file
+    found = logscan.count([node], start)
+    assert found["pg_rewind_runs"] == 1 and found["promotions"] == 1
+    assert found["wal_ahead_of_flush"] == 1 and found["dcs_lost_demotions"] == 1
+    assert found["pg_rewind_failures"] == 0
+    log.write_text("INFO: running pg_rewind\n")  # truncated (shorter than at the start): all
+    assert logscan.count([node], start)["pg_rewind_runs"] == 1

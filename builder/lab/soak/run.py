@@ -22,7 +22,7 @@ from builder.lab import faults
 from builder.lab.health import http
 from builder.lab.lab import Lab
 from builder.lab.readiness import failover_readiness, leader, wait_failover_ready
-from builder.lab.soak import checker, clients, nemesis, plan
+from builder.lab.soak import checker, clients, logscan, nemesis, plan
 
 TAIL_S = 5.0  # clients keep going this long after the final readiness
 REPLICA_CATCHUP_S = 30.0  # replicas must hold the primary's rows this soon after the end
@@ -50,6 +50,11 @@ class Run:
     echo: Callable[[str], None]
     t0: float = field(default_factory=time.monotonic)
     faults: list[checker.Fault] = field(default_factory=list)
+    logs_at: dict[str, int] = field(default_factory=dict)  # log sizes when the run began
+
+    @property
+    def log_folders(self) -> list[Path]:
+        return [self.lab.node_dirs(n.name).logs for n in self.lab.db_nodes]
 
     def now(self) -> float:
         return time.monotonic() - self.t0
@@ -106,6 +111,7 @@ def _soak(lab: Lab, opts: Options, kinds: list[str], mode: str,
     sql = lab.sql()
     clients.setup(sql)
     run = Run(lab, opts, echo)
+    run.logs_at = logscan.sizes(run.log_folders)
     writers = [clients.Writer(sql, i, run.t0, opts.op_timeout_s) for i in range(opts.writers)]
     readers = [clients.Reader(sql, i, opts.writers, run.t0, opts.op_timeout_s)
                for i in range(opts.readers)]
@@ -173,6 +179,7 @@ def report(run: Run, mode: str, writers: list[clients.Writer], readers: list[cli
         "primaries": checker.primaries(writes), "split_brain": checker.split_brain(writes),
         "stale_reads": checker.stale(writes, reads, run.opts.stale_bound_s),
         "faults": checker.per_fault(writes, run.faults, end),
+        "logs": logscan.count(run.log_folders, run.logs_at),
         "final": final or {"ready": False, "reason": "interrupted", "bound_s": 0},
     }
     out["failures"] = checker.verdict(out)
@@ -241,6 +248,8 @@ def summary(r: dict[str, Any]) -> str:
         lines.append(f"  {f['start_s']:7.1f}s #{f['index']} {f['kind']} {'+'.join(f['nodes'])}"
                      f" held {f['held_s']:.1f}s: writes resumed {_s(f['writes_resumed_s'])}, "
                      f"failover-ready {_s(f['ready_s'])} {' '.join(f['notes'])}".rstrip())
+    lines.append("  in the logs: " + ", ".join(f"{k.replace('_', ' ')} {v}"
+                                             for k, v in r.get("logs", {}).items()))
     fin = r["final"]
     revived = f"; booted again: {', '.join(fin['revived'])}" if fin.get("revived") else ""
     lines.append(f"  after the last heal: failover-ready {_s(fin.get('ready_after_heal_s'))} "
