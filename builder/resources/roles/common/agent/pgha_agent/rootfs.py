@@ -25,6 +25,11 @@ MAX_ID = 2 ** 32 - 2  # (uid_t)-1 means "unchanged" to chown: never a real owner
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
 
 
+MAX_COMPONENT = 200  # leaves room for the temporary name ".NAME.<12 hex>.tmp" (NAME_MAX 255)
+MAX_PATH = 4000
+MAX_READ = 1 << 20
+
+
 def canonical_problem(path):
     """Why `path` is not a canonical absolute node path, or None."""
     if not isinstance(path, str) or not path.startswith("/") or path == "/":
@@ -33,7 +38,40 @@ def canonical_problem(path):
         return "must be canonical (no //, /./, /../ or trailing /)"
     if any(ord(c) < 32 or ord(c) == 127 for c in path):
         return "must not hold control characters"
+    if len(path) > MAX_PATH or any(len(p) > MAX_COMPONENT for p in path.split("/")):
+        return "must have components of at most {} characters".format(MAX_COMPONENT)
     return None
+
+
+def _only_link(fd, what):
+    """Refuse anything but a regular file with one link: a hard link planted in a log or run
+    folder would make the agent read or append to the file it points at (/etc/shadow)."""
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):
+        raise ApplyFailed("refusing to use {}: not a regular file".format(what))
+    if st.st_nlink != 1:
+        raise ApplyFailed("refusing to use {}: it has {} hard links (a planted link is never "
+                          "followed)".format(what, st.st_nlink))
+
+
+def read_regular(path, what=None, dir_fd=None, limit=MAX_READ):
+    """The bytes of a regular, singly linked file opened without following a symlink."""
+    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(path, flags, dir_fd=dir_fd)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise ApplyFailed("refusing to read {}: it is a symlink".format(what or path))
+        raise
+    try:
+        _only_link(fd, what or path)
+        with os.fdopen(os.dup(fd), "rb") as fh:
+            data = fh.read(limit + 1)
+    finally:
+        os.close(fd)
+    if len(data) > limit:
+        raise ApplyFailed("refusing to read {}: larger than {} bytes".format(what or path, limit))
+    return data
 
 
 def inside(path, directory):
@@ -187,12 +225,39 @@ class Root(object):
         dfd = self.open_dir(folder, create=True)
         try:
             fd = os.open(name, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW
-                         | getattr(os, "O_CLOEXEC", 0), mode, dir_fd=dfd)
+                         | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0), mode, dir_fd=dfd)
         except OSError as exc:
             raise ApplyFailed("cannot open {}: {}".format(node_path, exc.strerror))
         finally:
             os.close(dfd)
+        try:
+            _only_link(fd, node_path)
+        except BaseException:
+            os.close(fd)
+            raise
         return os.fdopen(fd, "ab")
+
+    def read_file(self, node_path):
+        """The bytes of node_path, reached without following any symlink (folders included)
+        and refused if it is not a regular file with one link. None if it does not exist."""
+        problem = canonical_problem(node_path)
+        if problem:
+            raise ApplyFailed("refusing to read {!r}: the path {}".format(node_path, problem))
+        folder, name = posixpath.split(node_path)
+        try:
+            dfd = self.open_dir(folder)
+        except ApplyFailed:
+            if not os.path.lexists(self.path(folder)):
+                return None
+            raise
+        try:
+            return read_regular(name, node_path, dir_fd=dfd)
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise ApplyFailed("cannot read {}: {}".format(node_path, exc.strerror))
+        finally:
+            os.close(dfd)
 
     def write_file(self, node_path, data, mode=0o644, owner="root", group="root"):
         """Atomically replace node_path with data (bytes), with owner, group and mode."""

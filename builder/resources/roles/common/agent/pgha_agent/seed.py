@@ -20,9 +20,10 @@ from pgha_agent.rootfs import MAX_ID, canonical_problem, inside
 ROLES_DIR = "/etc/pgha/roles.d"
 
 INSTANCE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
-ROLE = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
-UNIT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9@._:-]*$")
-ACCOUNT = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*\$?$")
+ROLE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+# Bounded so that a unit's log, PID and temporary file names stay below NAME_MAX (255).
+UNIT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9@._:-]{0,199}$")
+ACCOUNT = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,31}\$?$")
 LABEL = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
 MAC = re.compile(r"^([0-9A-Fa-f]{2}:){5}[0-9A-Fa-f]{2}$")
 MODE = re.compile(r"^0?[0-7]{3,4}$")
@@ -107,7 +108,15 @@ def _name(value, where, what):
         raise _bad(where, "invalid {} {!r}: it {}".format(what, value, problem))
 
 
+# An address without an IPv6 scope ID ("%eth0"): Python 3.9+ accepts any text after "%",
+# line breaks included, which would end up in NetworkManager's keyfile.
+IP_CHARS = re.compile(r"^[0-9A-Fa-f:.]{2,45}$")
+
+
 def _ip(value, where):
+    if IP_CHARS.fullmatch(value) is None:
+        raise _bad(where, "invalid IP address {!r} (no scope ID, only hex digits, ':' "
+                          "and '.')".format(value[:60]))
     try:
         return ipaddress.ip_address(value)
     except ValueError:

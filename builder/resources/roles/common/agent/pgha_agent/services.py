@@ -28,6 +28,7 @@ from pgha_agent import run
 from pgha_agent.envfile import parse_env_file
 from pgha_agent.errors import ApplyFailed, ServiceFailed
 from pgha_agent.log import LOG
+from pgha_agent.rootfs import read_regular
 
 CLEAN_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 LOG_DIR = "/var/log/pgha"
@@ -94,6 +95,18 @@ def pid_alive(pid):
         return True
 
 
+def is_service(pid, argv):
+    """True if process `pid` runs argv[0] (as its program or, for an interpreter, its
+    script): what a PID file names must be the service before it gets a signal."""
+    try:
+        with open("/proc/{}/cmdline".format(pid), "rb") as fh:
+            cmdline = fh.read().split(b"\0")
+    except OSError:
+        return False
+    want = os.path.basename(argv[0]).encode() if argv else b""
+    return bool(want) and any(os.path.basename(a) == want for a in cmdline[:2])
+
+
 def _drop_to(account):
     def preexec():
         os.setgid(account.pw_gid)
@@ -153,31 +166,42 @@ class ProcessStarter(object):
         if svc.get("env_file"):
             path = self._env_path(svc["env_file"])
             try:
-                with open(path) as fh:
-                    env.update(parse_env_file(fh.read()))
-            except OSError as exc:
+                data = read_regular(path, svc["env_file"])
+                env.update(parse_env_file(data.decode("utf-8")))
+            except (OSError, UnicodeDecodeError) as exc:
                 raise ServiceFailed("{}: cannot read env_file {}: {}".format(
-                    svc["name"], svc["env_file"], exc.strerror))
+                    svc["name"], svc["env_file"], getattr(exc, "strerror", None) or exc))
+            except ApplyFailed as exc:
+                raise ServiceFailed("{}: {}".format(svc["name"], exc))
         return env
 
-    def _pidfile(self, name):
-        return self.root.path("{}/{}.pid".format(RUN_DIR, name))
-
-    def _running(self, name):
+    def _running(self, svc):
+        """The pid in the service's PID file if that process is alive and is the service (its
+        command is the seed's argv[0]): a stale or planted PID file never gets a signal."""
+        name = svc["name"]
+        pidfile = "{}/{}.pid".format(RUN_DIR, name)
         try:
-            with open(self._pidfile(name)) as fh:
-                pid = int(fh.read().strip())
-        except (OSError, ValueError):
+            data = self.root.read_file(pidfile)
+            pid = int((data or b"").strip())
+        except (ApplyFailed, ValueError):
+            LOG.warning("%s: ignoring PID file %s (not a plain file holding a number)", name,
+                        pidfile)
             return None
-        return pid if pid_alive(pid) else None
+        if pid <= 1 or not pid_alive(pid):
+            return None
+        if not is_service(pid, svc["argv"]):
+            LOG.warning("%s: PID file %s names pid %d, which is another program: ignoring it",
+                        name, pidfile, pid)
+            return None
+        return pid
 
     def running(self, svc):
-        return self._running(svc["name"]) is not None
+        return self._running(svc) is not None
 
     def reload(self, svc):
         """Send the service's reload signal (SIGHUP, SIGUSR2) to its process."""
         name = svc["name"]
-        pid = self._running(name)
+        pid = self._running(svc)
         if pid is None:
             return
         sig = getattr(signal, "SIG" + svc["reload"])
@@ -189,7 +213,7 @@ class ProcessStarter(object):
 
     def start(self, svc):
         name = svc["name"]
-        pid = self._running(name)
+        pid = self._running(svc)
         if pid is not None:
             LOG.info("%s: already running (pid %d), not starting another", name, pid)
             self.procs[name] = pid
