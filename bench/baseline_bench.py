@@ -198,14 +198,17 @@ def main() -> None:
             r = run()
             res[side].append(r)
             print(f"round {i + 1} {side}: {json.dumps(r)}", flush=True)
+        write(res, args.profile)  # after every round: a long run interrupted keeps its figures
+    print(report(res))
+
+
+def write(res: dict[str, Any], profile: str) -> None:
     with open("/proc/loadavg") as fh:
         res["load"] = " ".join(fh.read().split()[:3])
     RESULTS.mkdir(exist_ok=True)
-    name = "baseline" if args.profile == "default" else f"baseline-{args.profile}"
+    name = "baseline" if profile == "default" else f"baseline-{profile}"
     (RESULTS / f"{name}.json").write_text(json.dumps(res, indent=1) + "\n")
     (RESULTS / f"{name}.md").write_text(report(res))
-    print(report(res))
-
 
 if __name__ == "__main__":
     main()

@@ -215,9 +215,9 @@ class HandBuilt:
 
     # -- Patroni's view -----------------------------------------------------------------
     def _rest(self, node: NodeNet, path: str, method: str = "GET",
-              body: dict[str, Any] | None = None) -> tuple[int, Any]:
+              body: dict[str, Any] | None = None, timeout: float = 1.5) -> tuple[int, Any]:
         net.assert_local_route(self.runner, self.net, node.address)
-        return http(method, f"http://{node.address}:8008{path}", body=body, timeout=1.5)
+        return http(method, f"http://{node.address}:8008{path}", body=body, timeout=timeout)
 
     def view(self) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
         for node in self.dbs:
@@ -239,8 +239,9 @@ class HandBuilt:
     def switchover(self) -> None:
         leader = self.leader()
         assert leader
+        # Patroni answers a switchover request once it is done (or has failed).
         code, body = self._rest(self.net.node(leader), "/switchover", "POST",
-                                {"leader": leader})
+                                {"leader": leader}, timeout=60)
         if code != 200:
             raise RuntimeError(f"switchover refused: {code} {json.dumps(body)[:200]}")
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,7 +19,7 @@ from builder.core.context import Context
 from builder.core.fsutil import replacing, sha256_file
 from builder.core.log import log
 from builder.core.run import require
-from builder.core.state import Artifact, artifact, cached_stage, input_key
+from builder.core.state import Artifact, artifact, cached_stage, input_key, up_to_date
 from builder.stages.specs import Package, Spec, SpecsResult
 
 DIST = ".el8"
@@ -93,11 +94,16 @@ def _package_key(ctx: Context, spec: Spec) -> str:
 
 
 def build_rpms(ctx: Context) -> RpmsResult:
-    """Build every package the `specs` step wrote whose inputs changed; refresh repodata if
-    anything did. One owner (state "rpm-<pkg>") per package, "repodata" for the metadata."""
+    """Build every package the `specs` step wrote whose inputs changed (in parallel: each
+    rpmbuild is its own process in its own _topdir); refresh repodata if anything did. One
+    owner (state "rpm-<pkg>") per package, "repodata" for the metadata."""
     specs = ctx.result("specs", SpecsResult).specs
+    keys = {s.package.name: _package_key(ctx, s) for s in specs}
+    stale = [s for s in specs
+             if ctx.force or not up_to_date(ctx.out, f"rpm-{s.package.name}", keys[s.package.name])]
+    _build_all(ctx, stale)
+    built = [s.package.name for s in stale]
     arts: list[Artifact] = []
-    built: list[str] = []
     rpms, srpms = {}, {}
     for spec in specs:
         pkg = spec.package
@@ -105,14 +111,9 @@ def build_rpms(ctx: Context) -> RpmsResult:
         rpms[pkg.name], srpms[pkg.name] = rpm, srpm
         pkg_arts = [artifact(ctx.out, "rpm", rpm, role=pkg.role.name),
                     artifact(ctx.out, "srpm", srpm, role=pkg.role.name)]
-
-        def build(spec: Spec = spec) -> None:
-            require("rpmbuild")
-            log.info("rpmbuild %s", spec.package.name)
-            _build_one(ctx, spec)
-            built.append(spec.package.name)
-
-        arts += cached_stage(ctx, f"rpm-{pkg.name}", _package_key(ctx, spec), pkg_arts, build)
+        # Built above when stale: recording it is all that is left (force: record anew).
+        arts += cached_stage(ctx, f"rpm-{pkg.name}", keys[pkg.name], pkg_arts,
+                             lambda: None, force=pkg.name in built)
     _drop_stale(ctx, {a.path for a in arts})
     arts += _repodata(ctx, [a for a in arts if a.kind in ("rpm", "srpm")], bool(built))
     if built:
@@ -120,6 +121,26 @@ def build_rpms(ctx: Context) -> RpmsResult:
     else:
         ctx.messages.append("rpms: up to date, rpmbuild not run")
     return RpmsResult(rpms, srpms, ctx.out.rpms, arts)
+
+
+def _build_all(ctx: Context, specs: list[Spec]) -> None:
+    """rpmbuild the specs, as many at once as there are CPUs; the first failure is raised
+    after the others finished (their packages are then rebuilt by the next run: no state is
+    recorded for any of them)."""
+    if not specs:
+        return
+    require("rpmbuild")
+    for spec in specs:
+        log.info("rpmbuild %s", spec.package.name)
+    workers = max(1, min(len(specs), os.cpu_count() or 1))
+    if workers == 1:
+        for spec in specs:
+            _build_one(ctx, spec)
+        return
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="rpmbuild") as pool:
+        futures = [pool.submit(_build_one, ctx, spec) for spec in specs]
+    for future in futures:
+        future.result()
 
 
 def _drop_stale(ctx: Context, keep: set[str]) -> None:
