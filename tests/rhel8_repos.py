@@ -33,6 +33,9 @@ REPOS: dict[str, list[Pkg]] = {
         ("policycoreutils-python-utils", "2.9", "26.el8", ["/usr/sbin/semanage"],
          ["policycoreutils"]),
         ("chrony", "4.5", "2.el8", [], ["systemd"]),
+        ("openssl-libs", "1.1.1k", "12.el8", [], []),
+        ("lz4-libs", "1.8.3", "3.el8", [], []),
+        ("libzstd", "1.4.4", "1.el8", [], []),
     ],
     "appstream": [
         ("python3.12", "3.12.8", "1.el8", [PY, "/usr/bin/python3.12"], []),
@@ -43,9 +46,10 @@ REPOS: dict[str, list[Pkg]] = {
         ("python3.12-dns", "2.6.1", "1.el8", [], [PY]),  # believed, not verified: see above
         ("haproxy", "1.8.27", "5.el8", [], ["systemd"]),
         ("keepalived", "2.1.5", "11.el8", [], ["systemd"]),
+        ("libssh2", "1.9.0", "5.el8", [], []),  # believed, not verified: see docs/backup.md
     ],
     "pgdg": [
-        ("postgresql16-libs", "16.10", "1PGDG.rhel8", [], []),
+        ("postgresql16-libs", "16.10", "1PGDG.rhel8", ["postgresql-libs = 16"], []),
         ("postgresql16", "16.10", "1PGDG.rhel8", [], ["postgresql16-libs = 16.10-1PGDG.rhel8"]),
         ("postgresql16-server", "16.10", "1PGDG.rhel8", [],
          ["postgresql16 = 16.10-1PGDG.rhel8", "postgresql16-libs = 16.10-1PGDG.rhel8",
@@ -63,6 +67,11 @@ REPOS: dict[str, list[Pkg]] = {
         ("patroni-etcd", "4.1.5", "4PGDG.rhel8", [],
          [f"patroni = {PATRONI_EVR}", "python3.12-etcd >= 0.4.3", "python3.12-dns"]),
         ("python3-ydiff", "1.4.2", "1PGDG.rhel8", [], []),
+        # pgdg-rpms rpm/redhat/main/common/pgbackrest/main/pgbackrest.spec (EL-8 branch); it
+        # also creates the postgres user (sysusers) on a node without PostgreSQL.
+        ("pgbackrest", "2.57.0", "3PGDG.rhel8", [],
+         ["postgresql-libs", "openssl-libs >= 1.1.1k", "lz4-libs", "libzstd", "libssh2",
+          "systemd"]),
         ("python3.12-click", "8.1.7", "1PGDG.rhel8", [], [PY]),
         ("python3.12-prettytable", "3.10.0", "1PGDG.rhel8", [], [PY, "python3.12-wcwidth"]),
         ("python3.12-psutil", "5.9.8", "1PGDG.rhel8", [], [PY]),

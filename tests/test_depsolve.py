@@ -57,7 +57,10 @@ def test_the_complete_set_resolves_every_role(ctx: Context) -> None:
     assert db["pgha-role-db"][1] == "pgha" and db["chrony"][1] == "BaseOS"
     assert lb["haproxy"] == ("1.8.27-5.el8", "AppStream")  # extras is limited to etcd
     assert lb["keepalived"][1] == "AppStream"
-    argv = next(c for c in ctx.runner.calls if c[0] == "dnf")  # type: ignore[attr-defined]
+    assert db["pgbackrest"][1] == "pgdg-common"
+    assert results["backup"].resolved["pgbackrest"] == ("2.57.0-3PGDG.rhel8", "pgdg-common")
+    argv = next(c for c in ctx.runner.calls  # type: ignore[attr-defined]
+                if c[0] == "dnf" and "pgha-role-db" in c)
     assert {"--releasever=8", "--forcearch=x86_64", "--assumeno"} <= set(argv)
     assert "--exclude=kexec-tools" in argv and argv[-2:] == ["install", "pgha-role-db"] or \
         "pgha-role-db" in argv

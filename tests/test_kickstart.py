@@ -20,7 +20,7 @@ def parsed(text: str):  # type: ignore[no-untyped-def]
     return handler
 
 
-@pytest.mark.parametrize("role", ["db", "haproxy"])
+@pytest.mark.parametrize("role", ["db", "haproxy", "backup"])
 def test_role_kickstart_is_valid_rhel8(ctx: Context, role: str) -> None:
     text = kickstart.render_role(ctx, roles.get(role))
     assert kickstart.validate(text, role) == []
@@ -70,7 +70,8 @@ def test_validator_reports_errors_and_warnings() -> None:
 
 def test_write_is_cached_and_validated(ctx: Context, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     result = kickstart.write_kickstarts(ctx)
-    assert sorted(a.path for a in result.artifacts) == ["kickstart/db.ks", "kickstart/haproxy.ks"]
+    assert sorted(a.path for a in result.artifacts) == ["kickstart/backup.ks", "kickstart/db.ks",
+                                                        "kickstart/haproxy.ks"]
     assert result.files["db"] == ctx.out.kickstart / "db.ks"
     kickstart.write_kickstarts(ctx)
     assert ctx.messages[-1].startswith("kickstart: up to date")

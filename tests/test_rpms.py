@@ -32,12 +32,14 @@ def test_packages_and_names(built: Context) -> None:
     names = sorted(p.name for p in built.out.rpms.glob("*.rpm"))
     assert names == [
         "pgha-common-0.1.0-1.el8.noarch.rpm", "pgha-common-0.1.0-1.el8.src.rpm",
+        "pgha-role-backup-0.1.0-1.el8.noarch.rpm", "pgha-role-backup-0.1.0-1.el8.src.rpm",
         "pgha-role-db-0.1.0-1.el8.noarch.rpm", "pgha-role-db-0.1.0-1.el8.src.rpm",
         "pgha-role-haproxy-0.1.0-1.el8.noarch.rpm", "pgha-role-haproxy-0.1.0-1.el8.src.rpm",
     ]
 
 
-@pytest.mark.parametrize("name", ["pgha-common", "pgha-role-db", "pgha-role-haproxy"])
+@pytest.mark.parametrize("name", ["pgha-common", "pgha-role-db", "pgha-role-haproxy",
+                                  "pgha-role-backup"])
 def test_rhel8_installable_headers(built: Context, name: str) -> None:
     qf = "%{PAYLOADCOMPRESSOR} %{ARCH} %{RELEASE} %{BUILDHOST} %{BUILDTIME}\n"
     comp, arch, release, host, btime = rpm_q(rpm_of(built, name), "--qf", qf).split()
@@ -51,6 +53,19 @@ def test_db_requires_real_rhel8_packages(built: Context) -> None:
                 "pgha-common = 0.1.0"):
         assert pkg in reqs, reqs
     assert "haproxy" in rpm_q(rpm_of(built, "pgha-role-haproxy"), "--requires")
+    assert "pgbackrest" in reqs
+    backup = rpm_q(rpm_of(built, "pgha-role-backup"), "--requires")
+    assert "pgbackrest" in backup
+
+
+def test_backup_role_ships_timers_enabled_by_preset(built: Context) -> None:
+    files = rpm_q(rpm_of(built, "pgha-role-backup"), "-l").splitlines()
+    for unit in ("pgha-backup@.service", "pgha-backup-full.timer", "pgha-backup-diff.timer",
+                 "pgha-backup-init.timer", "pgbackrest.service.d/50-pgha.conf"):
+        assert f"/usr/lib/systemd/system/{unit}" in files
+    assert "/usr/libexec/pgha/pgha-backup" in files
+    scripts = rpm_q(rpm_of(built, "pgha-role-backup"), "--scripts")
+    assert "preset pgha-backup-full.timer pgha-backup-diff.timer pgha-backup-init.timer" in scripts
 
 
 def test_files_modes_and_owners(built: Context) -> None:
@@ -162,7 +177,7 @@ def test_changed_input_rebuilds_only_what_changed(tmp_path: Path) -> None:
     runner = RecordingRunner()
     ctx = Context.create(config.load(None), tmp_path, runner)
     pipeline.run_steps(ctx, pipeline.BUILD)
-    assert runner.ran("rpmbuild") == 3
+    assert runner.ran("rpmbuild") == 4
     changed = config.from_data({"load_balancer": {"stats_port": 7001}})
     runner2 = RecordingRunner()
     pipeline.run_steps(Context.create(changed, tmp_path, runner2), pipeline.BUILD)
@@ -208,8 +223,8 @@ def test_rpmbuild_topdir_is_private_and_unpredictable(tmp_path: Path, monkeypatc
     _SEEN.clear()
     ctx = Context.create(config.load(None), tmp_path / "out", runner, force=True)
     pipeline.run_steps(ctx, [pipeline.SPECS, pipeline.RPMS])
-    assert len(_SEEN) == 3
-    assert len({top for top, _, _ in _SEEN}) == 3
+    assert len(_SEEN) == 4
+    assert len({top for top, _, _ in _SEEN}) == 4
     for top, mode, uid in _SEEN:
         assert Path(top).parent == tmp and Path(top).name.startswith("pgha-rpmbuild-")
         assert mode == 0o700 and uid == os.getuid()

@@ -20,7 +20,8 @@ def test_generated_once_and_reused(tmp_path):
     first = secrets.load_or_create(out, "pgha")
     assert _mode(out.secrets) == 0o600
     assert secrets.load_or_create(out, "pgha") == first
-    assert len(set(first.values())) == len(secrets.CREDENTIALS)
+    assert len(set(first.values())) == len(secrets.CREDENTIALS) + 1  # + the backup passphrase
+    assert first.backup_cipher in first.values()
     assert all(len(v) == secrets.PASSWORD_LENGTH and v.isalnum() for v in first.values())
 
 
@@ -28,7 +29,9 @@ def test_rotation_replaces_every_password(tmp_path):
     out = OutputPaths(tmp_path / "pgha")
     first = secrets.load_or_create(out, "pgha")
     second = secrets.load_or_create(out, "pgha", rotate=True)
-    assert not set(first.values()) & set(second.values())
+    # Every password changes; the backup repository's passphrase does not (a new one would
+    # make every existing backup unreadable).
+    assert set(first.values()) & set(second.values()) == {first.backup_cipher}
     assert secrets.load_or_create(out, "pgha") == second
     assert _mode(out.secrets) == 0o600
 
@@ -62,4 +65,27 @@ def test_bad_password_is_corrupt(tmp_path):
     sec = secrets.load_or_create(out, "pgha")
     out.secrets.write_text(out.secrets.read_text().replace(sec.rewind.password, "short"))
     with pytest.raises(PghaError, match="rewind.password"):
+        secrets.load_or_create(out, "pgha")
+
+
+def test_backup_passphrase_added_once_to_an_older_file(tmp_path):
+    out = OutputPaths(tmp_path / "pgha")
+    first = secrets.load_or_create(out, "pgha")
+    text = out.secrets.read_text()
+    older = "\n".join(ln for ln in text.splitlines() if not ln.startswith("backup_cipher"))
+    out.secrets.write_text(older + "\n")
+    again = secrets.load_or_create(out, "pgha")
+    assert again.superuser == first.superuser and again.backup_cipher
+    assert again.backup_cipher != first.backup_cipher  # new: nothing used the file's before
+    assert secrets.load_or_create(out, "pgha") == again  # written back: stable from now on
+    assert _mode(out.secrets) == 0o600
+
+
+def test_short_backup_passphrase_is_corrupt(tmp_path):
+    out = OutputPaths(tmp_path / "pgha")
+    secrets.load_or_create(out, "pgha")
+    text = out.secrets.read_text()
+    line = next(ln for ln in text.splitlines() if ln.startswith("backup_cipher"))
+    out.secrets.write_text(text.replace(line, "backup_cipher: short"))
+    with pytest.raises(PghaError, match="backup_cipher"):
         secrets.load_or_create(out, "pgha")

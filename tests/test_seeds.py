@@ -34,10 +34,10 @@ def test_seed_json_follows_the_contract(ctx):
                             "prefix": 24, "gateway": "10.77.0.1", "dns": ["10.77.0.1"],
                             "domain": "pgha.lab", "mac": None}
     assert seed["roles"] == ["db"]
-    assert [s["name"] for s in seed["services"]] == ["etcd", "patroni"]
+    assert [s["name"] for s in seed["services"]] == ["etcd", "pgbackrest", "patroni"]
     assert seed["services"][0] == {"name": "etcd", "user": "etcd", "argv": ["/usr/bin/etcd"],
                                    "env_file": "/etc/etcd/etcd.conf"}
-    assert seed["services"][1]["argv"] == ["/usr/bin/patroni", "/etc/patroni/patroni.yml"]
+    assert seed["services"][2]["argv"] == ["/usr/bin/patroni", "/etc/patroni/patroni.yml"]
     assert seed["disable_services"] == ["postgresql-16"]
     assert seed["firewall_services"] == []  # every db port is limited by source
     assert ('rule family="ipv4" source address="10.77.0.12/32" service name="pgha-etcd" accept'
@@ -75,7 +75,9 @@ def test_root_prefix_moves_contents_and_argv_not_file_paths(ctx):
     assert [f["path"] for f in lab["files"]] == [f["path"] for f in plain["files"]]
     assert lab["protected_dirs"] == plain["protected_dirs"]
     assert lab["services"][0]["env_file"] == "/srv/lab/db1/etc/etcd/etcd.conf"
-    assert lab["services"][1]["argv"] == ["/usr/bin/patroni", "/srv/lab/db1/etc/patroni/patroni.yml"]
+    assert lab["services"][2]["argv"] == ["/usr/bin/patroni", "/srv/lab/db1/etc/patroni/patroni.yml"]
+    assert lab["services"][1]["argv"] == [
+        "/usr/bin/pgbackrest", "--config=/srv/lab/db1/etc/pgbackrest/pgbackrest.conf", "server"]
     text = lab["files"][0]["content"]
     assert 'data_dir: "/srv/lab/db1/var/lib/pgsql/16/data"' in text
     assert 'unix_socket_directories: "/srv/lab/db1/run/postgresql"' in text

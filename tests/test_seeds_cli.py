@@ -23,6 +23,7 @@ def test_render_prints_every_file_with_a_header(tmp_path):
     headers = [ln for ln in res.output.splitlines() if ln.startswith("==> ")]
     assert headers == ["==> /etc/patroni/patroni.yml postgres:postgres 0600",
                        "==> /etc/etcd/etcd.conf root:root 0644",
+                       "==> /etc/pgbackrest/pgbackrest.conf postgres:postgres 0640",
                        "==> /etc/pgha/tls/postgres.crt postgres:postgres 0644",
                        "==> /etc/pgha/tls/postgres.key postgres:postgres 0600",
                        "==> /etc/pgha/tls/etcd.crt etcd:etcd 0644",

@@ -103,7 +103,7 @@ def test_a_changed_address_reissues_only_that_certificate(tmp_path: Path) -> Non
     moved = Context.create(loading.from_data(data), ctx.out.root.parent)
     second = tlsplan.load_or_create(moved.out, moved.cluster)
     assert first is not None and second is not None
-    assert set(second.reissued) == {"db3/postgres", "db3/etcd"}
+    assert set(second.reissued) == {"db3/postgres", "db3/etcd", "db3/pgbackrest"}
     assert "10.77.0.23" in _sans(second.nodes["db3"]["etcd"])[1]
 
 
@@ -199,7 +199,11 @@ def test_rules_admit_each_port_only_from_its_sources(tmp_path: Path) -> None:
     lb = firewall.node_rules(ctx.cluster, ctx.cluster.node("lb1"))
     assert ('rule family="ipv4" source address="192.168.7.0/24" service name="pgha-haproxy" '
             'accept') in lb
-    assert not any("10.77.0.11/32" in r for r in lb)
+    # lb1 is also the backup repository: its pgBackRest TLS server admits the db nodes only.
+    assert not any("10.77.0.11/32" in r for r in lb if "pgha-pgbackrest-repo" not in r)
+    assert {r.split('address="')[1].split('"')[0] for r in lb
+            if 'service name="pgha-pgbackrest-repo"' in r} == dbs
+    assert admitted("pgha-pgbackrest") == {"10.77.0.10/32"}
 
 
 @pytest.mark.integration

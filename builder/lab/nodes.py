@@ -86,7 +86,8 @@ def install(runner: Runner, dirs: NodeDirs, lay: Layout, rpms: list[Path]) -> No
 
 def write_seed(ctx: Context, node: Node, secrets: Secrets, dirs: NodeDirs) -> None:
     """Render the node's seed with every path under its root, into its seed folder."""
-    seed = seeds.render_seed(ctx, node, secrets, root_prefix=str(dirs.root))
+    seed = seeds.render_seed(ctx, node, secrets, root_prefix=str(dirs.root),
+                             peer_root=lambda name: str(NodeDirs(dirs.base.parent / name).root))
     shutil.rmtree(dirs.seed, ignore_errors=True)
     for rel, text in seeds.seed_files(ctx, node, seed).items():
         path = dirs.seed / rel

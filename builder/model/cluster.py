@@ -18,6 +18,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from builder.images.formats import Format
+from builder.model.backup import Backup
 from builder.model.f5 import F5
 from builder.model.monitoring import Monitoring
 from builder.model.repos import DEFAULTS, Repo, Repos, ResolvedRepo, pgdg_url, resolve
@@ -105,6 +106,7 @@ class Ports(Strict):
     etcd_client: Port = 2379
     etcd_peer: Port = 2380
     exporter: Port = Field(default=9650, description="pgha-exporter metrics (HTTPS) on every node")
+    pgbackrest: Port = Field(default=8432, description="pgBackRest TLS server (backups)")
 
 
 class HealthCheck(Strict):
@@ -242,7 +244,8 @@ class Cluster(Strict):
             Node(name="db1", roles=["db"], address="10.77.0.11"),  # type: ignore[arg-type]
             Node(name="db2", roles=["db"], address="10.77.0.12"),  # type: ignore[arg-type]
             Node(name="db3", roles=["db"], address="10.77.0.13"),  # type: ignore[arg-type]
-            Node(name="lb1", roles=["haproxy"], address="10.77.0.10"),  # type: ignore[arg-type]
+            Node(name="lb1", roles=["haproxy", "backup"],
+                 address="10.77.0.10"),  # type: ignore[arg-type]
         ],
         min_length=1, max_length=100,
     )
@@ -262,6 +265,8 @@ class Cluster(Strict):
     image: Image = Field(default_factory=Image)
     tls: Annotated[Tls, BeforeValidator(_tls)] = Field(default_factory=Tls)
     monitoring: Monitoring = Field(default_factory=Monitoring)
+    backup: Backup = Field(default_factory=Backup,
+                           description="pgBackRest backups and WAL archive (docs/backup.md)")
 
     @model_validator(mode="before")
     @classmethod

@@ -14,7 +14,8 @@ from dataclasses import dataclass, replace
 ROOTED_FIELDS = (
     "pg_data_dir", "pg_home", "pg_socket_dir", "pgpass", "patroni_config", "etcd_config",
     "etcd_data_dir", "haproxy_config", "haproxy_state_dir", "keepalived_config",
-    "tls_dir", "run_dir", "keepalived_scripts",
+    "tls_dir", "run_dir", "keepalived_scripts", "pgbackrest_config", "pgbackrest_repo",
+    "pgbackrest_log", "pgbackrest_spool", "pgbackrest_lock",
 )
 
 
@@ -52,6 +53,13 @@ class Layout:
     # RHEL 8 needs: SELinux moves keepalived into the script's domain only on exec of the
     # script file itself. Debian has no platform-python: the interpreter is named.
     script_interpreter: str = ""
+    # pgBackRest (PGDG common on RHEL 8, Debian's own package in the lab): the same paths.
+    pgbackrest_bin: str = "/usr/bin/pgbackrest"
+    pgbackrest_config: str = "/etc/pgbackrest/pgbackrest.conf"
+    pgbackrest_repo: str = "/var/lib/pgbackrest"
+    pgbackrest_log: str = "/var/log/pgbackrest"
+    pgbackrest_spool: str = "/var/spool/pgbackrest"
+    pgbackrest_lock: str = "/tmp/pgbackrest"
 
     def rooted(self, prefix: str) -> Layout:
         """This layout with every node-local place (ROOTED_FIELDS) under `prefix`, for a node

@@ -78,6 +78,9 @@ class Certificate(_Strict):
     client_names: bool = Field(
         default=False, description="also the names clients use: service names, VIP, LBs")
     loopback: bool = Field(default=False, description="also 127.0.0.1 and localhost")
+    address_as_dns: bool = Field(
+        default=False, description="also the node's address as a DNS name: pgBackRest before "
+        "2.46 (Debian 12's 2.45) matches a host only against DNS names")
 
 
 class ServiceExec(_Strict):
@@ -124,7 +127,7 @@ class FirewallService(_Strict):
     description: str
     ports: list[str] = Field(default_factory=list, description="Ports/load_balancer fields")
     protocols: list[str] = Field(default_factory=list, description="e.g. vrrp")
-    sources: list[Literal["etcd_member", "postgres", "load_balancer", "clients",
+    sources: list[Literal["etcd_member", "postgres", "load_balancer", "backup_repo", "clients",
                           "monitoring"]] = Field(
         default_factory=list,
         description="who may connect: nodes with these role capabilities, the cluster's "
@@ -140,6 +143,7 @@ class Role(_Strict):
     etcd_member: bool = False
     postgres: bool = False
     load_balancer: bool = False
+    backup_repo: bool = Field(default=False, description="keeps the pgBackRest repository")
     requires: list[str] = Field(default_factory=list)
     requires_pre: list[str] = Field(
         default_factory=list, description="installed first: they create the owning users"
@@ -220,7 +224,7 @@ def get(name: str) -> Role:
         raise ConfigError(f"unknown role '{name}'", hint=f"known roles: {known}") from None
 
 
-Capability = Literal["etcd_member", "postgres", "load_balancer"]
+Capability = Literal["etcd_member", "postgres", "load_balancer", "backup_repo"]
 
 
 class _HasRoles(Protocol):

@@ -14,6 +14,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from builder.model import f5, gucpolicy, roles, sanity
+from builder.model.backup import backup_rules
 from builder.model.cluster import Cluster
 from builder.model.types import MAX_FQDN
 
@@ -46,7 +47,7 @@ NODE_COUNT_PATHS = frozenset({"nodes", "patroni.synchronous_mode"})
 def check(c: Cluster) -> Report:
     report = Report()
     for rule in (_unique, _addresses, _roles, _etcd, _ports, _timing, _load_balancer, _tls,
-                 _parameters, _monitoring):
+                 _parameters, _monitoring, backup_rules):
         rule(c, report)
     for level, path, message in sanity.check(c):
         (report.error if level == "error" else report.warn)(path, message)

@@ -10,6 +10,7 @@ Secrets go into seeds only. This module never logs a value.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import secrets as _secrets
@@ -73,19 +74,27 @@ class Secrets:
     restapi: Credential
     haproxy_stats: Credential
     tls: Pki | None = None  # the cluster CA and node certificates (builder.model.tlsplan)
+    # pgBackRest's repository passphrase (repo1-cipher-pass): only the repository host's seed
+    # carries it. Added to an older secrets.yaml on its first load (nothing used it before).
+    backup_cipher: str | None = None
 
     def values(self) -> list[str]:
         """Every secret value (the passwords and private keys), e.g. to look for leaks or
         redact output."""
         keys = self.tls.key_values() if self.tls is not None else []
-        return [getattr(self, name).password for name in CREDENTIALS] + keys
+        cipher = [self.backup_cipher] if self.backup_cipher else []
+        return [getattr(self, name).password for name in CREDENTIALS] + keys + cipher
 
     def with_tls(self, tls: Pki | None) -> Secrets:
         return replace(self, tls=tls)
 
-    def as_dict(self) -> dict[str, dict[str, str]]:
-        return {name: {"username": getattr(self, name).username,
-                       "password": getattr(self, name).password} for name in CREDENTIALS}
+    def as_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {name: {"username": getattr(self, name).username,
+                                      "password": getattr(self, name).password}
+                               for name in CREDENTIALS}
+        if self.backup_cipher:
+            out["backup_cipher"] = self.backup_cipher
+        return out
 
 
 def password() -> str:
@@ -95,7 +104,7 @@ def password() -> str:
 def generate() -> Secrets:
     creds = {name: Credential(user, password()) for name, user in CREDENTIALS.items()}
     return Secrets(creds["superuser"], creds["replication"], creds["rewind"], creds["restapi"],
-                   creds["haproxy_stats"])
+                   creds["haproxy_stats"], backup_cipher=password())
 
 
 def _corrupt(path: Path, why: str) -> PghaError:
@@ -160,8 +169,12 @@ def parse(path: Path, text: str) -> Secrets:
     if "cluster" in data and not isinstance(data["cluster"], str):
         raise _invalid(path, "cluster", "is not a string", "set it to the cluster's name")
     creds = {name: _credential(path, name, data.get(name)) for name in CREDENTIALS}
+    cipher = data.get("backup_cipher")
+    if cipher is not None and (not isinstance(cipher, str) or len(cipher) < 16
+                               or any(c not in ALPHABET for c in cipher)):
+        raise _corrupt(path, "'backup_cipher' is short or has odd characters")
     return Secrets(creds["superuser"], creds["replication"], creds["rewind"], creds["restapi"],
-                   creds["haproxy_stats"])
+                   creds["haproxy_stats"], backup_cipher=cipher)
 
 
 def dump(cluster: str, sec: Secrets) -> str:
@@ -207,7 +220,11 @@ def load_or_create(out: OutputPaths, cluster: str, rotate: bool = False) -> Secr
     regenerated silently."""
     path = out.secrets
     if path.exists() and not rotate:
-        return _redacted(load(path))
+        sec = load(path)
+        if sec.backup_cipher is None:  # a file from before backups: add the passphrase once
+            sec = replace(sec, backup_cipher=password())
+            atomic_write(path, dump(cluster, sec), mode=0o600)
+        return _redacted(sec)
     if not rotate and _seeds_exist(out):
         raise PghaError(
             f"secrets file {path} is missing, but seeds rendered with it exist in {out.seeds}: "
@@ -217,6 +234,9 @@ def load_or_create(out: OutputPaths, cluster: str, rotate: bool = False) -> Secr
                  "`pgha-build seeds --rotate-secrets`",
         )
     sec = generate()
+    if path.exists():  # rotating: the backup repository stays encrypted with its passphrase
+        with contextlib.suppress(PghaError):
+            sec = replace(sec, backup_cipher=load(path).backup_cipher or sec.backup_cipher)
     atomic_write(path, dump(cluster, sec), mode=0o600)
     return _redacted(sec)
 

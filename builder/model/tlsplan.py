@@ -56,6 +56,8 @@ def node_specs(cluster: Cluster, node: Node) -> dict[str, pki.CertSpec]:
             if cert.loopback:
                 dns.append("localhost")
                 ips.append("127.0.0.1")
+            if cert.address_as_dns:
+                dns.append(str(node.address))
             specs[cert.name] = pki.CertSpec(
                 common_name=f"{node.name}.{cluster.network.domain}",
                 dns=tuple(dict.fromkeys(dns)), ips=tuple(dict.fromkeys(ips)),

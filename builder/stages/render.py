@@ -14,6 +14,7 @@ import jinja2
 
 from builder import __version__
 from builder.core.paths import RESOURCES
+from builder.model import backup
 from builder.model.cluster import Cluster
 from builder.model.platform import Layout, layout
 from builder.model.rules import port_value
@@ -78,6 +79,8 @@ def base_context(cluster: Cluster) -> dict[str, Any]:
         "ports": ports,
         "version": __version__,
         "header": header(),
+        "backup_enabled": backup.enabled(cluster),
+        "stanza": backup.stanza(cluster),
         "repos": cluster.repo_list(),
         "gpg_keys": repofiles.gpg_keys(cluster.repo_list()),
         "node_repo_file": repofiles.dnf_repo_file(

@@ -15,6 +15,7 @@ import os
 import shutil
 import tempfile
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,7 +39,11 @@ SEED_SCHEMA_VERSION = 1
 SEED_FILES = ("meta-data", "network-config", "user-data", "pgha/seed.json")
 
 
-def node_context(ctx: Context, node: Node, secrets: Secrets, lay: Layout) -> dict[str, Any]:
+def node_context(ctx: Context, node: Node, secrets: Secrets, lay: Layout,
+                 peer_layout: Callable[[str], Layout] | None = None) -> dict[str, Any]:
+    """What a node's templates see. `peer_layout(name)`: where another node keeps its files
+    (its layout, rooted like this one in the lab), for configs that name a peer's paths
+    (pgBackRest's pg<N>-path on the repository host)."""
     lbs = roles.nodes_with(ctx.cluster.nodes, "load_balancer")
     names = [n.name for n in lbs]
     return {
@@ -49,6 +54,8 @@ def node_context(ctx: Context, node: Node, secrets: Secrets, lay: Layout) -> dic
         "etcd_members": roles.nodes_with(ctx.cluster.nodes, "etcd_member"),
         "db_nodes": roles.nodes_with(ctx.cluster.nodes, "postgres"),
         "lb_nodes": lbs,
+        "repo_nodes": roles.nodes_with(ctx.cluster.nodes, "backup_repo"),
+        "peer_layout": peer_layout or (lambda _name: lay),
         "lb_index": names.index(node.name) if node.name in names else 0,
         "vrrp_router_id": zlib.crc32(ctx.cluster.name.encode()) % 254 + 1,
         "dcs_template": dcs.template_name(),
@@ -159,16 +166,19 @@ def _identity(ctx: Context, node: Node) -> dict[str, Any]:
             "dns": [str(d) for d in net.dns], "domain": net.domain, "mac": node.mac}
 
 
-def render_seed(ctx: Context, node: Node, secrets: Secrets, root_prefix: str = "") -> dict:
+def render_seed(ctx: Context, node: Node, secrets: Secrets, root_prefix: str = "",
+                peer_root: Callable[[str], str] | None = None) -> dict:
     """The node's seed.json payload. With a root_prefix, every path inside rendered contents and
     in services' argv/env_file is under it (Layout.rooted); files[].path, directories and
-    protected_dirs stay logical: the agent puts them under its --root."""
+    protected_dirs stay logical: the agent puts them under its --root. `peer_root(name)`: the
+    root of another node (the lab's folder of it), for paths a config names on a peer."""
     lay = render.base_context(ctx.cluster)["layout"]
     if ctx.cluster.tls.enabled and (secrets.tls is None or node.name not in secrets.tls.nodes):
         raise PghaError(f"TLS is on but {node.name} has no certificates",
                         hint="load the secrets with builder.model.tlsplan.load_secrets")
     logical = node_context(ctx, node, secrets, lay)
-    rooted = node_context(ctx, node, secrets, lay.rooted(root_prefix))
+    peers = (lambda name: lay.rooted(peer_root(name))) if peer_root else None
+    rooted = node_context(ctx, node, secrets, lay.rooted(root_prefix), peers)
     parts: dict[str, list[Any]] = {}
     for name in node.roles:
         for key, values in _role_parts(roles.get(name), node, logical, rooted).items():
