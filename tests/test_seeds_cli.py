@@ -26,6 +26,8 @@ def test_render_prints_every_file_with_a_header(tmp_path):
                        "==> /etc/pgbackrest/pgbackrest.conf postgres:postgres 0640",
                        "==> /etc/pgha/tls/postgres.crt postgres:postgres 0644",
                        "==> /etc/pgha/tls/postgres.key postgres:postgres 0600",
+                       "==> /etc/pgha/tls/pgbackrest.crt postgres:postgres 0644",
+                       "==> /etc/pgha/tls/pgbackrest.key postgres:postgres 0600",
                        "==> /etc/pgha/tls/etcd.crt etcd:etcd 0644",
                        "==> /etc/pgha/tls/etcd.key etcd:etcd 0600",
                        "==> /etc/pgha/tls/ca.crt root:root 0644"]
