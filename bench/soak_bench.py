@@ -127,7 +127,10 @@ def markdown(data: dict[str, Any]) -> str:
         minutes = sum(r["minutes"] for r in reports)
         lines += [f"## Per fault: {mode} mode ({len(reports)} runs, {minutes:g} min)", "",
                   *fault_table(reports), ""]
-    lines += [("Writes resumed: fault start to the end of the longest stretch without an "
+    lines += [("What the failures and the long figures mean (slow links, stale reads, "
+               "demotions for lost DCS access, switchovers to a degraded node): "
+               "docs/soak.md, \"What the soak found\"."), "",
+              ("Writes resumed: fault start to the end of the longest stretch without an "
               "acknowledged write before the next fault (0 when no stretch was over 1 s). "
               "Failover-ready after heal: from the heal (for kill and restart-lb, the boot) "
               "until the cluster can fail over again; the nemesis waits at most 60 s before "

@@ -29,7 +29,9 @@ class Kind:
 
 
 MENU: dict[str, Kind] = {k.name: k for k in (
-    Kind("kill", ("primary", "replica"), (2, 8),
+    # held 2-45 s: shorter than Patroni's ttl the node comes back still holding the leader
+    # key (and is promoted again), longer a replica takes over and the old primary rejoins
+    Kind("kill", ("primary", "replica"), (2, 45),
          "SIGKILL every process of a db node (a crashed host), boot it again after the hold"),
     Kind("pause-postgres", ("primary", "replica"), (3, 10),
          "SIGSTOP PostgreSQL (postmaster and every backend) on a db node, then SIGCONT"),
