@@ -78,9 +78,11 @@ class Nodes:
              "--health-timeout", "60"], stdout=out, stderr=subprocess.STDOUT, text=True)
 
     def boot(self, members: list[int], which: list[int], fresh: bool = True) -> dict[int, str]:
+        """Boot the nodes at once; each agent's log of this boot."""
+        before = {i: 0 if fresh else len(self.log(i)) for i in which}
         procs = {i: self.start(i, members, fresh) for i in which}
         codes = {i: p.wait(timeout=120) for i, p in procs.items()}
-        logs = {i: self.log(i) for i in which}
+        logs = {i: self.log(i)[before[i]:] for i in which}
         assert all(c == 0 for c in codes.values()), logs
         return logs
 
@@ -181,3 +183,15 @@ def test_two_nodes_added_at_the_same_moment(nodes: Nodes):
     assert [m[0] for m in summary()] == ["n1", "n2", "n3", "n4", "n5"]
     assert all(started and not learner for _, started, learner in summary(5))
     assert all(healthy(i) for i in (1, 4, 5))
+
+    # n4 and n5 leave the cluster file; n5's VM is off, n4's still runs. n1 applies its new
+    # seed: n5's member goes, n4's stays (it answers) until it is shut down too.
+    nodes.stop(5)
+    log = nodes.boot([1, 2, 3], [1], fresh=False)[1]
+    assert "removing member n5" in log, log
+    assert "member n4 (http://127.0.0.1:31640) is not in this seed but still answers" in log
+    assert [m[0] for m in summary()] == ["n1", "n2", "n3", "n4"]
+    nodes.stop(4)
+    log = nodes.boot([1, 2, 3], [1], fresh=False)[1]
+    assert "removing member n4" in log and "removing member n5" not in log, log
+    assert summary() == [("n1", True, False), ("n2", True, False), ("n3", True, False)]

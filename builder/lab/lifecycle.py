@@ -1,5 +1,6 @@
 """`lab replace NODE`: a lost VM re-imaged and booted again from the same RPMs and seed, as an
-operator does it; and the etcd member list as the cluster sees it.
+operator does it; changed seeds applied to running nodes (the one way a node's files change
+after first boot); and the etcd member list as the cluster sees it.
 
 Boundary: wiping a node (every process of it gone, its folder removed: the disk lost, with the
 process or the systemd engine) and booting it again through lab.up, which installs the same
@@ -23,8 +24,9 @@ from builder.core.log import log
 from builder.lab import lab as labmod
 from builder.lab import net, nodes
 from builder.lab.health import tls_context
-from builder.lab.lab import Lab
+from builder.lab.lab import PYTHON, Lab
 from builder.model import roles
+from builder.model.secrets import Secrets
 
 _NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
@@ -120,3 +122,20 @@ def replace(lab: Lab, name: str, timeout: float = 120) -> dict[str, Any]:
     members = etcd_members(lab)
     return {"node": name, "wipe_s": round(t_wiped - t0, 2),
             "ready_s": round(t_ready - t_wiped, 2), "etcd": members}
+
+
+def apply_seeds(lab: Lab, names: list[str] | None = None, secrets: Secrets | None = None,
+                timeout: float = 120) -> float:
+    """Render the seeds of the running nodes `names` (default: all) again from the lab's cluster
+    file and run each node's own agent on its new seed (--force), as an operator does on a
+    configured VM: files written, running services reloaded (never bootstrapped again), etcd
+    members the seed no longer lists removed once gone. Returns the seconds it took."""
+    start = time.monotonic()
+    sec = secrets or lab.secrets()
+    dirs = {n: lab.node_dirs(n) for n in names or [n.name for n in lab.cluster.nodes]}
+    for name, d in dirs.items():
+        nodes.write_seed(lab.ctx, lab.cluster.node(name), sec, d)
+    agents = {name: nodes.boot(PYTHON, d, lab.net.node(name).netns, timeout)
+              for name, d in dirs.items()}
+    nodes.wait_booted(agents, dirs)
+    return time.monotonic() - start

@@ -1,14 +1,13 @@
-"""TLS in the running lab: certificate rotation applied to live nodes, and what each service
-serves (for the lab tests and `pgha-build lab rotate-certs`).
-
-Boundary: rotation issues new node certificates from the lab cluster's CA
-(tlsplan.load_secrets(rotate_certs=True), the same code as `pgha-build seeds --rotate-certs`),
-renders every node's seed again and runs each node's own first-boot agent on it, as an operator
-would on a configured VM. The agent writes the new files and sends the running services their
-reload signal (Patroni SIGHUP: PostgreSQL and REST certificates; HAProxy SIGUSR2); etcd reads its
-certificates at each handshake. Nothing is restarted and no data directory is touched.
-The probes open TLS connections to a node's address (after the lab's route check) and return
-the serial number of the certificate the service presents.
+"""TLS in the running lab: certificate rotation applied to live nodes, and what each service serves
+(for the lab tests and `pgha-build lab rotate-certs`). Boundary: rotation issues new node
+certificates from the lab cluster's CA (tlsplan.load_secrets(rotate_certs=True), the same code
+as `pgha-build seeds --rotate-certs`), renders every node's seed again and runs each node's own
+first-boot agent on it (lifecycle.apply_seeds, the one changed-seed path), as an operator would
+on a configured VM. The agent writes the new files and sends the running services their reload
+signal (Patroni SIGHUP: PostgreSQL and REST certificates; HAProxy SIGUSR2); etcd reads its
+certificates at each handshake. Nothing is restarted and no data directory is touched. The
+probes open TLS connections to a node's address (after the lab's route check) and return the
+serial number of the certificate the service presents.
 """
 
 from __future__ import annotations
@@ -16,13 +15,12 @@ from __future__ import annotations
 import socket
 import ssl
 import struct
-import time
 from typing import Any
 
 from cryptography import x509
 
-from builder.lab import artifacts, net, nodes
-from builder.lab.lab import PYTHON, Lab
+from builder.lab import artifacts, lifecycle, net
+from builder.lab.lab import Lab
 from builder.model import tlsplan
 
 # PostgreSQL's SSLRequest: length 8, code 80877103 (the server answers one byte, "S" or "N").
@@ -33,17 +31,11 @@ def rotate_certs(lab: Lab, timeout: float = 120) -> dict[str, Any]:
     """New node certificates from the same CA, applied to every running node by its agent.
     They are issued in output/<cluster>/pki/ (the user's, what the lab runs) and copied to
     the lab's folder, as `lab up` does."""
-    start = time.monotonic()
     sec = tlsplan.load_secrets(lab.output, lab.cluster, rotate_certs=True)
     artifacts.copy_keys(lab.output, lab.ctx.out)
-    dirs = {n.name: lab.node_dirs(n.name) for n in lab.cluster.nodes}
-    for name, d in dirs.items():
-        nodes.write_seed(lab.ctx, lab.cluster.node(name), sec, d)
-    agents = {name: nodes.boot(PYTHON, d, lab.net.node(name).netns, timeout)
-              for name, d in dirs.items()}
-    nodes.wait_booted(agents, dirs)
+    applied_s = lifecycle.apply_seeds(lab, secrets=sec, timeout=timeout)
     assert sec.tls is not None
-    return {"reissued": list(sec.tls.reissued), "applied_s": time.monotonic() - start}
+    return {"reissued": list(sec.tls.reissued), "applied_s": applied_s}
 
 
 def _context(lab: Lab) -> ssl.SSLContext:

@@ -71,8 +71,10 @@ def start_services(root, seed, starter, timeout, changed=()):
     join = seed.data.get("etcd_join")
     for svc in seed.services:
         was_running = starter.running(svc)
-        joining = join and join["service"] == svc["name"] and not was_running
-        learner = etcdjoin.prepare(root, seed, timeout) if joining else None
+        member = join and join["service"] == svc["name"]
+        # a running member, or one restarted on its data: a changed seed may drop members
+        prune = member and (was_running or etcdjoin.has_data(root, join))
+        learner = etcdjoin.prepare(root, seed, timeout) if member and not was_running else None
         starter.start(svc)
         if learner is not None:
             etcdjoin.promote(root, seed, learner, timeout, lambda: starter.check(svc))
@@ -84,6 +86,8 @@ def start_services(root, seed, starter, timeout, changed=()):
                          svc["name"])
         health.wait(svc["name"], health.under_root(seed.checks_for(svc["name"]), root),
                     lambda: starter.check(svc), timeout)
+        if prune:
+            etcdjoin.prune(root, seed)
     rest = seed.unassigned_checks()
     if rest:
         health.wait("node", health.under_root(rest, root), lambda: None, timeout)

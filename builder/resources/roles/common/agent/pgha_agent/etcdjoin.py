@@ -20,6 +20,11 @@ The decision, in order:
    etcd returned, and promote it once it has caught up (`promote` after the start).
 Adding is retried while etcd refuses it for a passing reason (one learner at a time, a member
 that just went away): two nodes joining at once take turns.
+
+On a changed seed (a node removed from the cluster file), `prune` removes the members the seed
+no longer lists, once nothing answers at their peer URL: a removed node's member goes when its
+VM is off. A member still answering, a learner or a member that never started (a node joining
+right now) is left alone.
 """
 
 import json
@@ -221,3 +226,37 @@ def _promote_once(gateway, base, member_id):
     if "can only promote a learner member" == answer.get("error", "").split(": ")[-1]:
         return {"note": " (already)"}
     return answer
+
+
+def _listed(member, spec):
+    names = set(m["name"] for m in spec["members"])
+    peers = set(m["peer_url"] for m in spec["members"])
+    return member.get("name") in names or bool(peers & set(member.get("peerURLs", [])))
+
+
+def prune(root, seed):
+    """After etcd is healthy: remove the members this seed no longer lists and that are gone
+    (nothing answers at their peer URL). Never a learner, a member that never started, or one
+    that answers."""
+    spec = seed.etcd_join
+    gateway = Gateway(spec, root)
+    own = [m["client_url"] for m in spec["members"] if m["name"] == spec["name"]]
+    found = find_cluster(gateway, dict(spec, name="", members=[
+        {"name": spec["name"], "client_url": url} for url in own] + spec["members"]))
+    if found is None:
+        LOG.warning("etcd: no member answers: not checking for removed members")
+        return
+    base, members = found
+    for member in members:
+        if _listed(member, spec) or member.get("isLearner") or not member.get("clientURLs"):
+            continue
+        url = member.get("peerURLs", [""])[0]
+        if gateway.answers(url):
+            LOG.warning("etcd: member %s (%s) is not in this seed but still answers: not "
+                        "removed; shut that node down and apply this seed again",
+                        member.get("name"), url)
+            continue
+        LOG.info("etcd: removing member %s (id %s, %s): not in this seed, not answering",
+                 member.get("name"), member["ID"], url)
+        _retry("removing member " + member["ID"], lambda: gateway.post(
+            base, "/v3/cluster/member/remove", {"ID": member["ID"]}), 60)
