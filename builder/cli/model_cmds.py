@@ -56,6 +56,14 @@ def check(app: App, deep: bool, depsolve: bool) -> None:
     report = validate.check(cluster)
     for warning in report.warnings:
         click.echo(f"warning: {warning}", err=True)
+    from builder.core.errors import ConfigError
+    from builder.stages import plan
+
+    quorum = plan.membership_problems(cluster, app.context(write=False).out)
+    if quorum:
+        raise ConfigError("the cluster file would lose etcd quorum against the last build",
+                          quorum, hint="remove fewer etcd members at once (see `pgha-build "
+                                       "plan`, docs/lifecycle.md)")
     for line in tlsplan.expiry_warnings(app.context(write=False).out):
         click.echo(f"warning: {line}: `pgha-build seeds --rotate-certs` issues new ones", err=True)
     kickstart.check_all(app.context(write=False))

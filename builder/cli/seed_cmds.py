@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from builder.cli import App, cli, pass_app
-from builder.core.errors import PghaError
+from builder.core.errors import ConfigError, PghaError
 
 
 def _check_hosts(app: App, hosts: tuple[str, ...]) -> None:
@@ -82,3 +82,27 @@ def render(app: App, host: str, file_path: str | None) -> None:
     for f in files:
         click.echo(f"==> {f['path']} {f['owner']}:{f['group']} {f['mode']}")
         click.echo(f["content"], nl=not f["content"].endswith("\n"))
+
+
+@cli.command()
+@pass_app
+def plan(app: App) -> None:
+    """Each node's fate for the cluster file against the last build's seeds, before anything
+    is applied: new seed (boot a new VM), reload, restart, re-image, remove, or unchanged
+    (docs/lifecycle.md). Writes no seed; a new node's certificates are issued as build would."""
+    from builder.model import tlsplan
+    from builder.stages import plan as planmod
+
+    ctx = app.context()
+    problems = planmod.membership_problems(ctx.cluster, ctx.out)
+    fates = planmod.plan(ctx, tlsplan.load_secrets(ctx.out, ctx.cluster))
+    width = max(len(f.node) for f in fates)
+    for fate in fates:
+        click.echo(f"{fate.node:<{width}}  {fate.fate:<9}  {fate.detail}".rstrip())
+    for problem in problems:
+        click.echo(f"error: nodes: {problem}", err=True)
+    if not planmod.previous_seeds(ctx.out):
+        click.echo(f"(no seeds in {ctx.out.seeds} yet: every node is new)")
+    if problems:
+        raise ConfigError("the cluster file would lose etcd quorum against the last build",
+                          hint="remove fewer etcd members at once (docs/lifecycle.md)")

@@ -129,9 +129,14 @@ def _roles(c: Cluster, r: Report) -> None:
 
 def _etcd(c: Cluster, r: Report) -> None:
     members = roles.nodes_with(c.nodes, "etcd_member")
-    if members and (len(members) < 3 or len(members) % 2 == 0):
-        r.error("nodes", f"etcd needs an odd number of members, at least 3 (found "
-                         f"{len(members)}: {', '.join(n.name for n in members)})")
+    found = f"{len(members)}: {', '.join(n.name for n in members)}"
+    if members and len(members) < 3:
+        r.error("nodes", f"etcd needs at least 3 members to survive the loss of one (found "
+                         f"{found})")
+    elif len(members) % 2 == 0 and members:
+        r.warn("nodes", f"an even number of etcd members ({found}) tolerates no more "
+                        f"failures ({(len(members) - 1) // 2}) than {len(members) - 1} would: "
+                        "add or remove one")
 
 
 def _ports(c: Cluster, r: Report) -> None:

@@ -1,0 +1,115 @@
+"""`pgha-build plan` and the membership rules of `check` (builder/stages/plan.py): each node's
+fate for a changed cluster file against the last build's seeds (written by the real `seeds`
+command), and the etcd quorum rule."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from builder.cli import cli
+from builder.core.paths import EXAMPLE_CLUSTER
+from builder.stages import plan
+
+
+def _cluster(tmp_path: Path, name: str, edit) -> Path:
+    data = yaml.safe_load(Path(EXAMPLE_CLUSTER).read_text())
+    edit(data)
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def _run(tmp_path: Path, cluster: Path, *args: str):
+    return CliRunner().invoke(cli, ["-c", str(cluster), "-o", str(tmp_path / "out"), *args])
+
+
+def _fates(output: str) -> dict[str, str]:
+    rows = [line.split(None, 2) for line in output.splitlines() if line[:2] in ("db", "lb")]
+    return {row[0]: row[1] + (" " + row[2].split()[0] if row[1] == "new" else "")
+            for row in rows}
+
+
+def _add_db4(data: dict) -> None:
+    data["nodes"].append({"name": "db4", "roles": ["db"], "address": "10.77.0.14"})
+
+
+@pytest.fixture
+def built(tmp_path: Path) -> Path:
+    """The example cluster's seeds written by `seeds`: the last build."""
+    same = _cluster(tmp_path, "same", lambda d: None)
+    res = _run(tmp_path, same, "seeds")
+    assert res.exit_code == 0, res.output
+    return same
+
+
+def test_unchanged_then_add_db4(tmp_path: Path, built: Path) -> None:
+    res = _run(tmp_path, built, "plan")
+    assert res.exit_code == 0, res.output
+    assert set(_fates(res.output).values()) == {"unchanged"}
+
+    res = _run(tmp_path, _cluster(tmp_path, "add", _add_db4), "plan")
+    assert res.exit_code == 0, res.output
+    fates = _fates(res.output)
+    assert fates["db4"] == "new seed" and fates["lb1"] == "reload"
+    assert all(fates[n] == "reload" for n in ("db1", "db2", "db3")), res.output
+    assert "reloads patroni" in res.output and "haproxy.cfg changed; reloads haproxy" in \
+        res.output
+    check = _run(tmp_path, _cluster(tmp_path, "add", _add_db4), "check")
+    assert check.exit_code == 0 and "an even number of etcd members (4" in check.output
+
+
+def test_remove_readdress_and_quorum(tmp_path: Path, built: Path) -> None:
+    def drop_db3(data: dict) -> None:
+        data["nodes"] = [n for n in data["nodes"] if n["name"] != "db3"]
+        data["nodes"].append({"name": "db5", "roles": ["db"], "address": "10.77.0.15"})
+
+    res = _run(tmp_path, _cluster(tmp_path, "swap", drop_db3), "plan")
+    assert res.exit_code == 0, res.output
+    assert _fates(res.output)["db3"] == "remove" and "its etcd member goes" in res.output
+
+    def move_db2(data: dict) -> None:
+        next(n for n in data["nodes"] if n["name"] == "db2")["address"] = "10.77.0.22"
+
+    res = _run(tmp_path, _cluster(tmp_path, "move", move_db2), "plan")
+    assert _fates(res.output)["db2"] == "re-image", res.output
+
+    def drop_two(data: dict) -> None:
+        data["nodes"] = [n for n in data["nodes"] if n["name"] not in ("db2", "db3")]
+        data["nodes"] += [{"name": f"db{i}", "roles": ["db"], "address": f"10.77.0.{10 + i}"}
+                          for i in (5, 6)]
+
+    bad = _cluster(tmp_path, "bad", drop_two)
+    for command in ("check", "plan"):
+        res = _run(tmp_path, bad, command)
+        assert res.exit_code == 2, res.output
+        assert "removing or moving db2, db3 leaves 1 of the 3 etcd members" in res.output
+        assert "Traceback" not in res.output
+
+
+def test_quorum_rule() -> None:
+    three = {"db1": "a", "db2": "b", "db3": "c"}
+    assert plan.quorum_problems({}, three) == []
+    assert plan.quorum_problems(three, {"db1": "a", "db2": "b"}) == []
+    assert plan.quorum_problems(three, {**three, "db3": "z"}) == []  # one moved: 2 of 3 stay
+    assert plan.quorum_problems(three, {"db1": "a", "db2": "x", "db4": "d"})  # 1 of 3 stays
+    five = {f"db{i}": str(i) for i in range(1, 6)}
+    assert plan.quorum_problems(five, {"db1": "1", "db2": "2", "db3": "3"}) == []
+    assert plan.quorum_problems(five, {"db1": "1", "db2": "2"})
+
+
+def test_etcd_start_only_settings_are_no_reason_to_restart() -> None:
+    old = "ETCD_NAME=db1\nETCD_INITIAL_CLUSTER=db1=a,db2=b\n"
+    assert not plan._matters(old, "ETCD_NAME=db1\nETCD_INITIAL_CLUSTER=db1=a,db2=b,db4=d\n")
+    assert plan._matters(old, "ETCD_NAME=db1\nETCD_HEARTBEAT_INTERVAL=200\n"
+                              "ETCD_INITIAL_CLUSTER=db1=a,db2=b\n")
+    seed = {"node": {"address": "1"}, "roles": ["db"], "instance_id": "a",
+            "services": [{"name": "etcd", "argv": ["etcd"], "env_file": "/e"}],
+            "files": [{"path": "/e", "content": old}]}
+    changed = {**seed, "instance_id": "b",
+               "files": [{"path": "/e", "content": old + "ETCD_HEARTBEAT_INTERVAL=200\n"}]}
+    fate, detail = plan.changed_fate(seed, changed)
+    assert fate == "restart" and "etcd has no reload" in detail
