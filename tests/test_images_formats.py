@@ -24,6 +24,7 @@ from builder.images import cloudimage, ova
 from builder.images import formats as imageformats
 from builder.images.stage import ImageOptions, build_images
 from builder.stages.manifest import write_manifest
+from builder.stages.rpms import RpmsResult
 
 pytestmark = pytest.mark.integration
 GIB = 1 << 30
@@ -69,6 +70,7 @@ def role_rpm(ctx: Context) -> Path:
     ctx.out.rpms.mkdir(parents=True)
     rpm = ctx.out.rpms / "pgha-role-db-0.1.0-1.el8.noarch.rpm"
     rpm.write_bytes(b"not really an rpm")
+    ctx.put("rpms", RpmsResult({"pgha-role-db": rpm}, {}, ctx.out.rpms, []))  # the rpms step's
     return rpm
 
 

@@ -151,10 +151,12 @@ def test_rpmlint_catches_errors(built: Context, tmp_path: Path, monkeypatch) -> 
     """The lint step is not a rubber stamp: a package with an error fails it."""
     from builder.core.errors import ValidationFailed
     from builder.stages import lint
+    from builder.stages.rpms import RpmsResult
 
     bad = Context.create(built.cluster, tmp_path)
     bad.out.rpms.mkdir(parents=True)
-    shutil.copy(rpm_of(built, "pgha-role-db"), bad.out.rpms)
+    copied = Path(shutil.copy(rpm_of(built, "pgha-role-db"), bad.out.rpms))
+    bad.put("rpms", RpmsResult({"pgha-role-db": copied}, {}, bad.out.rpms, []))
     (tmp_path / "rpmlint.toml").write_text('ValidLicenses = ["GPL-2.0-only"]\n')
     monkeypatch.setattr(lint, "SPECS_DIR", tmp_path)
     with pytest.raises(ValidationFailed, match="error"):

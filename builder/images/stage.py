@@ -19,25 +19,40 @@ from builder.core.errors import PghaError
 from builder.core.fsutil import sha256_file
 from builder.core.log import log
 from builder.core.run import quote
-from builder.core.state import Artifact, cached_stage, input_key, load, up_to_date
+from builder.core.state import Artifact, cached_stage, input_key, load, owners, up_to_date
 from builder.images import backends, ova, preflight
 from builder.images import formats as imageformats
 from builder.images.common import ImageOptions, Plan, Result, base_disk, image_path, work_dir
 from builder.images.formats import Format
 from builder.model import roles
+from builder.stages.rpms import RpmsResult
+
+
+def built_rpms(ctx: Context) -> dict[str, Path]:
+    """Package name -> binary RPM, as the `rpms` step of this command left them ({} when it
+    did not run: a dry run)."""
+    result = ctx.results.get("rpms")
+    return result.rpms if isinstance(result, RpmsResult) else {}
 
 
 def rpm_digests(ctx: Context) -> list[tuple[str, str]]:
-    """sha256 of every RPM in the pgha repository (the role's package and its pgha deps)."""
-    return [(p.name, sha256_file(p)) for p in sorted(ctx.out.rpms.glob("*.noarch.rpm"))]
+    """sha256 of every RPM in the pgha repository (the role's package and its pgha deps): of
+    the `rpms` step's result, or in a dry run as that step last recorded them."""
+    built = built_rpms(ctx)
+    if built:
+        return sorted((p.name, sha256_file(p)) for p in built.values())
+    platform = ctx.out.platform or None
+    return sorted((Path(a.path).name, a.sha256) for o in owners(ctx.out) for a in o.artifacts
+                  if a.kind == "rpm" and a.platform == platform)
 
 
 def run_preflight(ctx: Context, opts: ImageOptions) -> preflight.Report:
     report = preflight.Report()
     image = ctx.cluster.image
     backends.get(opts.backend).check(report, ctx, opts)
-    if not opts.dry_run and not any(ctx.out.rpms.glob(f"{roles.get(opts.role).package}-*")):
-        report.problems.append(f"no {roles.get(opts.role).package} RPM in {ctx.out.rpms}: "
+    package = roles.get(opts.role).package
+    if not opts.dry_run and package not in built_rpms(ctx):
+        report.problems.append(f"no {package} RPM in {ctx.out.rpms}: "
                                "run `pgha-build rpms` first")
     preflight.check_disk(report, ctx.out.root,
                          preflight.space_needed(image.disk_gb, list(opts.formats)))

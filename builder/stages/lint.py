@@ -12,14 +12,17 @@ from builder.core.context import Context
 from builder.core.errors import ValidationFailed
 from builder.core.paths import SPECS_DIR
 from builder.core.run import require
+from builder.stages.rpms import RpmsResult
 
 SUMMARY_RE = re.compile(r"(\d+) errors?, (\d+) warnings?")
 
 
 def lint_rpms(ctx: Context) -> str:
+    """rpmlint the packages the `rpms` step of this command built (or found up to date)."""
     require("rpmlint")
-    rpms = sorted(ctx.out.rpms.glob("*.noarch.rpm"))
-    srpms = sorted(ctx.out.rpms.glob("*.src.rpm"))
+    built = ctx.result("rpms", RpmsResult)
+    rpms = [built.rpms[name] for name in sorted(built.rpms)]
+    srpms = [built.srpms[name] for name in sorted(built.srpms)]
     if not rpms:
         raise ValidationFailed("no RPMs to lint", hint="run `pgha-build rpms` first")
     errors = warnings = 0
