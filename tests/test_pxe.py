@@ -35,8 +35,10 @@ def test_host_kickstart_has_identity_and_fetches_its_seed(pctx: Context) -> None
             "--netmask=255.255.255.0 --gateway=10.77.0.1 --nameserver=10.77.0.1") in text
     assert "network --hostname=db1.pgha.lab" in text
     assert "\npgha-role-db\n" in text
-    assert "-o /etc/pgha/seed/pgha/seed.json http://10.77.0.1:8080/seeds/db1/pgha/seed.json" \
-        in text
+    assert ("--cacert /etc/pgha/seed-ca.crt -H \"Authorization: Bearer ${token}\" "
+            "-o /etc/pgha/seed/pgha/seed.json https://10.77.0.1:8443/seeds/db1/pgha/seed.json"
+            ) in text
+    assert "BEGIN CERTIFICATE" in text and "pgha.seed_ca=" in text
     assert "logvol /var/lib/pgsql" in text  # the db role's data volume
     lb = pxe.render_host(pctx, pctx.cluster.node("lb1"))
     assert "\npgha-role-haproxy\n" in lb and "--name=data" not in lb
@@ -75,6 +77,13 @@ def test_pxe_tree(pctx: Context, tmp_path: Path) -> None:
     assert "KERNEL rhel8/vmlinuz" in cfg and "initrd=rhel8/initrd.img" in cfg
     assert "inst.ks=http://10.77.0.1:8080/kickstart/hosts/db1.ks" in cfg
     assert "inst.repo=http://10.77.0.1:8080/install/" in cfg
+    assert "pgha.seed_token=" in cfg and "pgha.seed_ca=" in cfg
+    state = load(pctx.out, "pxe")
+    assert state is not None
+    secret = {a.path for a in state[1] if a.secret}
+    assert "pxe/tftp/pxelinux.cfg/01-52-54-00-00-00-11" in secret
+    assert "pxe/tftp/grub/grub.cfg-01-52-54-00-00-00-12" in secret
+    assert "pxe/tftp/pxelinux.cfg/default" not in secret
     assert not (tftp / "pxelinux.cfg/01-").exists()
     grub = (tftp / "grub/grub.cfg-01-52-54-00-00-00-12").read_text()
     assert "linux /rhel8/vmlinuz" in grub and "kickstart/hosts/db2.ks" in grub

@@ -5,8 +5,10 @@ traversal, absolute paths and symlinks out of the tree are refused; writes are r
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import os
+import ssl
 from pathlib import Path
 
 import pytest
@@ -14,7 +16,7 @@ from support import RecordingRunner
 
 from builder.core.context import Context
 from builder.model import loading as config
-from builder.pxe import httpserve, serve
+from builder.pxe import httpserve, seedauth, serve
 from builder.pxe import tree as pxe
 from builder.stages import pipeline
 
@@ -73,20 +75,60 @@ def test_serves_every_kickstart_and_repo_file(loop: Context) -> None:
         assert get(srv, "/repo/repodata/repomd.xml", method="HEAD")[0] == 200
 
 
-def test_seeds_only_to_their_own_host(loop: Context) -> None:
-    with httpserve.running(("127.0.0.1", 0), serve.mounts(loop.cluster, loop.out, None)) as srv:
+def _seed_server(loop: Context) -> contextlib.AbstractContextManager[httpserve.Server]:
+    tls = seedauth.server_context(loop.out, loop.cluster, "127.0.0.1")
+    return httpserve.running(("127.0.0.1", 0), [serve.seed_mount(loop.cluster, loop.out)], tls)
+
+
+def sget(server: httpserve.Server, loop: Context, path: str, source: str,
+         token: str | None) -> tuple[int, bytes]:
+    """GET over HTTPS, verifying serve's certificate against the cluster CA."""
+    ctx = ssl.create_default_context(cafile=str(loop.out.pki / "ca.crt"))
+    conn = http.client.HTTPSConnection("127.0.0.1", server.server_address[1], timeout=10,
+                                       source_address=(source, 0), context=ctx)
+    try:
+        conn.request("GET", path, headers={"Authorization": f"Bearer {token}"} if token else {})
+        resp = conn.getresponse()
+        return resp.status, resp.read()
+    finally:
+        conn.close()
+
+
+def test_seeds_only_to_their_own_host_with_its_token(loop: Context) -> None:
+    key = seedauth.token_key(loop.out)
+    with _seed_server(loop) as srv:
+        assert srv.url.startswith("https://")
         for node in loop.cluster.nodes:
-            mine = str(node.address)
+            mine, token = str(node.address), seedauth.host_token(key, node.name)
             other = "127.0.0.2" if mine != "127.0.0.2" else "127.0.0.1"
+            other_token = seedauth.host_token(key, "db2" if node.name != "db2" else "db1")
             seed_dir = loop.out.seeds / node.name
             for path in _files(seed_dir):
                 url = f"/seeds/{node.name}/{path.relative_to(seed_dir).as_posix()}"
-                assert get(srv, url, source=mine) == (200, path.read_bytes())
-                assert get(srv, url, source=other)[0] == 403
+                assert sget(srv, loop, url, mine, token) == (200, path.read_bytes())
+                assert sget(srv, loop, url, other, token)[0] == 403
+                assert sget(srv, loop, url, mine, None)[0] == 403
+                assert sget(srv, loop, url, mine, other_token)[0] == 403
+                assert sget(srv, loop, url, mine, token[:-1])[0] == 403
             iso = f"/seeds/{node.name}-cidata.iso"
-            assert get(srv, iso, source=mine)[0] == 200
-            assert get(srv, iso, source=other)[0] == 403
-        assert get(srv, "/seeds/nobody/pgha/seed.json")[0] == 403
+            assert sget(srv, loop, iso, mine, token)[0] == 200
+            assert sget(srv, loop, iso, other, token)[0] == 403
+        assert sget(srv, loop, "/seeds/nobody/pgha/seed.json", "127.0.0.1", token)[0] == 403
+
+
+def test_seed_server_speaks_only_tls_with_the_cluster_ca(loop: Context) -> None:
+    with _seed_server(loop) as srv:
+        with pytest.raises((ssl.SSLError, ConnectionError, http.client.HTTPException)):
+            get(srv, "/seeds/db1/pgha/seed.json")  # plain HTTP to the TLS port
+        with pytest.raises(ssl.SSLCertVerificationError):
+            conn = http.client.HTTPSConnection("127.0.0.1", srv.server_address[1], timeout=10,
+                                               context=ssl.create_default_context())
+            conn.request("GET", "/seeds/db1/pgha/seed.json")
+
+
+def test_seeds_are_not_on_the_plain_http_server(loop: Context) -> None:
+    with httpserve.running(("127.0.0.1", 0), serve.mounts(loop.cluster, loop.out, None)) as srv:
+        assert get(srv, "/seeds/db1/pgha/seed.json")[0] == 404
 
 
 def test_refuses_paths_outside_the_tree(loop: Context, tmp_path: Path) -> None:
@@ -99,11 +141,12 @@ def test_refuses_paths_outside_the_tree(loop: Context, tmp_path: Path) -> None:
                                serve.mounts(loop.cluster, loop.out, None)) as srv:
             for path in ("/kickstart/../secrets.yaml", "/kickstart/%2e%2e/secrets.yaml",
                          "/repo/..%2f..%2fsecrets.yaml", "/kickstart//etc/passwd",
-                         "/kickstart/escape.ks", "/seeds/db1/../db2/pgha/seed.json"):
+                         "/kickstart/escape.ks"):
                 status, body = get(srv, path)
                 assert status == 403, path
                 assert b"not served" not in body
             assert get(srv, "/secrets.yaml")[0] == 404
+            assert get(srv, "/serve.key")[0] == 404
             assert get(srv, "/kickstart/")[0] == 404  # no listings
             assert get(srv, "/kickstart/db.ks", method="POST")[0] == 501
             assert get(srv, "/kickstart/db.ks", method="PUT")[0] == 501
@@ -128,10 +171,11 @@ def test_cli_serve_logs_requests_and_stops_on_ctrl_c(loop: Context, tmp_path: Pa
     import yaml
 
     cfg = tmp_path / "loop.yaml"
-    cfg.write_text(yaml.safe_dump(LOOPBACK))
-    with socket.socket() as s:
+    with socket.socket() as s, socket.socket() as s2:
         s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+        s2.bind(("127.0.0.1", 0))
+        port, seed_port = s.getsockname()[1], s2.getsockname()[1]
+    cfg.write_text(yaml.safe_dump({**LOOPBACK, "image": {"seed_port": seed_port}}))
     proc = subprocess.Popen(
         [sys.executable, "-m", "builder", "-c", str(cfg), "-o", str(loop.out.root.parent),
          "serve", "--bind", f"127.0.0.1:{port}"], stderr=subprocess.PIPE, text=True)
@@ -156,3 +200,41 @@ def test_cli_serve_logs_requests_and_stops_on_ctrl_c(loop: Context, tmp_path: Pa
     assert proc.returncode == 0
     assert '127.0.0.1 "GET /kickstart/db.ks HTTP/1.1" 200' in err
     assert "serve: stopped" in err
+
+
+def _post_script(loop: Context, port: int, etc: Path, cmdline: Path) -> str:
+    """db1's seed %post from its host kickstart, pointed at a test folder, file and port."""
+    text = pxe.render_host(loop, loop.cluster.node("db1"))
+    body = text.split("%post --log=/root/ks-post-seed.log\n", 1)[1].split("\n%end", 1)[0]
+    return (body.replace("/proc/cmdline", str(cmdline)).replace("/etc/pgha/", f"{etc}/")
+            .replace(f":{loop.cluster.image.seed_port}/", f":{port}/"))
+
+
+@pytest.mark.parametrize("tamper", [None, "pin", "token"])
+def test_host_kickstart_post_fetches_its_seed_over_verified_tls(loop: Context, tmp_path: Path,
+                                                                tamper: str | None) -> None:
+    """The %post shell (curl --cacert, the token header, the CA pin check) run for real
+    against serve's HTTPS seed server; a wrong pin or token gets no seed."""
+    import subprocess
+
+    key = seedauth.token_key(loop.out)
+    args = pxe.kernel_args(loop, loop.cluster.node("db1"), "http://x/")
+    if tamper == "pin":
+        args = args.replace("pgha.seed_ca=", "pgha.seed_ca=0")
+    if tamper == "token":
+        args = args.replace(seedauth.host_token(key, "db1"), seedauth.host_token(key, "db2"))
+    cmdline = tmp_path / "cmdline"
+    cmdline.write_text(f"BOOT_IMAGE=vmlinuz {args}\n")
+    etc = tmp_path / "etc"
+    with _seed_server(loop) as srv:
+        script = _post_script(loop, srv.server_address[1], etc, cmdline)
+        res = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=60,
+                             check=False)
+    fetched = etc / "seed" / "pgha" / "seed.json"
+    if tamper is None:
+        assert res.returncode == 0, res.stderr
+        assert fetched.read_bytes() == (loop.out.seeds / "db1" / "pgha" / "seed.json").read_bytes()
+    else:
+        assert res.returncode != 0 and not (fetched.is_file() and fetched.stat().st_size)
+        if tamper == "pin":
+            assert "does not match pgha.seed_ca" in res.stderr

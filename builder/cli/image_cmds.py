@@ -95,7 +95,7 @@ def pxe(app: App, install_source: str | None, force: bool) -> None:
 @pass_app
 def serve(app: App, bind: str | None, install_source: str | None) -> None:
     """Serve kickstarts, the pgha repository, seeds (each only to its host) and the PXE tree."""
-    from builder.pxe import httpserve
+    from builder.pxe import httpserve, seedauth
     from builder.pxe import serve as servemod
 
     cluster = app.cluster
@@ -105,12 +105,23 @@ def serve(app: App, bind: str | None, install_source: str | None) -> None:
         raise ConfigError(str(exc)) from None
     ctx = app.context()
     mounts = servemod.mounts(cluster, ctx.out, install_source or cluster.image.install_source)
+    seeds = servemod.seed_mount(cluster, ctx.out)
+    plain = cluster.image.seeds_over_http
+    seed_bind = (address[0], cluster.image.seed_port)
+    tls = None if plain else seedauth.server_context(ctx.out, cluster,
+                                                     servemod.default_bind(cluster)[0])
     try:
-        server = httpserve.Server(address, mounts)
+        server = httpserve.Server(address, [*mounts, seeds] if plain else mounts)
+        others = [] if plain else [httpserve.Server(seed_bind, [seeds], tls)]
     except OSError as exc:
-        raise PghaError(f"cannot listen on {address[0]}:{address[1]}: {exc.strerror}",
-                        hint="use --bind with an address of this host and a free port") from None
+        raise PghaError(f"cannot listen on {address[0]}:{address[1]} / {seed_bind[1]}: "
+                        f"{exc.strerror}", hint="use --bind with an address of this host and "
+                        "free ports (the seed port is image.seed_port)") from None
     click.echo(f"serving {ctx.out.root} on {server.url} (read-only; Ctrl-C stops)", err=True)
-    for mount in mounts:
-        click.echo(f"  {server.url}{mount.prefix} <- {mount.root}", err=True)
-    httpserve.serve_until_interrupted(server)
+    for srv in [server, *others]:
+        for mount in srv.mounts:
+            click.echo(f"  {srv.url}{mount.prefix} <- {mount.root}", err=True)
+    if plain:
+        click.echo("warning: image.seeds_over_http: seeds cross the network in clear text "
+                   "(lab only)", err=True)
+    httpserve.serve_until_interrupted(server, *others)

@@ -221,6 +221,11 @@ class Image(Strict):
         default="default", description="libvirt network of the installer VM, or 'user' (NAT)"
     )
     http_port: Port = Field(default=8090, description="port of the built-in HTTP server")
+    seed_port: Port = Field(default=8443, description="HTTPS port of `pgha-build serve` for "
+                            "seeds (certificate from the cluster CA, per-host token)")
+    seeds_over_http: bool = Field(
+        default=False, description="lab only: serve seeds over plain HTTP on the repos.pgha "
+        "port (still only to their host, with its token); `check` warns")
     formats: list[Format] = Field(
         default=["qcow2"], min_length=1, description="default image formats"
     )

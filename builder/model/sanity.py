@@ -30,7 +30,14 @@ Finding = tuple[str, str, str]  # (level "error" | "warning", path, message)
 
 
 def check(c: Cluster) -> list[Finding]:
-    return [*_admin(c), *_etcd(c), *_service_names(c), *_networks(c), *_ports(c)]
+    return [*_admin(c), *_etcd(c), *_service_names(c), *_networks(c), *_ports(c), *_seeds(c)]
+
+
+def _seeds(c: Cluster) -> list[Finding]:
+    if c.image.seeds_over_http:
+        return [("warning", "image.seeds_over_http", ("seeds (passwords, private keys) cross "
+                 "the install network in clear text: lab only"))]
+    return []
 
 
 def _admin(c: Cluster) -> list[Finding]:

@@ -14,6 +14,7 @@ import contextlib
 import http.server
 import mimetypes
 import shutil
+import ssl
 import sys
 import threading
 import urllib.parse
@@ -27,8 +28,8 @@ MAX_PATH = 1024  # longer request paths: 414
 MAX_NAME = 255  # a longer path component cannot name a file: 404
 IDLE_TIMEOUT = 30.0  # seconds a connection may sit idle (keep-alive) or stall mid-request
 
-# (client address, path inside the mount) -> allowed?
-AccessRule = Callable[[str, str], bool]
+# (client address, path inside the mount, Authorization header or None) -> allowed?
+AccessRule = Callable[[str, str, str | None], bool]
 
 
 @dataclass(frozen=True)
@@ -72,6 +73,13 @@ class Handler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     timeout = IDLE_TIMEOUT  # socket timeout: an idle or stalled connection is closed
 
+    def setup(self) -> None:
+        """TLS handshakes happen here, in the request's thread, bounded by the idle timeout
+        (never in the accept loop, where one slow client would stall every other)."""
+        super().setup()
+        if isinstance(self.connection, ssl.SSLSocket):
+            self.connection.do_handshake()
+
     def do_GET(self) -> None:
         self._send(body=True)
 
@@ -91,8 +99,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if found is None or isinstance(found, str):
             return self._refuse(404, "not served")
         mount, rel, target = found
-        if mount.allow is not None and not mount.allow(client, rel):
-            return self._refuse(403, "not for this client address")
+        if mount.allow is not None and not mount.allow(client, rel,
+                                                       self.headers.get("Authorization")):
+            return self._refuse(403, "not for this client")
         if target.is_dir():
             index = target / "index.html"
             if not index.is_file():
@@ -132,30 +141,43 @@ class Server(http.server.ThreadingHTTPServer):
             log.warning("serve: request from %s failed: %s: %s", client_address[0],
                         type(exc).__name__, exc)
 
-    def __init__(self, bind: tuple[str, int], mounts: list[Mount]) -> None:
+    def __init__(self, bind: tuple[str, int], mounts: list[Mount],
+                 tls: ssl.SSLContext | None = None) -> None:
         self.mounts = mounts
+        self.scheme = "https" if tls else "http"
         super().__init__(bind, Handler)
+        if tls is not None:
+            self.socket = tls.wrap_socket(self.socket, server_side=True,
+                                          do_handshake_on_connect=False)
 
     @property
     def url(self) -> str:
         host, port = str(self.server_address[0]), int(self.server_address[1])
-        return f"http://{host}:{port}"
+        return f"{self.scheme}://{host}:{port}"
 
 
-def serve_until_interrupted(server: Server) -> None:
-    """Serve in the foreground until Ctrl-C, then close the socket."""
+def serve_until_interrupted(server: Server, *others: Server) -> None:
+    """Serve in the foreground until Ctrl-C (the `others` in threads), then close."""
+    threads = [threading.Thread(target=o.serve_forever, kwargs={"poll_interval": 0.2},
+                                daemon=True) for o in others]
+    for thread in threads:
+        thread.start()
     try:
         server.serve_forever(poll_interval=0.2)
     except KeyboardInterrupt:
         log.info("serve: stopped")
     finally:
+        for other in others:
+            other.shutdown()
+            other.server_close()
         server.server_close()
 
 
 @contextlib.contextmanager
-def running(bind: tuple[str, int], mounts: list[Mount]) -> Iterator[Server]:
+def running(bind: tuple[str, int], mounts: list[Mount],
+            tls: ssl.SSLContext | None = None) -> Iterator[Server]:
     """Serve in a background thread for the duration of the block."""
-    server = Server(bind, mounts)
+    server = Server(bind, mounts, tls)
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2},
                               name="pgha-http", daemon=True)
     thread.start()

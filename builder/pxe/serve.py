@@ -3,8 +3,9 @@
 URL layout (under http://ADDR:PORT):
   /kickstart/   output/<cluster>/kickstart/ (role kickstarts, hosts/<host>.ks)
   /repo/        output/<cluster>/rpms/ (the pgha dnf repository)
-  /seeds/       output/<cluster>/seeds/: /seeds/<host>/... and /seeds/<host>-cidata.iso are
-                served only to a client whose address is that host's address (403 otherwise)
+  /seeds/       output/<cluster>/seeds/, on https://ADDR:image.seed_port (builder.pxe.seedauth):
+                /seeds/<host>/... and /seeds/<host>-cidata.iso only to a client whose address
+                is that host's and that presents the host's token (403 otherwise)
   /pxe/         output/<cluster>/pxe/ (the PXE tree: kernel, initrd, boot loader configs)
   /install/     the install tree, when the install source is a local folder
 """
@@ -17,16 +18,17 @@ from pathlib import Path
 
 from builder.core.paths import OutputPaths
 from builder.model.cluster import Cluster
+from builder.pxe import seedauth
 from builder.pxe.httpserve import AccessRule, Mount
 
 DEFAULT_PORT = 8080
 
 
-def seed_rule(cluster: Cluster) -> AccessRule:
-    """Allow a seed path only to the address of the host it belongs to."""
+def seed_rule(cluster: Cluster, key: bytes) -> AccessRule:
+    """Allow a seed path only to the address of the host it belongs to, with its token."""
     owners = {n.name: str(n.address) for n in cluster.nodes}
 
-    def allow(client: str, rel: str) -> bool:
+    def allow(client: str, rel: str, authorization: str | None) -> bool:
         first = rel.split("/", 1)[0]
         host = first.removesuffix("-cidata.iso")
         owner = owners.get(host)
@@ -38,18 +40,34 @@ def seed_rule(cluster: Cluster) -> AccessRule:
                 mapped = mapped.ipv4_mapped
         except ValueError:
             return False
-        return str(mapped) == owner
+        return seedauth.token_ok(key, host, authorization) and str(mapped) == owner
 
     return allow
 
 
 def mounts(cluster: Cluster, out: OutputPaths, install_tree: str | None) -> list[Mount]:
+    """The public mounts (kickstarts, repository, PXE tree, install tree)."""
     served = [Mount("/kickstart/", out.kickstart), Mount("/repo/", out.rpms),
-              Mount("/seeds/", out.seeds, allow=seed_rule(cluster)), Mount("/pxe/", out.pxe)]
+              Mount("/pxe/", out.pxe)]
     if install_tree and not install_tree.startswith(("http://", "https://", "ftp://")) \
             and Path(install_tree).is_dir():
         served.append(Mount("/install/", Path(install_tree)))
     return served
+
+
+def seed_mount(cluster: Cluster, out: OutputPaths) -> Mount:
+    return Mount("/seeds/", out.seeds, allow=seed_rule(cluster, seedauth.token_key(out)))
+
+
+def seed_base(cluster: Cluster) -> str:
+    """Where hosts fetch their seeds: https://HOST:seed_port, or the repos.pgha server with
+    image.seeds_over_http (lab only)."""
+    parts = urllib.parse.urlsplit(cluster.repos.pgha)
+    if cluster.image.seeds_over_http:
+        return f"{parts.scheme}://{parts.netloc}"
+    host = parts.hostname or ""
+    host = f"[{host}]" if ":" in host else host
+    return f"https://{host}:{cluster.image.seed_port}"
 
 
 def default_bind(cluster: Cluster) -> tuple[str, int]:

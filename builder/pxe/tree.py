@@ -18,6 +18,9 @@ import shutil
 import urllib.parse
 from pathlib import Path
 
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
 from builder import __version__
 from builder.core.context import Context
 from builder.core.errors import PghaError
@@ -28,6 +31,7 @@ from builder.core.state import Artifact, cached_stage, input_key
 from builder.images import installsrc
 from builder.model import minorpolicy, roles
 from builder.model.cluster import Node
+from builder.pxe import seedauth, serve
 from builder.stages import kickstart
 from builder.stages.seeds import SEED_FILES, render
 
@@ -53,13 +57,22 @@ def host_context(ctx: Context, node: Node) -> dict[str, object]:
     node_roles = [roles.get(r) for r in node.roles]
     volume = next((r.data_volume for r in node_roles if r.data_volume), None)
     context = render.base_context(ctx.cluster)
-    base = serve_base(ctx)
     return {**context, "node": node, "role": node_roles[0],
             "data_volume": render.render_string(volume, context) if volume else None,
             "packages": [r.package for r in node_roles], "device": node.mac or "link",
             "netmask": str(ctx.cluster.network.cidr.netmask),
             "fqdn": f"{node.name}.{ctx.cluster.network.domain}",
-            "seed_url": f"{base}/seeds/{node.name}/", "seed_files": SEED_FILES}
+            "seed_url": f"{serve.seed_base(ctx.cluster)}/seeds/{node.name}/",
+            "seed_ca": _seed_ca(ctx), "seed_files": SEED_FILES}
+
+
+def _seed_ca(ctx: Context) -> str | None:
+    """The cluster CA certificate (PEM, re-encoded from the parsed certificate) that %post
+    checks serve's certificate with; None with image.seeds_over_http."""
+    if ctx.cluster.image.seeds_over_http:
+        return None
+    cert = x509.load_pem_x509_certificate(seedauth.ca_pem(ctx.out, ctx.cluster).encode())
+    return cert.public_bytes(serialization.Encoding.PEM).decode()
 
 
 def render_host(ctx: Context, node: Node) -> str:
@@ -94,8 +107,14 @@ def install_repo(ctx: Context, src: installsrc.InstallSource) -> str:
 
 
 def kernel_args(ctx: Context, node: Node, repo: str) -> str:
+    """The installer's command line; it carries the host's seed token and the CA fingerprint
+    that its kickstart's %post checks (builder.pxe.seedauth), so these files are secret."""
+    seed = f"pgha.seed_token={seedauth.host_token(seedauth.token_key(ctx.out), node.name)}"
+    ca = _seed_ca(ctx)
+    if ca is not None:
+        seed += f" pgha.seed_ca={seedauth.ca_fingerprint(ca)}"
     return (f"inst.ks={serve_base(ctx)}/kickstart/hosts/{node.name}.ks inst.repo={repo} "
-            "inst.text console=tty0 console=ttyS0,115200n8")
+            f"{seed} inst.text console=tty0 console=ttyS0,115200n8")
 
 
 def pxelinux_cfg(ctx: Context, node: Node, repo: str) -> str:
@@ -205,7 +224,9 @@ def build_pxe(ctx: Context, location: str | None) -> list[Artifact]:
     key = input_key("pxe", __version__, src.identity, sorted(files.items()), conf)
     names = ["pxelinux.0", "ldlinux.c32", GRUB_CORE, f"{BOOT_DIR}/vmlinuz",
              f"{BOOT_DIR}/initrd.img", *files]
-    pxe_arts = [Artifact("pxe", f"pxe/tftp/{n}") for n in names]
+    # per-host boot entries carry the host's seed token: secret, never published
+    pxe_arts = [Artifact("pxe", f"pxe/tftp/{n}", secret="-01-" in n or "/01-" in n)
+                for n in names]
     pxe_arts.append(Artifact("pxe", "pxe/dnsmasq.conf"))
 
     def write() -> None:
