@@ -56,8 +56,9 @@ def test_unchanged_then_add_db4(tmp_path: Path, built: Path) -> None:
     fates = _fates(res.output)
     assert fates["db4"] == "new seed" and fates["lb1"] == "reload"
     assert all(fates[n] == "reload" for n in ("db1", "db2", "db3")), res.output
-    assert "reloads patroni" in res.output and "haproxy.cfg changed; reloads haproxy" in \
-        res.output
+    lines = {line.split()[0]: line for line in res.output.splitlines()}
+    assert "patroni.yml changed; reloads patroni" in lines["db1"]
+    assert "/etc/haproxy/haproxy.cfg" in lines["lb1"] and "reloads haproxy" in lines["lb1"]
     check = _run(tmp_path, _cluster(tmp_path, "add", _add_db4), "check")
     assert check.exit_code == 0 and "an even number of etcd members (4" in check.output
 
