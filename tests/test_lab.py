@@ -11,7 +11,11 @@ takes it down again on any failure.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import threading
+import time
+import uuid
 from collections.abc import Iterator
 
 import labclusters
@@ -168,15 +172,58 @@ def test_load_balancer_faults(lab: labmod.Lab, case) -> None:  # type: ignore[no
     assert out.lost == [] and out.late_acks == 0
 
 
+PROBE = "pgha_async_probe"
+
+
+def commit_alone(lab: labmod.Lab, timeout: float = 3.0) -> str | None:
+    """Commit one marked row through the read-write port while no replica receives WAL: the
+    marker if the commit returned within `timeout` (it waited for no replica: asynchronous
+    mode), else None (it waits for a standby: quorum or synchronous mode)."""
+    marker = uuid.uuid4().hex
+    done = threading.Event()
+
+    def commit() -> None:
+        sql = lab.sql()
+        with contextlib.suppress(Exception):  # the primary is killed under a waiting commit
+            sql.query(sql.rw_port, f"INSERT INTO {PROBE} VALUES (%s)", (marker,))
+            done.set()
+
+    threading.Thread(target=commit, daemon=True).start()
+    return marker if done.wait(timeout) else None
+
+
+def marker_on_primary(lab: labmod.Lab, marker: str) -> bool:
+    sql = lab.sql()
+    rows = sql.query(sql.rw_port, f"SELECT count(*) FROM {PROBE} WHERE m = %s", (marker,))
+    return rows != [(0,)]
+
+
 def test_lagging_replica_async_loses_acknowledged_rows(lab: labmod.Lab) -> None:
+    """In asynchronous mode a commit the primary acknowledges while its replicas receive no WAL
+    is lost when that primary dies. Fails when asynchronous mode is not in force: the probe
+    commit then waits for a standby instead of returning."""
+    sql = lab.sql()
+    sql.query(sql.rw_port, f"CREATE TABLE IF NOT EXISTS {PROBE} (m text)")
+    probe: dict[str, str | None] = {}
+
+    def lag(old: str) -> None:
+        assert faults.stop_walsenders(lab, old), "no walsender to stop"
+        probe["marker"] = commit_alone(lab)
+        time.sleep(2)
+
     try:
         faults.set_mode(lab, "async")
-        out = cases.lag_then_kill(lab)
+        assert faults.mode_of(faults.current_config(lab)) == "async"
+        out = scenarios.run(lab, "kill primary while a replica lags (async)",
+                            lambda n: faults.kill(lab, n), lambda n: labmod.up(lab, [n]),
+                            before=lag)
     finally:
         faults.set_mode(lab, faults.mode_of(lab.cluster.patroni.model_dump()))
     check(out, strict=False)
-    if not out.lost:
-        print("NOTE: asynchronous mode lost no acknowledged row in this run")
+    marker = probe["marker"]
+    assert marker is not None, "the commit waited for a replica: asynchronous mode not applied"
+    assert not marker_on_primary(lab, marker), "the acknowledged commit survived the failover"
+    print(f"async: the probe commit and {len(out.lost)} of {out.acked} writer rows lost")
 
 
 def test_lagging_replica_default_mode_loses_nothing(lab: labmod.Lab) -> None:
