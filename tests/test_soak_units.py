@@ -167,16 +167,22 @@ def test_log_signals_count_only_what_the_run_added(tmp_path: Path) -> None:
     node = tmp_path / "db1"
     node.mkdir()
     log = node / "patroni.log"
-    log.write_text("INFO: running pg_rewind from db2\n")  # before the run
+    log.write_text("INFO: pg_rewind exit code=0\n")  # before the run
     start = logscan.sizes([node])
     with log.open("a") as f:
-        f.write("INFO: running pg_rewind from db3\nINFO: promoted self to leader by acquiring "
-                "session lock\nFATAL: requested starting point 0/5000000 is ahead of the WAL "
-                "flush position of this server 0/4FFFFF0\n")
+        f.write("INFO: running pg_rewind from db3\n"
+                "INFO: running pg_rewind from db3 in progress\n" * 3 +
+                "INFO: pg_rewind exit code=0\nINFO: running pg_rewind from db3\n"
+                "INFO: pg_rewind exit code=1\n"
+                "INFO: promoted self to leader by acquiring session lock\n"
+                "FATAL: requested starting point 0/5000000 is ahead of the WAL flush position "
+                "of this server 0/4FFFFF0\n")
     (node / "etcd.log").write_text("demoting self because DCS is not accessible\n")  # new file
     found = logscan.count([node], start)
-    assert found["pg_rewind_runs"] == 1 and found["promotions"] == 1
+    assert found["pg_rewind_runs"] == 2 and found["pg_rewind_failures"] == 1
+    assert found["promotions"] == 1
     assert found["wal_ahead_of_flush"] == 1 and found["dcs_lost_demotions"] == 1
-    assert found["pg_rewind_failures"] == 0
-    log.write_text("INFO: running pg_rewind\n")  # truncated (shorter than at the start): all
+    log.write_text("exit code=0\n")  # truncated (shorter than at the start): read whole
+    assert logscan.count([node], start)["pg_rewind_runs"] == 0
+    log.write_text("pg_rewind exit code=0\n")
     assert logscan.count([node], start)["pg_rewind_runs"] == 1

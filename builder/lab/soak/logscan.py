@@ -6,19 +6,22 @@ in the new primary's history). Counted from the bytes each log gained during the
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
-# name -> text that marks it (case-sensitive, one count per line)
-SIGNALS: dict[str, str] = {
-    "pg_rewind_runs": "running pg_rewind",
-    "pg_rewind_failures": "Failed to rewind",
-    "promotions": "promoted self to leader",
-    "dcs_lost_demotions": "demoting self because DCS is not accessible",
-    "wal_ahead_of_flush": "requested starting point",
-    "timeline_not_in_history": "is not a child of",
-    "crash_recoveries": "database system was interrupted",
-    "reinitialized": "removing data directory",
-}
+# name -> pattern of the line that marks it (one count per line). A pg_rewind is counted once,
+# when it exits (Patroni logs "running pg_rewind from <node> in progress" every loop while it
+# runs); one that exits non-zero, or that Patroni reports failed, is a failure too.
+SIGNALS: dict[str, re.Pattern[str]] = {name: re.compile(pattern) for name, pattern in {
+    "pg_rewind_runs": r"pg_rewind exit code=",
+    "pg_rewind_failures": r"pg_rewind exit code=[1-9]|Failed to rewind",
+    "promotions": r"promoted self to leader",
+    "dcs_lost_demotions": r"demoting self because DCS is not accessible",
+    "wal_ahead_of_flush": r"requested starting point .* ahead of the WAL flush",
+    "timeline_not_in_history": r"is not a child of",
+    "crash_recoveries": r"database system was interrupted",
+    "reinitialized": r"removing data directory",
+}.items()}
 
 
 def sizes(folders: list[Path]) -> dict[str, int]:
@@ -39,7 +42,7 @@ def count(folders: list[Path], start: dict[str, int]) -> dict[str, int]:
             except OSError:
                 continue
             for line in text.splitlines():
-                for name, marker in SIGNALS.items():
-                    if marker in line:
+                for name, pattern in SIGNALS.items():
+                    if pattern.search(line):
                         found[name] += 1
     return found
