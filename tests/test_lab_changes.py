@@ -7,21 +7,26 @@ cluster name, network and ports; needs root."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import changekit
 import labclusters
 import pytest
 import yaml
 
-from builder.lab import changes, status
+from builder.core.errors import PghaError
+from builder.lab import changes, status, upgrade
 from builder.lab import lab as labmod
 from builder.lab.health import wait_until
+from builder.model.roles import Role
 from builder.ops import change, rolling
+from builder.stages import specs
 
 pytestmark = [pytest.mark.lab, pytest.mark.skipif(os.geteuid() != 0, reason="the lab needs root")]
 
@@ -109,3 +114,53 @@ def test_rolling_restart_with_a_writer(lab: labmod.Lab) -> None:
     view = rolling.view(tgt)
     assert rolling.pending(view) == {} and rolling.leader(view) != old_leader
     assert _show(lab, "max_connections") == "150"
+
+
+BROKEN_AGENT = b"import sys\nsys.exit('pgha-firstboot: broken on purpose (a failed upgrade)')\n"
+
+
+def test_failed_upgrade_stops_rolled_back_and_failover_ready(
+        lab: labmod.Lab, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Build N+1 whose first-boot agent cannot start: the first node upgraded does not come
+    back, is rolled back to N, and the rollout stops with the cluster failover-ready on N."""
+    original = specs._role_files
+
+    def broken(role: Role, context: dict[str, Any]) -> list[specs.FileEntry]:
+        return [dataclasses.replace(f, content=BROKEN_AGENT)
+                if f.dest.endswith("/pgha-firstboot") else f for f in original(role, context)]
+
+    monkeypatch.setattr(specs, "_role_files", broken)
+    n1 = _release(lab, 2)
+    said: list[str] = []
+    with pytest.raises(PghaError) as failed:
+        changekit.measure(n1, lambda: upgrade.run(n1, said.append, 90))
+    assert "was rolled back to release 1" in failed.value.message, failed.value.message
+    assert any("rolling back" in s for s in said)
+    assert {upgrade.installed_release(lab, n.name) for n in lab.db_nodes} == {1}
+    assert rolling.readiness(rolling.view(changes.target(lab)),
+                             lab_config(lab), [n.name for n in lab.db_nodes])[0]
+
+
+def test_rolling_upgrade_with_a_writer(lab: labmod.Lab) -> None:
+    n1 = _release(lab, 2)
+    figures = changekit.measure(n1, lambda: upgrade.run(n1, print, 120))
+    print(figures)
+    assert [s["step"] for s in figures["result"]] == [
+        "upgrade", "upgrade", "switchover", "upgrade", "upgrade"]
+    assert {upgrade.installed_release(lab, n.name) for n in lab.net.nodes} == {2}
+    assert figures["lost"] == []
+    assert figures["primary_changes"] == 1
+    assert len(figures["write_outages_s"]) <= 1, figures
+    replica_step = max(s["seconds"] for s in figures["result"][:2])
+    assert figures["longest_read_outage_s"] <= replica_step, figures
+
+
+def _release(lab: labmod.Lab, release: int) -> labmod.Lab:
+    """The running lab as the cluster file with `release` raised describes it."""
+    return labclusters.make_lab({**DATA, "patroni": {"parameters": {
+        "work_mem": "8MB", "max_connections": 150}}, "release": release},
+        lab.link.parents[1] if lab.link else Path("output"))
+
+
+def lab_config(lab: labmod.Lab) -> dict[str, Any]:
+    return changes.target(lab).first("GET", "/config")[1]

@@ -191,5 +191,5 @@ COMMAND_MODULES = {
     "lab": "lab_cmds",
     "release": "release_cmds",
     "f5": "f5_cmds",
-    "config": "ops_cmds", "restart": "ops_cmds",
+    "config": "ops_cmds", "restart": "ops_cmds", "upgrade-plan": "ops_cmds",
 }

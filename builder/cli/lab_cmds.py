@@ -174,6 +174,34 @@ def restart(app: App, rolling: bool, everything: bool, plan_only: bool, timeout:
 
 
 @lab.command()
+@click.option("--plan", "plan_only", is_flag=True,
+              help="Print the steps (as `pgha-build upgrade-plan` would); change nothing.")
+@click.option("--timeout", default=120, show_default=True,
+              help="Seconds each node may take to be back and the cluster failover-ready.")
+@pass_app
+def upgrade(app: App, plan_only: bool, timeout: int) -> None:
+    """Rolling upgrade of the lab to the build of the cluster file's `release` (raise it):
+    replicas one at a time (rpm -U into the node, Patroni restarted, lag 0 and failover-ready
+    before the next), one switchover, the old primary, the load balancers. A node that does
+    not come back is rolled back and the upgrade stops, the cluster failover-ready."""
+    from builder.lab import changes
+    from builder.lab import upgrade as lab_upgrade
+    from builder.ops import rolling
+    from builder.ops import upgrade as ops_upgrade
+
+    lab_ = _running_lab(app)
+    if plan_only:
+        leader = rolling.leader(rolling.view(changes.target(lab_)))
+        if leader is None:
+            raise PghaError("the lab has no leader now", hint="see `pgha-build lab status`")
+        click.echo(ops_upgrade.text(lab_.cluster, ops_upgrade.plan(lab_.cluster, leader),
+                                    lab_.cluster.release))
+        return
+    lab_upgrade.run(lab_, click.echo, timeout)
+    click.echo(f"lab '{lab_.cluster.name}' runs release {lab_.cluster.release} on every node")
+
+
+@lab.command()
 @click.argument("node")
 @pass_app
 def kill(app: App, node: str) -> None:

@@ -56,3 +56,29 @@ def restart(app: App, rolling: bool, everything: bool, plan_only: bool, timeout:
                                     "restart" if everything else "pending restart"))
         return
     roll.execute(tgt, steps, click.echo, timeout)
+
+
+@cli.command("upgrade-plan")
+@click.option("--leader", metavar="NODE",
+              help="The current primary (as `patronictl list` shows it). Default: asked from "
+                   "the running cluster's Patroni REST API.")
+@pass_app
+def upgrade_plan(app: App, leader: str | None) -> None:
+    """Print the ordered steps of a rolling upgrade to the build of this cluster file (raise
+    `release` for each build): each db replica (`dnf upgrade` from the new repository, restart
+    Patroni, check lag 0 and failover-ready), one switchover, the old primary, then the load
+    balancers. Changes nothing; `pgha-build lab upgrade` runs the same steps in the lab."""
+    from builder.core.errors import PghaError
+    from builder.ops import rolling, target, upgrade
+
+    cluster = app.cluster
+    if leader is None:
+        leader = rolling.leader(rolling.view(target.of_cluster(cluster, app.output)))
+        if leader is None:
+            raise PghaError("the running cluster has no leader now",
+                            hint="fix that first (`patronictl list`), or pass --leader NODE")
+    try:
+        steps = upgrade.plan(cluster, leader)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--leader") from None
+    click.echo(upgrade.text(cluster, steps, cluster.release))

@@ -128,7 +128,7 @@ def execute(target: Target, steps: list[Step], say: Say, timeout: float = 120) -
     for step in steps:
         t0 = time.monotonic()
         if step.kind == "switchover":
-            _switchover(target, step.node, timeout)
+            switchover(target, step.node, timeout)
         else:
             _restart(target, step.node)
         v = wait_ready(target, timeout, say, after=f"{step.kind} of {step.node}",
@@ -147,7 +147,8 @@ def _restart(target: Target, node: str) -> None:
                         hint="the cluster was left failover-ready; see `patronictl list`")
 
 
-def _switchover(target: Target, old: str, timeout: float) -> None:
+def switchover(target: Target, old: str, timeout: float) -> None:
+    """POST /switchover on the leader (Patroni picks the candidate); waits for the new leader."""
     code, answer = target.call(old, "POST", "/switchover", {"leader": old}, timeout=timeout)
     if code != 200:
         raise PghaError(f"switchover from {old} refused ({code}): {answer}",
