@@ -36,7 +36,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module")
 def lab() -> Iterator[labmod.Lab]:
-    with labclusters.booted(DATA) as the_lab:
+    with labclusters.booted(DATA, timeout=180) as the_lab:
         yield the_lab
 
 
@@ -64,7 +64,7 @@ def _pgha_build(lab: labmod.Lab, cluster_file: Path, *args: str
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     return subprocess.run(["ip", "netns", "exec", lab.net.node("db1").netns, sys.executable,
                            "-m", "builder", "-c", str(cluster_file), "-o",
-                           str(lab.ctx.out.root.parent), *args],
+                           str(lab.output.root.parent), *args],
                           capture_output=True, text=True, env=env, timeout=120, check=False)
 
 

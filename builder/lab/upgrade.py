@@ -13,6 +13,7 @@ cluster failover-ready on the old release. Every build's RPMs are kept in
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -23,12 +24,14 @@ from typing import Any
 
 from builder import __version__
 from builder.core.errors import PghaError
-from builder.lab import changes, nodes
+from builder.lab import artifacts, changes, nodes
 from builder.lab.lab import PYTHON, Lab, engine_of
 from builder.model import roles
+from builder.model.cluster import Node
 from builder.ops import rolling
 from builder.ops import upgrade as plan_mod
-from builder.stages import pipeline, specs
+from builder.stages import specs
+from builder.stages.rpms import DIST
 
 
 def installed_release(lab: Lab, name: str) -> int:
@@ -69,7 +72,10 @@ def run(lab: Lab, say: rolling.Say, timeout: float = 120) -> list[dict[str, Any]
         raise PghaError(f"the lab runs release {old}; the cluster file says release {new}",
                         hint=f"set `release: {old + 1}` in the cluster file for the new build")
     old_dir = keep(lab, old)
-    pipeline.run_steps(lab.ctx, [pipeline.SPECS, pipeline.RPMS])
+    # The new build, as `lab up` takes one: built into output/<cluster>/ beside the user's
+    # artifacts (listed in its manifest), copied into the lab folder.
+    taken = artifacts.take(lab.cluster, lab.source or lab.cluster, lab.output, lab.ctx.out,
+                           lab.runner)
     new_dir = keep(lab, new, fresh=True)
     tgt = changes.target(lab)
     leader = rolling.leader(rolling.wait_ready(tgt, timeout, say))
@@ -85,6 +91,8 @@ def run(lab: Lab, say: rolling.Say, timeout: float = 120) -> list[dict[str, Any]
         took = round(time.monotonic() - t0, 2)
         say(f"{step.kind} {step.node}: done in {took:.1f}s")
         done.append({"step": step.kind, "node": step.node, "seconds": took})
+    state = json.loads(lab.state_file.read_text())
+    lab.state_file.write_text(json.dumps({**state, **taken.as_state()}, indent=2) + "\n")
     return done
 
 
@@ -123,10 +131,15 @@ def _install(lab: Lab, name: str, folder: Path, release: int, db: bool,
     before = {svc: _read(dirs.root, files) for svc, files in watched.items()}
     lab.runner.run(["rpm", "--root", str(dirs.root), "-U", "--nodeps", "--noscripts", *flags,
                     "--define", "_dbpath /var/lib/rpm",
-                    *map(str, nodes.rpms_for(node, folder, __version__, release))],
+                    *map(str, _rpms(folder, node, release))],
                    env={"HOME": str(dirs.base)})
     changed = [svc for svc, files in watched.items() if _read(dirs.root, files) != before[svc]]
     return sorted(set(changed) | ({"patroni"} if db else set()))
+
+
+def _rpms(folder: Path, node: Node, release: int) -> list[Path]:
+    names = [roles.get(roles.COMMON).package, *(roles.get(r).package for r in node.roles)]
+    return [folder / f"{n}-{__version__}-{release}{DIST}.noarch.rpm" for n in names]
 
 
 def _read(root: Path, files: list[str]) -> bytes:
