@@ -27,6 +27,7 @@ CLUSTER = labclusters.cluster_data("labsd", "10.80.16", (15016, 16016, 17016))
 FIRSTBOOT = "pgha-firstboot.service"
 # What the agent logs once per node when it applies the seed (and never again after).
 APPLIED = "enabled and started"
+EXPORTER = "pgha-exporter"
 
 
 @pytest.fixture(scope="module")
@@ -70,6 +71,8 @@ def test_each_node_booted_like_a_vm(lab: labmod.Lab) -> None:
         for svc in _services(lab, node.name):
             assert _in(lab, node.name, "systemctl", "is-active", svc) == "active"
             assert _in(lab, node.name, "systemctl", "is-enabled", svc) == "enabled"
+            if svc == EXPORTER:
+                continue  # our own unit, no drop-in
             dropins = _in(lab, node.name, "systemctl", "show", "-p", "DropInPaths", "--value", svc)
             assert f"/usr/lib/systemd/system/{svc}.service.d/50-pgha.conf" in dropins.split()
         if "db" in node.roles:  # PGDG's unit says Restart=no; our drop-in makes it on-failure
@@ -79,7 +82,8 @@ def test_each_node_booted_like_a_vm(lab: labmod.Lab) -> None:
 
 def _services(lab: labmod.Lab, name: str) -> list[str]:
     roles = lab.cluster.node(name).roles
-    return ["etcd", "patroni"] if "db" in roles else ["haproxy"]
+    exporter = [EXPORTER] if lab.cluster.monitoring.enabled else []
+    return (["etcd", "patroni"] if "db" in roles else ["haproxy"]) + exporter
 
 
 def test_every_unit_and_drop_in_we_ship_verifies(lab: labmod.Lab) -> None:
@@ -87,7 +91,8 @@ def test_every_unit_and_drop_in_we_ship_verifies(lab: labmod.Lab) -> None:
         # Every unit we ship a drop-in for (from the RPMs as installed), and pgha-firstboot.
         found = _in(lab, node.name, "sh", "-c", "ls /usr/lib/systemd/system/*.d/50-pgha.conf")
         units = [FIRSTBOOT, *(Path(d).parent.name.removesuffix(".d") for d in found.split())]
-        assert set(units) >= {f"{s}.service" for s in _services(lab, node.name)}
+        assert set(units) >= {f"{s}.service" for s in _services(lab, node.name) if s != EXPORTER}
+        units += [f"{EXPORTER}.service"] if lab.cluster.monitoring.enabled else []
         res = machine.exec_in(lab.runner, _m(lab, node.name),
                               ["systemd-analyze", "verify", "--man=no", *units], check=False)
         out = (res.stdout + res.stderr).decode()
@@ -106,7 +111,7 @@ def test_reboot_does_not_rerun_first_boot_and_the_node_rejoins(lab: labmod.Lab) 
     boots = _in(lab, node, "journalctl", "--list-boots", "--no-pager")
     assert len(re.findall(r"\b[0-9a-f]{32}\b", boots)) == 2, boots  # each boot its own ID
     journal = _in(lab, node, "journalctl", "-u", FIRSTBOOT, "-o", "cat", "--no-pager")
-    assert journal.count(APPLIED) == 2  # etcd and patroni, at the first boot only
+    assert journal.count(APPLIED) == 3  # etcd, patroni, pgha-exporter at the first boot only
     this_boot = _in(lab, node, "journalctl", "-b", "-u", FIRSTBOOT, "-o", "cat", "--no-pager")
     assert "is already configured" in this_boot and APPLIED not in this_boot
     scenarios.healthy(lab, 120)

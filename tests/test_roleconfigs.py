@@ -112,15 +112,16 @@ def test_haproxy_cfg(tmp_path):
 def test_keepalived_only_with_vip_and_two_lbs(tmp_path):
     one = _ctx(tmp_path, load_balancer={"virtual_ip": "10.77.0.100"})
     seed = seeds.render_seed(one, one.cluster.node("lb1"), _sec(one))
-    assert [s["name"] for s in seed["services"]] == ["haproxy", "pgbackrest"]  # lb1: + backup
+    assert [s["name"] for s in seed["services"]] == ["haproxy", "pgha-exporter", "pgbackrest"]  # lb1: + backup
     assert not any(f["path"].endswith("keepalived.conf") for f in seed["files"])
     nodes = [*one.cluster.model_dump(mode="json")["nodes"],
              {"name": "lb2", "roles": ["haproxy"], "address": "10.77.0.9"}]
     two = _ctx(tmp_path, nodes=nodes, load_balancer={"virtual_ip": "10.77.0.100"})
     seed1 = seeds.render_seed(two, two.cluster.node("lb1"), _sec(two))
     seed2 = seeds.render_seed(two, two.cluster.node("lb2"), _sec(two))
-    assert [s["name"] for s in seed1["services"]] == ["haproxy", "keepalived", "pgbackrest"]
-    assert [s["name"] for s in seed2["services"]] == ["haproxy", "keepalived"]
+    assert [s["name"] for s in seed1["services"]] == ["haproxy", "keepalived", "pgha-exporter",
+                                                    "pgbackrest"]
+    assert [s["name"] for s in seed2["services"]] == ["haproxy", "keepalived", "pgha-exporter"]
     k1, k2 = _file(seed1, "keepalived.conf"), _file(seed2, "keepalived.conf")
     assert "10.77.0.100/24" in k1 and "chk_haproxy" in k1
     assert "unicast_peer {\n        10.77.0.9\n" in k1

@@ -34,7 +34,8 @@ def test_seed_json_follows_the_contract(ctx):
                             "prefix": 24, "gateway": "10.77.0.1", "dns": ["10.77.0.1"],
                             "domain": "pgha.lab", "mac": None}
     assert seed["roles"] == ["db"]
-    assert [s["name"] for s in seed["services"]] == ["etcd", "pgbackrest", "patroni"]
+    assert [s["name"] for s in seed["services"]] == ["etcd", "pgbackrest", "patroni",
+                                                   "pgha-exporter"]
     assert seed["services"][0] == {"name": "etcd", "user": "etcd", "argv": ["/usr/bin/etcd"],
                                    "env_file": "/etc/etcd/etcd.conf"}
     assert seed["services"][2]["argv"] == ["/usr/bin/patroni", "/etc/patroni/patroni.yml"]

@@ -50,8 +50,13 @@ def lab() -> None:
                    "each node a machine with systemd as PID 1, booted from a Debian image with "
                    "the role RPMs and its seed ISO (docs/lab-systemd.md). Default: the running "
                    "lab's engine.")
+@click.option("--monitoring", "with_monitoring", is_flag=True,
+              help="Also start a real Prometheus in its own namespace that scrapes every node "
+                   "with the cluster's scrape configuration and alert rules (`lab alerts`; "
+                   "docs/monitoring.md).")
 @pass_app
-def up(app: App, only: str | None, timeout: int, engine: str | None) -> None:
+def up(app: App, only: str | None, timeout: int, engine: str | None,
+       with_monitoring: bool) -> None:
     """Build what is missing, boot every node from its seed, wait until healthy."""
     from builder.lab.lab import up as lab_up
 
@@ -79,6 +84,24 @@ def up(app: App, only: str | None, timeout: int, engine: str | None) -> None:
     click.echo(f"  psql: pgha-build lab psql [--ro]   or   psql \"{dsn}\"")
     click.echo("  inside a node: ip netns exec "
                f"{lab_.net.node(lab_.cluster.nodes[0].name).netns} <command>")
+    if with_monitoring:
+        from builder.lab import monitor
+
+        click.echo(f"  prometheus  {monitor.up(lab_, timeout)}  (from inside the lab; "
+                   "`pgha-build lab alerts` lists what fires)")
+
+
+@lab.command()
+@click.option("--json", "as_json", is_flag=True, help="JSON instead of a table.")
+@click.option("--all", "pending", is_flag=True, help="Pending alerts too (not only firing).")
+@pass_app
+def alerts(app: App, as_json: bool, pending: bool) -> None:
+    """The alerts the lab's Prometheus fires now (`lab up --monitoring`), with their summary;
+    exit status 0 whether or not any fires."""
+    from builder.lab import monitor
+
+    items = [a for a in monitor.alerts(_running_lab(app)) if pending or a["state"] == "firing"]
+    click.echo(json.dumps(items, indent=2) if as_json else monitor.table(items))
 
 
 @lab.command()

@@ -37,7 +37,7 @@ from builder.core.errors import PghaError
 from builder.core.log import log
 from builder.core.paths import OutputPaths
 from builder.core.run import Runner
-from builder.lab import artifacts, forward, net, nodes, vip
+from builder.lab import artifacts, forward, monitor, net, nodes, vip
 from builder.lab import preflight as lab_preflight
 from builder.lab.health import Sql, tls_context, wait_until
 from builder.lab.net import LabNet, NodeNet
@@ -76,6 +76,7 @@ def lab_cluster(cluster: Cluster, profile: str | None = None,
         data["patroni"]["synchronous_mode"] = synchronous
     if tls is not None:
         data["tls"] = {**data["tls"], "enabled": tls}
+    monitor.lab_settings(data)  # Prometheus' address as the only source, short intervals
     return Cluster.model_validate(data)
 
 
@@ -393,6 +394,7 @@ def down(lab: Lab) -> None:
         if node.netns in net.namespaces(lab.runner):
             nodes.kill(lab.runner, node)
     forward.down(lab.runner, lab.net)
+    monitor.down(lab)
     net.down(lab.runner, lab.net)
     if lab.dir.exists():
         shutil.rmtree(lab.dir)

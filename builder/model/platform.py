@@ -15,7 +15,7 @@ ROOTED_FIELDS = (
     "pg_data_dir", "pg_home", "pg_socket_dir", "pgpass", "patroni_config", "etcd_config",
     "etcd_data_dir", "haproxy_config", "haproxy_state_dir", "keepalived_config",
     "tls_dir", "run_dir", "keepalived_scripts", "pgbackrest_config", "pgbackrest_repo",
-    "pgbackrest_log", "pgbackrest_spool", "pgbackrest_lock",
+    "pgbackrest_log", "pgbackrest_spool", "pgbackrest_lock", "pgha_libexec",
 )
 
 
@@ -49,6 +49,8 @@ class Layout:
     # keepalived_unconfined_script_exec_t, so a script run from it may reach HAProxy. Rooted
     # because the lab installs the role RPMs' payload under each node's folder.
     keepalived_scripts: str = "/usr/libexec/keepalived"
+    # pgha's own programs (the first-boot agent, pgha-exporter): rooted, like the scripts above
+    pgha_libexec: str = "/usr/libexec/pgha"
     # How keepalived runs pgha's check script: "" = by its own shebang (platform-python), as
     # RHEL 8 needs: SELinux moves keepalived into the script's domain only on exec of the
     # script file itself. Debian has no platform-python: the interpreter is named.

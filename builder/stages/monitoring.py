@@ -47,6 +47,15 @@ def durations(cluster: Cluster) -> dict[str, str]:
             "no_primary": f"{after + cluster.patroni.ttl}s"}
 
 
+def fires_within(cluster: Cluster, rule: dict[str, Any]) -> int:
+    """Seconds after its fault starts by which an alert fires (the bound docs/monitoring.md
+    states and the lab test asserts): its `for:`, plus a scrape timeout, the scrape that sees
+    the fault, the evaluation that starts `for:` and the one that ends it, plus 2 s."""
+    units = {"s": 1, "m": 60, "h": 3600}
+    wait = int(rule["for"][:-1]) * units[rule["for"][-1]]
+    return wait + 4 * cluster.monitoring.scrape_interval_s + 2
+
+
 def tokens(cluster: Cluster) -> dict[str, str]:
     """<<token>> -> text, every value typed (names match NodeName, numbers are ints)."""
     db = roles.nodes_with(cluster.nodes, "postgres")
