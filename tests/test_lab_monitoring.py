@@ -32,7 +32,7 @@ CLUSTER = labclusters.cluster_data("monlab", "10.86.1", (36010, 36011, 36012))
 
 @pytest.fixture(scope="module")
 def lab() -> Iterator[labmod.Lab]:
-    with labclusters.booted(CLUSTER) as the_lab:
+    with labclusters.booted(CLUSTER, timeout=180) as the_lab:
         monitor.up(the_lab)
         yield the_lab
 
@@ -136,5 +136,5 @@ def test_replica_killed(lab: labmod.Lab) -> None:
                 ("PghaEtcdMemberDown", victim), ("PghaExporterDown", victim)}
     took = wait_for(lab, expected, bound(lab, "PghaReplicasNotStreaming"))
     print(f"replica {victim} killed: fired after {took:.1f} s")
-    labmod.up(lab, [victim], timeout=120)  # the node boots again and rejoins
+    labmod.up(lab, [victim], timeout=180)  # the node boots again and rejoins
     print(f"resolved {wait_quiet(lab, 60):.1f} s after the node was back")
