@@ -83,8 +83,15 @@ def test_every_target_is_scraped_over_tls_and_nothing_fires(lab: labmod.Lab) -> 
 
 
 def test_dashboard_expressions_return_data(lab: labmod.Lab) -> None:
-    empty = [title for title, _, expr, _ in dashboard.panels(lab.cluster)
-             if not monitor.query(lab, expr)]
+    """Every panel's expression as is; rates need two samples in their window, so an empty
+    answer is asked again for up to 60 s."""
+    panels = {title: expr for title, _, expr, _ in dashboard.panels(lab.cluster)}
+    deadline = time.monotonic() + 60
+    while True:
+        empty = [title for title, expr in panels.items() if not monitor.query(lab, expr)]
+        if not empty or time.monotonic() > deadline:
+            break
+        time.sleep(2)
     assert empty == []
 
 
