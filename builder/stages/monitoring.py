@@ -28,7 +28,7 @@ import yaml
 from builder.core.errors import PghaError
 from builder.core.paths import RESOURCES
 from builder.model import roles
-from builder.model.cluster import Cluster
+from builder.model.cluster import Cluster, Node
 from builder.stages import render
 
 ALERTS = RESOURCES / "monitoring" / "alerts.yaml"
@@ -137,6 +137,15 @@ def _tls(tls_dir: str) -> dict[str, str]:
             "key_file": f"{tls_dir}/prometheus.key"}
 
 
+EXPORTER = "pgha-exporter"
+
+
+def exporter_nodes(cluster: Cluster) -> list[Node]:
+    """The nodes one of whose roles runs pgha-exporter (role data: its `services`)."""
+    return [n for n in cluster.nodes
+            if any(EXPORTER in roles.get(r).services for r in n.roles)]
+
+
 def scrape_targets(cluster: Cluster) -> dict[str, list[tuple[str, str]]]:
     """job -> [(node, host:port)]."""
     db = roles.nodes_with(cluster.nodes, "postgres")
@@ -145,7 +154,7 @@ def scrape_targets(cluster: Cluster) -> dict[str, list[tuple[str, str]]]:
     return {
         j["patroni"]: [(n.name, f"{n.address}:{p.patroni_rest}") for n in db],
         j["etcd"]: [(n.name, f"{n.address}:{p.etcd_client}") for n in etcd],
-        j["pgha"]: [(n.name, f"{n.address}:{p.exporter}") for n in cluster.nodes],
+        j["pgha"]: [(n.name, f"{n.address}:{p.exporter}") for n in exporter_nodes(cluster)],
     }
 
 

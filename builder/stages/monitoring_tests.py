@@ -71,7 +71,7 @@ def _exporter_series(cluster: Cluster, j: dict[str, str], n: str) -> dict[str, s
     db = roles.nodes_with(cluster.nodes, "postgres")
     vip = cluster.load_balancer.virtual_ip
     cert_ok = (cluster.monitoring.cert_days + 30) * 86400
-    for node in cluster.nodes:
+    for node in monitoring.exporter_nodes(cluster):
         lab = f'job="{j["pgha"]}", node="{node.name}"'
         out[f"up{{{lab}}}"] = f"1x{n}"
         out[f'pgha_cert_not_after_seconds{{{lab}, cert="postgres"}}'] = f"{cert_ok}x{n}"
