@@ -1,6 +1,6 @@
 """Running tools: every command that runs to completion goes through Runner.run.
 
-In builder/ processes are started here and in six other places only, each for a reason:
+In builder/ processes are started here and in seven other places only, each for a reason:
 - builder/lab/lab.py: subprocess.Popen of the lab's relay, which must outlive the command
   (own session, pid file);
 - builder/lab/nodes.py: subprocess.Popen of each lab node's first-boot agent, all at once (one
@@ -11,6 +11,8 @@ In builder/ processes are started here and in six other places only, each for a 
   must outlive the command (own session, pid file);
 - builder/lab/machine_init.py: that supervisor (a script: subprocess.Popen of each boot, which
   it waits for) and, inside the machine's namespaces, `mount` runs and os.execve of systemd;
+- builder/lab/monitor.py: subprocess.Popen of the lab's Prometheus (`lab up --monitoring`),
+  which must outlive the command (own session, pid file);
 - builder/lab/preflight.py: subprocess.run of quick probes with a timeout (`ip netns list`, the
   Patroni venv's python), whose failure is a preflight line, not a ToolFailed.
 
@@ -46,6 +48,8 @@ TOOL_PACKAGES: dict[str, tuple[str, str]] = {
     "virsh": ("libvirt-clients", "libvirt-client"),
     "grub-mknetdir": ("grub-efi-amd64-bin", "grub2-tools-extra"),
     "haproxy": ("haproxy", "haproxy"),
+    "prometheus": ("prometheus", "prometheus2 (prometheus-rpm)"),
+    "promtool": ("prometheus", "prometheus2 (prometheus-rpm)"),
     "etcd": ("etcd-server", "etcd"),
     "patroni": ("pip install 'patroni[etcd3]'", "patroni patroni-etcd"),
     "ip": ("iproute2", "iproute"),
