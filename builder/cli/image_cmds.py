@@ -59,8 +59,10 @@ def images(app: App, role: str, formats: str | None, backend: str, install_sourc
     if blueprint:
         for path in cloudimage.write_blueprint(ctx, role):
             click.echo(f"wrote {path}")
+        pipeline.run_steps(ctx, [pipeline.MANIFEST])
     if not dry_run:
-        pipeline.run_steps(ctx, [pipeline.SPECS, pipeline.RPMS])
+        # the manifest now too: SHA256SUMS stays right if the image build then fails
+        pipeline.run_steps(ctx, [pipeline.SPECS, pipeline.RPMS, pipeline.MANIFEST])
         ctx.messages.clear()
     result = imagemod.build_images(ctx, opts)
     if dry_run:

@@ -76,7 +76,7 @@ def check(app: App, deep: bool, depsolve: bool) -> None:
         from builder.stages import pipeline
 
         ctx = app.context()
-        pipeline.run_steps(ctx, [pipeline.SPECS, pipeline.RPMS])
+        pipeline.run_steps(ctx, [pipeline.SPECS, pipeline.RPMS, pipeline.MANIFEST])
         for result in gate.run(ctx):
             click.echo(gate.summary(result))
     known = roles.all_roles()

@@ -174,10 +174,18 @@ def composer_sources(ctx: Context) -> dict[str, str]:
 
 
 def write_blueprint(ctx: Context, role: str) -> list[Path]:
-    """Write <role>.blueprint.toml and composer-source-*.toml beside the kickstarts."""
+    """Write <role>.blueprint.toml and composer-source-*.toml beside the kickstarts, recorded
+    as artifacts (owners "blueprint-<role>" and "composer-sources": the manifest lists them)."""
+    from builder.core.state import artifact, input_key, save
+
     paths = [ctx.out.kickstart / f"{role}.blueprint.toml"]
     atomic_write(paths[0], blueprint(ctx, role))
+    save(ctx.out, f"blueprint-{role}", input_key(role),
+         [artifact(ctx.out, "blueprint", paths[0], role=role)])
+    sources = []
     for name, text in composer_sources(ctx).items():
-        paths.append(ctx.out.kickstart / f"composer-source-{name}.toml")
-        atomic_write(paths[-1], text)
-    return paths
+        sources.append(ctx.out.kickstart / f"composer-source-{name}.toml")
+        atomic_write(sources[-1], text)
+    save(ctx.out, "composer-sources", input_key("composer-sources"),
+         [artifact(ctx.out, "composer-source", p) for p in sources])
+    return paths + sources
