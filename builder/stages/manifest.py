@@ -14,8 +14,9 @@ manifest step, the last of every command that writes artifacts:
    writes it again on its next run;
 4. writes manifest.json (every artifact) and SHA256SUMS (those without secrets, which seeds and
    host kickstarts hold: a publisher refuses them), so `sha256sum -c SHA256SUMS` passes.
-Files of the folder that are not artifacts: .state/ and .work/ (bookkeeping), secrets.yaml
-and pki/ (the key store), the lab link, manifest.json and SHA256SUMS themselves.
+Files of the folder that are not artifacts: .state/ and .work/ (bookkeeping), secrets.yaml,
+pki/ and serve.key (the key store: passwords, CA and certificates, the seed tokens' key), the
+lab link, manifest.json and SHA256SUMS themselves.
 """
 
 from __future__ import annotations
@@ -34,7 +35,8 @@ from builder.model import roles
 from builder.model.cluster import SCHEMA_VERSION, Cluster
 
 MANIFEST_VERSION = 2
-NOT_ARTIFACTS = (".state", ".work", "secrets.yaml", "pki", "lab", "manifest.json", "SHA256SUMS")
+NOT_ARTIFACTS = (".state", ".work", "secrets.yaml", "pki", "serve.key", "lab", "manifest.json",
+                 "SHA256SUMS")
 
 
 @dataclass(frozen=True)
