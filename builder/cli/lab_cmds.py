@@ -271,6 +271,47 @@ def switchover(app: App, candidate: str | None) -> None:
     click.echo(f"switched over from {result['from']} to {result['to']}")
 
 
+@lab.command(name="backup")
+@click.option("--type", "kind", type=click.Choice(["full", "diff", "incr"]), default="full",
+              show_default=True, help="full: every file; diff: changed since the last full; "
+              "incr: changed since the last backup of any type.")
+@pass_app
+def backup_(app: App, kind: str) -> None:
+    """Back up the cluster now with pgBackRest, on the repository node (the backup role),
+    from whichever node is the primary, as its systemd timers do (docs/backup.md)."""
+    import time
+
+    from builder.lab import backup
+
+    lab_ = _running_lab(app)
+    t0 = time.monotonic()
+    last = backup.run_backup(lab_, kind)
+    click.echo(f"backup {last['label']} ({last['type']}) done in {time.monotonic() - t0:.1f}s: "
+               f"{last['size'] / 1e6:.1f} MB of data, {last['repo_size'] / 1e6:.1f} MB stored "
+               f"in the repository on {backup.repo_node(lab_).name}; WAL "
+               f"{last['wal_start']}..{last['wal_stop']}")
+
+
+@lab.command()
+@click.option("--time", "target", metavar="TIME",
+              help="Restore to this moment, e.g. '2026-12-03 17:00:00+00' (with its time zone).")
+@click.option("--latest", is_flag=True, help="Restore to the end of the WAL archive.")
+@click.option("--timeout", default=300, show_default=True, help="Seconds per step.")
+@pass_app
+def restore(app: App, target: str | None, latest: bool, timeout: int) -> None:
+    """Point-in-time restore of the whole cluster from the backup repository: Patroni stopped
+    and its DCS state removed, the restore on one node, Patroni leading from the restored data,
+    a new full backup, the other nodes restored from it (docs/backup.md)."""
+    from builder.lab import restore as restoremod
+
+    if (target is None) == (not latest):
+        raise click.UsageError("give exactly one of --time TIME or --latest")
+    done = restoremod.restore(_running_lab(app), None if latest else target, timeout)
+    click.echo(f"restored to {done['target']} on {done['node']}: data back after "
+               f"{done['restore_s']}s, leading after {done['leader_s']}s, new full backup "
+               f"{done['backup']}, every node streaming after {done['ready_s']}s")
+
+
 @lab.command()
 @click.argument("node")
 @click.option("--timeout", default=180, show_default=True,

@@ -234,6 +234,10 @@ def up(lab: Lab, only: list[str] | None = None, timeout: float = 120,
 
     wait_failover_ready(lab, timeout)
     t_ready = time.monotonic()
+    from builder.lab import backup
+
+    if backup.enabled(lab):  # as the repository host's pgha-backup-init timer does
+        backup.stanza_create(lab)
     return {"build_s": t_built - t0, "boot_s": t_booted - t_built,
             "rw_s": t_rw - t_built, "ro_s": t_ro - t_built, "ready_s": t_ready - t_built,
             "total_s": t_ready - t0}

@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from builder.lab import artifacts, vip
+from builder.lab import artifacts, backup, vip
 from builder.lab.health import http
 from builder.lab.lab import HOST, Lab
 from builder.lab.net import namespaces
@@ -89,6 +89,7 @@ def collect(lab: Lab) -> dict[str, Any]:
         "load_balancers": load_balancers(lab) if running else [],
         "virtual_ip": lab.vip,
         "vip_holder": vip.holder(lab) if running else None,
+        "backup": backup.status(lab) if running else None,
         "endpoints": {"read_write": f"{HOST}:{ports['rw']}", "read_only": f"{HOST}:{ports['ro']}",
                       "stats": f"{'https' if lab.cluster.tls.enabled else 'http'}://{HOST}:"
                                f"{ports['stats']}/",
@@ -134,6 +135,7 @@ def table(data: dict[str, Any]) -> str:
     for b in data["backends"]:
         lines.append(f"{b['listener']:<10} {b['server']:<8} {b['status']}")
     lines += ["", *_lb_lines(data)]
+    lines += ["", *backup.lines(data.get("backup"))]
     arts = data.get("artifacts")
     if arts:
         note = "" if arts["current"] else " (changed since: `lab up` after `lab down` runs it)"

@@ -1,0 +1,145 @@
+"""`lab restore`: a point-in-time restore of the whole cluster from the pgBackRest repository.
+
+The steps are the runbook of docs/backup.md, as commands on the lab's nodes:
+1. if a primary still answers, `pgbackrest check` (switches WAL: what was written is archived);
+2. Patroni stopped on every database node (it stops PostgreSQL) and its DCS state removed
+   (`patronictl remove`), so nothing promotes or clones while the data is replaced;
+3. on one node: its data directory moved aside, `pgbackrest restore` to the target (a time, or
+   the end of the archive), PostgreSQL started alone to replay and promote, its recovery
+   settings reset, stopped cleanly;
+4. Patroni started there: it initialises the DCS from the restored data and leads;
+5. a full backup of the new timeline (the old timeline's backups cannot seed its replicas);
+6. the other nodes' data removed and their Patroni started: each is restored from that backup
+   (create_replica_methods: pgbackrest) and streams.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import time
+from typing import TYPE_CHECKING, Any
+
+from builder.core.errors import PghaError
+from builder.core.log import log
+from builder.lab import backup, faults, nodes
+from builder.lab import lab as labmod
+from builder.lab.health import wait_until
+from builder.lab.readiness import leader
+
+if TYPE_CHECKING:
+    from builder.lab.lab import Lab
+
+
+def _data_dir(lab: Lab, name: str) -> str:
+    return str(lab.node_dirs(name).root / lab.layout.pg_data_dir.lstrip("/"))
+
+
+def _socket(lab: Lab, name: str) -> str:
+    return str(lab.node_dirs(name).root / lab.layout.pg_socket_dir.lstrip("/"))
+
+
+def stop_patroni(lab: Lab, names: list[str], timeout: float = 90) -> None:
+    """SIGTERM every Patroni at once (each stops its PostgreSQL); wait until both are gone."""
+    for name in names:
+        for pid in faults.pids_matching(lab, name, "patroni"):
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+
+    def gone() -> bool:
+        return not any(faults.pids_matching(lab, n, needle)
+                       for n in names for needle in ("patroni", "postgres:", "bin/postgres"))
+
+    wait_until("Patroni and PostgreSQL stopped on every database node", gone, timeout)
+
+
+def clear_dcs(lab: Lab, name: str) -> None:
+    """`patronictl remove <scope>` (it asks for the name and a confirmation)."""
+    dirs = lab.node_dirs(name)
+    config = dirs.root / lab.layout.patroni_config.lstrip("/")
+    exe = os.path.join(os.path.dirname(lab.layout.patroni_bin), "patronictl")
+    scope = lab.cluster.name
+    lab.runner.run(["ip", "netns", "exec", lab.net.node(name).netns, exe, "-c", str(config),
+                    "remove", scope], input=f"{scope}\nYes I am aware\n".encode(), check=False)
+
+
+def _pg(lab: Lab, name: str, *args: str, check: bool = True) -> str:
+    exe = os.path.join(lab.layout.pg_bin_dir, args[0])
+    proc = lab.runner.run(backup.as_postgres(lab, name, [exe, *args[1:]]), check=check)
+    return proc.stdout.decode(errors="replace")
+
+
+def restore_node(lab: Lab, name: str, target: str | None) -> None:
+    """Steps 3: restore, replay to the target, promote, reset the recovery settings, stop."""
+    data = _data_dir(lab, name)
+    aside = data + ".before-restore"
+    shutil.rmtree(aside, ignore_errors=True)
+    if os.path.exists(data):
+        os.rename(data, aside)
+    os.makedirs(data, mode=0o700)
+    shutil.chown(data, lab.layout.postgres_user, lab.layout.postgres_user)
+    args = ["restore"]
+    if target is not None:
+        args += ["--type=time", f"--target={target}", "--target-action=promote"]
+    backup.pgbackrest(lab, *args, node=name)
+    log_file = str(lab.node_dirs(name).root / lab.layout.pgbackrest_log.lstrip("/")
+                   / "restore-postgres.log")
+    sock = _socket(lab, name)
+    _pg(lab, name, "pg_ctl", "-D", data, "-l", log_file, "-w", "-t", "600", "-o",
+        _local_settings(lab, name, data, sock), "start")
+
+    def promoted() -> bool:
+        out = _pg(lab, name, "psql", "-h", sock, "-U", lab.layout.postgres_user, "-d",
+                  "postgres", "-XAtc", "SELECT pg_is_in_recovery()", check=False)
+        return out.strip() == "f"
+
+    wait_until(f"{name}: recovery to the target and promotion", promoted, 600, 0.5)
+    _pg(lab, name, "psql", "-h", sock, "-U", lab.layout.postgres_user, "-d", "postgres",
+        "-XAtc", "ALTER SYSTEM RESET ALL")  # pgBackRest's restore_command and target
+    _pg(lab, name, "pg_ctl", "-D", data, "-m", "fast", "-w", "stop")
+
+
+def _local_settings(lab: Lab, name: str, data: str, sock: str) -> str:
+    """pg_ctl -o: this node's own settings over the restored postgresql.conf (the primary's at
+    backup time: on real nodes the same paths; in the lab each node's are under its folder),
+    and no TCP listener, so no client reaches the database before Patroni leads it."""
+    conf = backup.config_of(lab, name)
+    push = (f"{lab.layout.pgbackrest_bin} --config={conf} "
+            f"--stanza={backup.backupmodel.stanza(lab.cluster)} archive-push %p")
+    return (f"-c listen_addresses='' -c unix_socket_directories='{sock}' "
+            f"-c hba_file='{data}/pg_hba.conf' -c ident_file='{data}/pg_ident.conf' "
+            f"-c archive_command='{push}'")
+
+
+def restore(lab: Lab, target: str | None, timeout: float = 300) -> dict[str, Any]:
+    """The whole cluster back to `target` (a time pgBackRest reads, e.g. '2026-12-03
+    17:00:00+00'), or to the end of the WAL archive (None). Returns timings and the node that
+    was restored."""
+    repo = backup.repo_node(lab)
+    dbs = [n.name for n in lab.db_nodes]
+    t0 = time.monotonic()
+    try:
+        backup.pgbackrest(lab, "check")  # the WAL written so far reaches the archive
+    except PghaError as exc:
+        log.warning("no primary to switch WAL from (%s): restoring what the archive holds",
+                    str(exc).splitlines()[0])
+    stop_patroni(lab, dbs)
+    clear_dcs(lab, dbs[0])
+    first = dbs[0]
+    restore_node(lab, first, target)
+    t_restored = time.monotonic()
+    nodes.boot(labmod.PYTHON, lab.node_dirs(first), lab.net.node(first).netns, timeout)
+    wait_until(f"{first} leading the restored cluster", lambda: leader(lab) == first, timeout)
+    wait_until("writes on the restored primary", lab.sql().can_write, timeout)
+    t_leader = time.monotonic()
+    full = backup.run_backup(lab, "full")
+    for name in dbs[1:]:
+        shutil.rmtree(_data_dir(lab, name), ignore_errors=True)
+    labmod.up(lab, dbs[1:], timeout=timeout)
+    t_ready = time.monotonic()
+    return {"node": first, "repository": repo.name, "target": target or "latest",
+            "restore_s": round(t_restored - t0, 1), "leader_s": round(t_leader - t0, 1),
+            "backup": full["label"], "ready_s": round(t_ready - t0, 1)}
