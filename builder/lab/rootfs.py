@@ -50,10 +50,11 @@ DEFAULT_CACHE = "/var/cache/pgha-lab"
 RECIPE = 1  # bump when sealing changes: a new cache key
 PACKAGES = (
     "systemd", "systemd-sysv", "dbus", "python3", "rpm", "xorriso", "util-linux", "iproute2",
-    "procps", "postgresql-15", "etcd-server", "haproxy", "keepalived",
+    "procps", "postgresql-15", "etcd-server", "haproxy", "keepalived", "pgbackrest",
 )
 # Enabled by Debian's maintainer scripts, shipped disabled on RHEL 8.
-DEBIAN_ENABLED = ("etcd.service", "haproxy.service", "keepalived.service", "postgresql.service")
+DEBIAN_ENABLED = ("etcd.service", "haproxy.service", "keepalived.service", "postgresql.service",
+                  "pgbackrest.service")
 PG_VERSION = 15
 LAB_VENV_MOUNTPOINT = "opt/pgha-lab/venv"
 RPM_MACROS = "%_dbpath /var/lib/rpm\n"
