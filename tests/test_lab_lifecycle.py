@@ -1,8 +1,10 @@
 """A re-imaged VM joins again from the same RPMs and seed (issue 19), on a real lab with a
 writer through the read-write port: `lab replace` of a replica (no write outage, nothing
-lost) and of the primary after it was killed (a failover, nothing lost); after each, the etcd
-member list shows db1-db3, every one healthy and voting, and the cluster can fail over. Its
-own cluster name, network and ports; needs root. The figures are printed (pytest -s)."""
+lost) and of the primary after it was killed (a failover, nothing lost); db4 added to the
+cluster file and `lab add`ed, then deleted and `lab remove`d (no outage, nothing lost). After
+each, the etcd member list shows the cluster file's db nodes, every one healthy and voting,
+and the cluster can fail over. Its own cluster name, network and ports; needs root. The
+figures are printed (pytest -s)."""
 
 from __future__ import annotations
 
@@ -30,14 +32,14 @@ def lab() -> Iterator[labmod.Lab]:
         yield the_lab
 
 
-def _whole(lab: labmod.Lab) -> None:
-    """etcd: db1-db3, all started, voting and healthy; Patroni: db1-db3, able to fail over."""
+def _whole(lab: labmod.Lab, dbs: list[str] = DBS) -> None:
+    """etcd: `dbs`, all started, voting and healthy; Patroni: `dbs`, able to fail over."""
     members = lifecycle.etcd_members(lab)
     assert [(m["name"], m["started"], m["learner"], m["healthy"]) for m in members] == [
-        (name, True, False, True) for name in DBS], members
+        (name, True, False, True) for name in dbs], members
     wait_failover_ready(lab, 60)
     view = cluster_view(lab) or {}
-    assert sorted(m["name"] for m in view.get("members", [])) == DBS
+    assert sorted(m["name"] for m in view.get("members", [])) == dbs
 
 
 def _replica(lab: labmod.Lab) -> str:
@@ -77,3 +79,37 @@ def test_replace_the_primary_after_killing_it(lab: labmod.Lab) -> None:
     assert figures["lost"] == []
     assert leader(lab) not in (None, primary)
     _whole(lab)
+
+
+def test_add_db4_then_remove_it_under_writes(lab: labmod.Lab) -> None:
+    assert lab.link is not None
+    output = lab.link.parent.parent
+    db4 = {"name": "db4", "roles": ["db"], "address": "10.81.1.14"}
+    bigger = labclusters.make_lab({**DATA, "nodes": [*DATA["nodes"], db4]}, output)
+    primary = leader(lab)
+    try:
+        figures = changekit.measure(bigger, lambda: lifecycle.add(bigger, "db4", 180))
+        done = figures.pop("result")
+        print(f"\nadd db4: ready after {done['ready_s']}s, all agents done after "
+              f"{done['total_s']}s, etcd {lifecycle.etcd_line(done['etcd'])}, {figures}")
+        assert figures["lost"] == [] and figures["primary_changes"] == 0
+        assert figures["longest_write_outage_s"] < 3.0  # see the replica case
+        _whole(bigger, [*DBS, "db4"])
+        cfg = (bigger.node_dirs("lb1").root / "etc/haproxy/haproxy.cfg").read_text()
+        assert "10.81.1.14" in cfg
+
+        figures = changekit.measure(lab, lambda: lifecycle.remove(lab, "db4", 180))
+        done = figures.pop("result")
+        print(f"remove db4: {done['total_s']}s, etcd {lifecycle.etcd_line(done['etcd'])}, "
+              f"{figures}")
+    except BaseException:
+        labmod.down(bigger)  # db4's namespace too
+        raise
+    assert figures["lost"] == [] and figures["primary_changes"] == 0
+    assert figures["longest_write_outage_s"] < 3.0
+    assert leader(lab) == primary
+    _whole(lab)
+    cfg = (lab.node_dirs("lb1").root / "etc/haproxy/haproxy.cfg").read_text()
+    hba = (lab.node_dirs(primary).root / "etc/patroni/patroni.yml").read_text()
+    assert "10.81.1.14" not in cfg and "10.81.1.14" not in hba
+    assert not (lab.dir / "db4").exists()

@@ -330,6 +330,40 @@ def replace(app: App, node: str, timeout: int) -> None:
 
 
 @lab.command()
+@click.argument("node")
+@click.option("--timeout", default=180, show_default=True,
+              help="Seconds to wait until the cluster can fail over again.")
+@pass_app
+def add(app: App, node: str, timeout: int) -> None:
+    """Boot NODE, new in the cluster file: the running nodes apply their changed seeds (reload:
+    pg_hba, HAProxy backends, etcd and Patroni hosts) while NODE boots from its seed and joins
+    (docs/lifecycle.md). Check first with `pgha-build plan`."""
+    from builder.lab import lifecycle
+
+    done = lifecycle.add(_running_lab(app), node, timeout)
+    click.echo(f"{node} added: streaming and the cluster able to fail over after "
+               f"{done['ready_s']:.1f}s (every agent done after {done['total_s']:.1f}s)")
+    click.echo(f"  etcd members: {lifecycle.etcd_line(done['etcd'])}")
+
+
+@lab.command()
+@click.argument("node")
+@click.option("--timeout", default=180, show_default=True,
+              help="Seconds to wait until the cluster can fail over again.")
+@pass_app
+def remove(app: App, node: str, timeout: int) -> None:
+    """Shut NODE down after it was deleted from the cluster file; the other nodes apply their
+    changed seeds (reload; etcd member removed, HAProxy and pg_hba no longer admit it).
+    Refused for the primary: switch over first."""
+    from builder.lab import lifecycle
+
+    done = lifecycle.remove(_running_lab(app), node, timeout)
+    click.echo(f"{node} removed in {done['total_s']:.1f}s (the others reloaded in "
+               f"{done['reload_s']:.1f}s)")
+    click.echo(f"  etcd members: {lifecycle.etcd_line(done['etcd'])}")
+
+
+@lab.command()
 @pass_app
 def down(app: App) -> None:
     """Stop everything; remove namespaces, links, routes and the lab's data."""

@@ -1,6 +1,7 @@
 """`lab replace NODE`: a lost VM re-imaged and booted again from the same RPMs and seed, as an
 operator does it; changed seeds applied to running nodes (the one way a node's files change
-after first boot); and the etcd member list as the cluster sees it.
+after first boot); `lab add NODE` / `lab remove NODE` after the cluster file changed; and the
+etcd member list as the cluster sees it.
 
 Boundary: wiping a node (every process of it gone, its folder removed: the disk lost, with the
 process or the systemd engine) and booting it again through lab.up, which installs the same
@@ -21,11 +22,11 @@ from typing import Any
 
 from builder.core.errors import PghaError
 from builder.core.log import log
+from builder.lab import artifacts, net, nodes
 from builder.lab import lab as labmod
-from builder.lab import net, nodes
-from builder.lab.health import tls_context
+from builder.lab.health import tls_context, wait_until
 from builder.lab.lab import PYTHON, Lab
-from builder.model import roles
+from builder.model import roles, tlsplan
 from builder.model.secrets import Secrets
 
 _NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
@@ -124,6 +125,19 @@ def replace(lab: Lab, name: str, timeout: float = 120) -> dict[str, Any]:
             "ready_s": round(t_ready - t_wiped, 2), "etcd": members}
 
 
+def start_seeds(lab: Lab, names: list[str], secrets: Secrets | None = None,
+                timeout: float = 120) -> tuple[dict[str, Any], dict[str, nodes.NodeDirs]]:
+    """Render the named nodes' seeds again and start each node's own agent on its new seed
+    (--force); returns the running agents and the nodes' folders (nodes.wait_booted)."""
+    sec = secrets or lab.secrets()
+    dirs = {n: lab.node_dirs(n) for n in names}
+    for name, d in dirs.items():
+        nodes.write_seed(lab.ctx, lab.cluster.node(name), sec, d)
+    agents = {name: nodes.boot(PYTHON, d, lab.net.node(name).netns, timeout)
+              for name, d in dirs.items()}
+    return agents, dirs
+
+
 def apply_seeds(lab: Lab, names: list[str] | None = None, secrets: Secrets | None = None,
                 timeout: float = 120) -> float:
     """Render the seeds of the running nodes `names` (default: all) again from the lab's cluster
@@ -131,11 +145,74 @@ def apply_seeds(lab: Lab, names: list[str] | None = None, secrets: Secrets | Non
     configured VM: files written, running services reloaded (never bootstrapped again), etcd
     members the seed no longer lists removed once gone. Returns the seconds it took."""
     start = time.monotonic()
-    sec = secrets or lab.secrets()
-    dirs = {n: lab.node_dirs(n) for n in names or [n.name for n in lab.cluster.nodes]}
-    for name, d in dirs.items():
-        nodes.write_seed(lab.ctx, lab.cluster.node(name), sec, d)
-    agents = {name: nodes.boot(PYTHON, d, lab.net.node(name).netns, timeout)
-              for name, d in dirs.items()}
+    agents, dirs = start_seeds(lab, names or [n.name for n in lab.cluster.nodes], secrets,
+                               timeout)
     nodes.wait_booted(agents, dirs)
     return time.monotonic() - start
+
+
+def _booted(lab: Lab) -> list[str]:
+    """The cluster file's nodes that have a folder in the lab (booted before)."""
+    return [n.name for n in lab.cluster.nodes if lab.node_dirs(n.name).root.is_dir()]
+
+
+def add(lab: Lab, name: str, timeout: float = 180) -> dict[str, Any]:
+    """NODE is new in the cluster file: the running nodes get their changed seeds (they admit
+    it: pg_hba, HAProxy backends, firewall sources; reloaded) while it boots from its seed and
+    joins (an etcd learner promoted, a Patroni replica cloned)."""
+    if not lab.running():
+        raise PghaError(f"lab '{lab.cluster.name}' is not running", hint="pgha-build lab up")
+    lab.cluster.node(name)
+    if lab.node_dirs(name).base.exists():
+        raise PghaError(f"{name} is already in the lab",
+                        hint=f"`pgha-build lab replace {name}` re-images it")
+    t0 = time.monotonic()
+    # its certificates issued in output/<cluster>/pki/ (the user's), copied as `lab up` does
+    tlsplan.load_secrets(lab.output, lab.cluster)
+    artifacts.copy_keys(lab.output, lab.ctx.out)
+    # The running nodes' agents and the new node's boot at once, as on VMs: the others write
+    # and reload in seconds, then wait (their failover check lists the new node) until it is
+    # a member; the new node's clone retries until the primary admits it.
+    agents, dirs = start_seeds(lab, [n for n in _booted(lab) if n != name], timeout=timeout)
+    net.up(lab.runner, lab.net)
+    labmod.up(lab, [name], timeout=timeout)
+    t_ready = time.monotonic()
+    nodes.wait_booted(agents, dirs)
+    return {"node": name, "ready_s": round(t_ready - t0, 2),
+            "total_s": round(time.monotonic() - t0, 2), "etcd": etcd_members(lab)}
+
+
+def _former(lab: Lab, name: str) -> net.NodeNet:
+    """The network of a node the cluster file no longer has (named as LabNet.of names them)."""
+    return net.former_node(lab.cluster.name, name)
+
+
+def remove(lab: Lab, name: str, timeout: float = 180) -> dict[str, Any]:
+    """NODE is gone from the cluster file: it is shut down (processes, namespace, folder), then
+    the other nodes get their changed seeds: their agents remove its etcd member, HAProxy and
+    pg_hba stop admitting it. The primary is refused: switch over first."""
+    from builder.lab.readiness import leader, wait_failover_ready
+    from builder.lab.status import cluster_view
+
+    if not lab.running():
+        raise PghaError(f"lab '{lab.cluster.name}' is not running", hint="pgha-build lab up")
+    if any(n.name == name for n in lab.cluster.nodes):
+        raise PghaError(f"{name} is still in the cluster file",
+                        hint="delete it from the file first (`pgha-build plan` shows the fates)")
+    if not (lab.dir / name).is_dir():
+        raise PghaError(f"{name} is not in the lab", hint="nothing to remove")
+    if leader(lab) == name:
+        raise PghaError(f"{name} is the primary", hint="pgha-build lab switchover first")
+    t0 = time.monotonic()
+    node = _former(lab, name)
+    if node.netns in net.namespaces(lab.runner):
+        nodes.kill(lab.runner, node)
+        net.ip(lab.runner, "netns", "del", node.netns)
+    net.ip(lab.runner, "link", "del", node.veth, check=False)
+    shutil.rmtree(lab.dir / name, ignore_errors=True)
+    reload_s = apply_seeds(lab, _booted(lab), timeout=timeout)
+    wait_until(f"{name} gone from Patroni's members", lambda: name not in [
+        m.get("name") for m in (cluster_view(lab) or {}).get("members", [])], timeout, 0.5)
+    wait_failover_ready(lab, timeout)
+    return {"node": name, "reload_s": round(reload_s, 2),
+            "total_s": round(time.monotonic() - t0, 2), "etcd": etcd_members(lab)}

@@ -77,6 +77,12 @@ class LabNet:
         return ipaddress.IPv4Address(address) in ipaddress.IPv4Network(self.cidr)
 
 
+def former_node(cluster: str, name: str) -> NodeNet:
+    """The network names of a node the cluster file no longer has (as LabNet.of named them)."""
+    ns = f"{cluster}-{name}"
+    return NodeNet(name=name, netns=ns, veth=_ifname("vp", ns), address="")
+
+
 def ip(runner: Runner, *args: str, check: bool = True) -> str:
     proc = runner.run(["ip", *args], check=check)
     return proc.stdout.decode(errors="replace")

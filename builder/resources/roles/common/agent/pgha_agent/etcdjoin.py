@@ -41,7 +41,8 @@ PROBE_TIMEOUT = 3.0
 RETRY_EVERY = 1.0
 # etcd's answers (gRPC status messages) that mean "not now", not "never".
 TRANSIENT = ("too many learner members", "unhealthy cluster", "in sync with leader",
-             "request timed out", "leader changed", "no leader", "not capable")
+             "timed out", "leader changed", "no leader", "not capable")
+CHANGE_TIMEOUT = 10.0  # a membership change goes through raft: slower than a read
 
 _NO_PROXY = urllib.request.ProxyHandler({})
 
@@ -145,8 +146,15 @@ def remove_stale(gateway, base, spec, member):
                 spec["name"], member["ID"], url))
     LOG.info("etcd: removing the stale member %s (id %s, %s): this node was re-imaged",
              spec["name"], member["ID"], url)
-    _retry("removing member " + member["ID"],
-           lambda: gateway.post(base, "/v3/cluster/member/remove", {"ID": member["ID"]}), 60)
+    _retry("removing member " + member["ID"], lambda: _remove(gateway, base, member["ID"]), 60)
+
+
+def _remove(gateway, base, member_id):
+    """Remove a member; one already gone (another node removed it first) counts as done."""
+    answer = gateway.post(base, "/v3/cluster/member/remove", {"ID": member_id}, CHANGE_TIMEOUT)
+    if "member not found" in answer.get("error", ""):
+        return {"note": "already removed"}
+    return answer
 
 
 def initial_cluster(members, spec, new_id):
@@ -197,8 +205,8 @@ def prepare(root, seed, timeout):
     if mine is not None:
         remove_stale(gateway, base, spec, mine)
     added = _retry("adding this node as a learner", lambda: gateway.post(
-        base, "/v3/cluster/member/add", {"peerURLs": [spec["peer_url"]], "isLearner": True}),
-        timeout)
+        base, "/v3/cluster/member/add", {"peerURLs": [spec["peer_url"]], "isLearner": True},
+        CHANGE_TIMEOUT), timeout)
     new_id = added["member"]["ID"]
     LOG.info("etcd: added %s as learner %s through %s", spec["name"], new_id, base)
     write_env(root, seed, spec, initial_cluster(added["members"], spec, new_id), "existing")
@@ -222,7 +230,8 @@ def promote(root, seed, member_id, timeout, alive=lambda: None):
 
 
 def _promote_once(gateway, base, member_id):
-    answer = gateway.post(base, "/v3/cluster/member/promote", {"ID": member_id})
+    answer = gateway.post(base, "/v3/cluster/member/promote", {"ID": member_id},
+                          CHANGE_TIMEOUT)
     if "can only promote a learner member" == answer.get("error", "").split(": ")[-1]:
         return {"note": " (already)"}
     return answer
@@ -258,5 +267,5 @@ def prune(root, seed):
             continue
         LOG.info("etcd: removing member %s (id %s, %s): not in this seed, not answering",
                  member.get("name"), member["ID"], url)
-        _retry("removing member " + member["ID"], lambda: gateway.post(
-            base, "/v3/cluster/member/remove", {"ID": member["ID"]}), 60)
+        _retry("removing member " + member["ID"],
+               lambda: _remove(gateway, base, member["ID"]), 60)
