@@ -24,7 +24,8 @@ from builder.release.httpclient import RetryPolicy
 ARGS: dict[str, list[str]] = {
     "render": ["--host", "db1"], "images": ["--role", "db"], "release": ["--tag", "v1.0.0"],
     "kill": ["db1"], "partition": ["db1"], "heal": ["db1"], "exec": ["db1", "true"],
-    "reboot": ["db1"], "replace": ["db1"], "add": ["db1"], "remove": ["db1"], "restart": ["--rolling"],
+    "reboot": ["db1"], "replace": ["db1"], "add": ["db1"], "remove": ["db1"],
+    "restore": ["--latest"], "restart": ["--rolling"],
 }
 # Commands that never read the cluster file (they are run with the other cases below).
 NO_CLUSTER = {"init", "schema"}
