@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-AGENT = Path(__file__).resolve().parent.parent / "builder" / "resources" / "roles" / "common" / "agent"
+AGENT = Path(__file__).resolve().parent.parent / "roles" / "common" / "agent"
 sys.path.insert(0, str(AGENT))
 
 from pgha_agent import system

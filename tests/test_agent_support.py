@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-AGENT_DIR = REPO / "builder" / "resources" / "roles" / "common" / "agent"
+AGENT_DIR = REPO / "roles" / "common" / "agent"
 AGENT = AGENT_DIR / "pgha-firstboot"
 # Services run as `nobody` when the tests run as root: /root/.pyenv is not readable by it.
 SERVICE_PYTHON = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.executable

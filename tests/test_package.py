@@ -65,7 +65,7 @@ def test_sdist_and_wheel_carry_the_data_and_one_version(dist: Path) -> None:
     assert not [n for n in names if n.split("/")[0] not in ("builder", dist_info)]
     with tarfile.open(sdist) as tar:
         members = tar.getnames()
-    assert f"pgha_build-{__version__}/builder/resources/roles/haproxy/role.yaml" in members
+    assert f"pgha_build-{__version__}/roles/haproxy/role.yaml" in members
 
 
 @pytest.mark.skipif(not shutil.which("rpmbuild"), reason="rpmbuild is needed: scripts/setup")
@@ -93,3 +93,17 @@ def test_wheel_in_a_fresh_venv_builds_from_any_folder(dist: Path, tmp_path: Path
                                                 "pgha-role-haproxy"], rpms
     kickstarts = sorted(p.name for p in (work / "output" / "pgha" / "kickstart").glob("*.ks"))
     assert kickstarts == ["db.ks", "haproxy.ks"]
+
+
+def test_pyproject_lists_every_builder_package_and_maps_the_data_folders() -> None:
+    """pyproject.toml names the packages explicitly (it maps specs/, kickstart/ and roles/ into
+    builder.resources): a new builder/ subpackage must be added there or the wheel lacks it."""
+    import tomllib
+
+    conf = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]
+    found = {".".join(p.parent.relative_to(REPO).parts)
+             for p in (REPO / "builder").rglob("__init__.py")}
+    assert found <= set(conf["packages"]), f"add to pyproject.toml: {found - set(conf['packages'])}"
+    for name in ("specs", "kickstart", "roles"):
+        assert conf["package-dir"][f"builder.resources.{name}"] == name
+        assert (REPO / name).is_dir() and not (REPO / "builder" / "resources" / name).exists()

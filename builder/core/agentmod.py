@@ -1,4 +1,4 @@
-"""Single modules of the first-boot agent (builder/resources/roles/common/agent/pgha_agent),
+"""Single modules of the first-boot agent (roles/common/agent/pgha_agent),
 loaded by builder as they are, so one definition serves a node and the build host: readiness
 (the lab) and envfile (deepcheck). Only modules that import nothing from pgha_agent load alone.
 """

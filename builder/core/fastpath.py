@@ -1,7 +1,7 @@
 """The warm path of `pgha-build build`: skip everything when no input changed.
 
 The digest covers the cluster file, SOURCE_DATE_EPOCH, the tool's version and every file of the
-tool itself (the builder package, its resources included). The index under the output
+tool itself (the builder package and its data: specs/, kickstart/, roles/). The index under the output
 folder maps a digest to the files the last full build left (path, size, mtime). When the
 digest matches and every recorded file is still as it was, nothing needs doing: this module
 imports only the standard library, so the check costs milliseconds, not the ~0.5 s of loading
@@ -17,7 +17,7 @@ import stat
 from pathlib import Path
 
 from builder import __version__
-from builder.core.paths import PACKAGE_ROOT
+from builder.core.paths import TOOL_DIRS
 
 INDEX_NAME = ".build-index.json"
 MAX_CLUSTER_BYTES = 1024 * 1024  # as builder.model.yamlfile.MAX_BYTES
@@ -43,10 +43,11 @@ def input_digest(cluster_file: Path | None, command: str) -> str | None:
     if data is None:
         return None
     h.update(data)
-    for path in sorted(PACKAGE_ROOT.rglob("*")):
-        if path.is_file() and "__pycache__" not in path.parts:
-            h.update(str(path.relative_to(PACKAGE_ROOT)).encode() + b"\0")
-            h.update(path.read_bytes())
+    for top in TOOL_DIRS:
+        for path in sorted(top.rglob("*")):
+            if path.is_file() and "__pycache__" not in path.parts:
+                h.update(f"{top.name}/{path.relative_to(top)}".encode() + b"\0")
+                h.update(path.read_bytes())
     return h.hexdigest()
 
 

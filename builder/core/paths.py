@@ -1,8 +1,12 @@
 """Where the tool's data lives (templates, roles, the example) and where a cluster's outputs go.
 
-The data ships inside the package, in builder/resources/, and is found with importlib.resources,
-so an installed wheel works from any folder. The package is always installed unzipped (pip),
-so the resources are real folders on disk: jinja2, rpmbuild and tar read them as files.
+The design card's layout keeps templates and role data at the top of the source tree (specs/,
+kickstart/, roles/); pyproject.toml maps them into the package as builder.resources.specs,
+.kickstart and .roles, beside builder/resources/ (examples/, f5/, lab/). Each is found next to
+the package: a checkout's top-level folders when the package runs from a source tree, the
+copies under builder/resources/ in a wheel installed anywhere (importlib.resources). The
+package is always installed unzipped (pip), so the data are real folders on disk: jinja2,
+rpmbuild and tar read them as files.
 """
 
 from __future__ import annotations
@@ -11,12 +15,32 @@ from dataclasses import dataclass
 from importlib.resources import files
 from pathlib import Path
 
-RESOURCES = Path(str(files("builder").joinpath("resources")))
-PACKAGE_ROOT = RESOURCES.parent
-SPECS_DIR = RESOURCES / "specs"
-ROLES_DIR = RESOURCES / "roles"
+PACKAGE_ROOT = Path(str(files("builder")))
+RESOURCES = PACKAGE_ROOT / "resources"
+_CHECKOUT = PACKAGE_ROOT.parent
+
+
+def _data_dir(name: str) -> Path:
+    """specs/, kickstart/ or roles/: the checkout's own top-level folder when the package runs
+    from a source tree (editable install, PYTHONPATH), else the copy the wheel carries."""
+    top = _CHECKOUT / name
+    if (_CHECKOUT / "pyproject.toml").is_file() and top.is_dir():
+        return top
+    return RESOURCES / name
+
+
+SPECS_DIR = _data_dir("specs")
+KICKSTART_DIR = _data_dir("kickstart")
+ROLES_DIR = _data_dir("roles")
 AGENT_DIR = ROLES_DIR / "common" / "agent"
 EXAMPLE_CLUSTER = RESOURCES / "examples" / "cluster.yaml"
+# Template roots by the name templates use for them ("specs/pgha-role.spec.j2", ...).
+TEMPLATE_ROOTS: dict[str, Path] = {
+    "specs": SPECS_DIR, "kickstart": KICKSTART_DIR, "roles": ROLES_DIR,
+    "examples": RESOURCES / "examples", "f5": RESOURCES / "f5", "lab": RESOURCES / "lab",
+}
+# Every folder whose files are part of the tool (the warm path's digest covers them all).
+TOOL_DIRS: tuple[Path, ...] = (PACKAGE_ROOT, SPECS_DIR, KICKSTART_DIR, ROLES_DIR)
 
 
 @dataclass(frozen=True)

@@ -197,7 +197,7 @@ def _load(path: Path) -> Role:
     except (OSError, yaml.YAMLError, ValidationError) as exc:
         raise ConfigError(
             f"role definition {path} is invalid: {str(exc).splitlines()[0]}",
-            hint="fix the role.yaml (see builder/resources/roles/db/role.yaml for the fields)",
+            hint="fix the role.yaml (see roles/db/role.yaml for the fields)",
         ) from exc
 
 

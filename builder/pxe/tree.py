@@ -76,7 +76,7 @@ def _seed_ca(ctx: Context) -> str | None:
 
 
 def render_host(ctx: Context, node: Node) -> str:
-    return render.render_file(render.RESOURCES / HOST_TEMPLATE, host_context(ctx, node))
+    return render.render_file(render.template(HOST_TEMPLATE), host_context(ctx, node))
 
 
 def write_host_kickstarts(ctx: Context) -> list[Artifact]:
@@ -86,7 +86,7 @@ def write_host_kickstarts(ctx: Context) -> list[Artifact]:
 
     def write() -> None:
         kickstart.require_valid({f"hosts/{h}.ks": t for h, t in rendered.items()},
-                                hint="fix builder/resources/kickstart/hosts/host.ks.j2 or the "
+                                hint="fix kickstart/hosts/host.ks.j2 or the "
                                      "partials")
         for host, text in rendered.items():
             atomic_write(ctx.out.kickstart / "hosts" / f"{host}.ks", text)

@@ -51,7 +51,7 @@ def _context(p: Plan) -> dict[str, object]:
 
 
 def render_tmsh(p: Plan) -> str:
-    return render.render_file(render.RESOURCES / TMSH_TEMPLATE, _context(p))
+    return render.render_file(render.template(TMSH_TEMPLATE), _context(p))
 
 
 def render_readme(p: Plan, cluster: Cluster) -> str:
@@ -59,7 +59,7 @@ def render_readme(p: Plan, cluster: Cluster) -> str:
     interval, timeout = monitor_timing(cluster)
     ctx = {**_context(p), "cluster": cluster, "schema_version": as3.SCHEMA_VERSION,
            "interval": interval, "timeout": timeout}
-    return render.render_file(render.RESOURCES / README_TEMPLATE, ctx)
+    return render.render_file(render.template(README_TEMPLATE), ctx)
 
 
 def render_all(ctx: Context) -> dict[str, str]:

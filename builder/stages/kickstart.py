@@ -30,7 +30,7 @@ def role_context(ctx: Context, role: Role) -> dict[str, object]:
 
 
 def render_role(ctx: Context, role: Role) -> str:
-    return render.render_file(render.RESOURCES / ROLE_TEMPLATE, role_context(ctx, role))
+    return render.render_file(render.template(ROLE_TEMPLATE), role_context(ctx, role))
 
 
 def validate(text: str, name: str) -> list[str]:
@@ -67,7 +67,7 @@ def check_all(ctx: Context, role_names: list[str] | None = None) -> dict[str, st
 
 
 def require_valid(kickstarts: dict[str, str],
-                   hint: str = "fix the kickstart templates under builder/resources/kickstart/"
+                   hint: str = "fix the kickstart templates under kickstart/"
                    ) -> None:
     """Validate each kickstart (file name -> text); one error naming every problem."""
     problems = [p for name, text in kickstarts.items() for p in validate(text, name)]

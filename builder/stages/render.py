@@ -1,7 +1,8 @@
 """Pure rendering: model (+ role, + layout) -> text. No file is written here.
 
 jinja2 with StrictUndefined (a missing variable is an error, never an empty string) and
-keep_trailing_newline. Templates live in builder/resources/ (specs/, kickstart/, roles/).
+keep_trailing_newline. Templates live in specs/, kickstart/ and roles/ (and builder/resources/ f5/, lab/), each a
+root of its own (builder.core.paths.TEMPLATE_ROOTS); a template's name starts with its root's.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Any
 import jinja2
 
 from builder import __version__
-from builder.core.paths import RESOURCES
+from builder.core.paths import TEMPLATE_ROOTS
 from builder.model import backup
 from builder.model.cluster import Cluster
 from builder.model.platform import Layout, layout
@@ -35,7 +36,8 @@ def header() -> str:
 @cache
 def environment() -> jinja2.Environment:
     env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(RESOURCES)),
+        loader=jinja2.PrefixLoader({name: jinja2.FileSystemLoader(str(root))
+                                    for name, root in TEMPLATE_ROOTS.items()}),
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
         trim_blocks=True,
@@ -48,8 +50,18 @@ def environment() -> jinja2.Environment:
     return env
 
 
+def template(name: str | Path) -> Path:
+    """The file of a template named by its root, e.g. "specs/pgha-role.spec.j2"."""
+    root, _, rest = Path(name).as_posix().partition("/")
+    return TEMPLATE_ROOTS[root] / rest
+
+
 def template_name(path: Path) -> str:
-    return path.resolve().relative_to(RESOURCES).as_posix()
+    resolved = path.resolve()
+    for name, root in TEMPLATE_ROOTS.items():
+        if resolved.is_relative_to(root.resolve()):
+            return f"{name}/{resolved.relative_to(root.resolve()).as_posix()}"
+    raise ValueError(f"{path} is not under any template root")
 
 
 def render_file(path: Path, context: dict[str, Any]) -> str:

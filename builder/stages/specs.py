@@ -106,7 +106,7 @@ def firewall_files(role: Role, context: dict[str, Any]) -> list[FileEntry]:
     out = []
     for svc in role.firewall:
         ports = [context["ports"][p] for p in svc.ports]
-        text = render.render_file(render.RESOURCES / FIREWALLD_TEMPLATE,
+        text = render.render_file(render.template(FIREWALLD_TEMPLATE),
                                   {**context, "service": svc, "service_ports": ports})
         dest = f"{context['layout'].firewalld_services_dir}/{svc.name}.xml"
         out.append(FileEntry(dest, text.encode()))
@@ -147,7 +147,7 @@ def plan(ctx: Context, role: Role) -> Package:
 
 def render_spec(ctx: Context, pkg: Package) -> str:
     context = {**render.base_context(ctx.cluster), "pkg": pkg, "role": pkg.role}
-    return render.render_file(render.RESOURCES / SPEC_TEMPLATE, context)
+    return render.render_file(render.template(SPEC_TEMPLATE), context)
 
 
 def payload_tar(pkg: Package, epoch: int) -> bytes:
