@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """The lab's two engines side by side, in one run: boot time, memory, and the faults whose
-outcome depends on what supervises the services (builder.lab.engine_faults): a host crash and
+outcome depends on what supervises the services (labkit.engine_faults): a host crash and
 Patroni killed on the primary; on the systemd engine also `systemctl stop patroni`.
 
     flock -o /work/coord/lab.lock python3 bench/engine_bench.py [--profile fast] [--engines ...]
@@ -21,9 +21,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from builder.lab import engine_faults, scenarios
 from builder.lab import lab as labmod
 from builder.model.cluster import Cluster
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from labkit import engine_faults, scenarios
 
 RESULTS = Path(__file__).resolve().parent / "results"
 OUTPUT = Path("/var/tmp/pgha-engine-bench")

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Lab benchmark: boot-to-failover-ready and memory, then every fault scenario of
-builder.lab.cases (RTO, acknowledged rows lost, blocked failovers, routing), for the `default`
+labkit.cases (RTO, acknowledged rows lost, blocked failovers, routing), for the `default`
 and `fast` timing profiles and in each replication mode. Figures, not timed assertions. Needs
 root; hold the lab lock: `flock /work/coord/lab.lock python3 bench/lab_bench.py ...`.
 
@@ -24,15 +24,17 @@ import time
 from pathlib import Path
 from typing import Any
 
-from builder.lab import cases as casesmod
-from builder.lab import (
-    faults,
+from builder.lab import faults
+from builder.lab import lab as labmod
+from builder.model.cluster import Cluster
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from labkit import cases as casesmod
+from labkit import (
     lbscenarios,  # noqa: F401 - registers the vip_* cases
     scenarios,
     throughput,
 )
-from builder.lab import lab as labmod
-from builder.model.cluster import Cluster
 
 ROOT = Path(__file__).resolve().parent
 RESULTS = ROOT / "results"

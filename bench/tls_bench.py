@@ -22,8 +22,11 @@ import time
 from pathlib import Path
 
 from builder.lab import lab as labmod
-from builder.lab import scenarios, tlsops
+from builder.lab import tlsops
 from builder.model.cluster import Cluster
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from labkit import scenarios
 
 ROOT = Path(__file__).resolve().parent
 OUTPUT = Path("/var/tmp/pgha-tls-bench")

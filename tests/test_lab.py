@@ -20,9 +20,10 @@ from collections.abc import Iterator
 
 import labclusters
 import pytest
+from labkit import cases, scenarios
 
 from builder.core.errors import PghaError
-from builder.lab import cases, faults, scenarios
+from builder.lab import faults
 from builder.lab import lab as labmod
 from builder.lab.status import cluster_view
 from builder.model.cluster import Cluster

@@ -15,10 +15,11 @@ from pathlib import Path
 
 import labclusters
 import pytest
+from labkit import engine_faults, scenarios
 
 from builder.core.errors import PghaError
-from builder.lab import engine_faults, machine, scenarios, sysboot
 from builder.lab import lab as labmod
+from builder.lab import machine, sysboot
 from builder.lab.status import cluster_view
 
 pytestmark = [pytest.mark.lab, pytest.mark.skipif(os.geteuid() != 0, reason="the lab needs root")]

@@ -7,13 +7,13 @@ import ipaddress
 
 import pytest
 from click.testing import CliRunner
+from labkit.workload import Writer
 
 from builder.cli import cli
 from builder.core.context import Context
 from builder.lab import net, relay
 from builder.lab.lab import lab_cluster
 from builder.lab.status import table
-from builder.lab.workload import Writer
 from builder.model import loading as config
 from builder.model import tlsplan
 from builder.model.platform import LAB_VENV
@@ -112,7 +112,7 @@ def test_lab_commands_are_registered() -> None:
 
 
 def test_haproxy_status_in_transition_still_serves() -> None:
-    from builder.lab.scenarios import serving
+    from labkit.scenarios import serving
 
     assert serving("UP") and serving("UP 1/3") and serving("UP 2/3")
     assert not serving("DOWN") and not serving("DOWN 1/2") and not serving("MAINT")

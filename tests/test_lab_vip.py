@@ -15,10 +15,11 @@ from collections.abc import Iterator
 
 import labclusters
 import pytest
+from labkit import lbscenarios
+from labkit.scenarios import Outcome, healthy
 
-from builder.lab import forward, lbscenarios, vip
+from builder.lab import forward, vip
 from builder.lab import lab as labmod
-from builder.lab.scenarios import Outcome, healthy
 from builder.lab.status import collect, table
 
 pytestmark = [pytest.mark.lab, pytest.mark.skipif(os.geteuid() != 0, reason="the lab needs root")]

@@ -5,7 +5,10 @@ installed into a folder per node and the first-boot agent from that folder confi
 from its seed and starts real etcd, PostgreSQL, Patroni and HAProxy processes. The host reaches
 the load balancer through relays on 127.0.0.1.
 
-Modules: `net` (bridge, namespaces, routes, safety checks), `relay` (127.0.0.1 forwarders),
-`nodes` (RPM install, seeds, agent), `health` (clients and waits), `status`, `faults`,
-`lab` (up/down orchestration), `workload` (numbered-row writer for tests and the benchmark).
+Modules: `lab` (up/down orchestration, the engine choice), `net` (bridge, namespaces, routes,
+safety checks), `relay` and `forward` (the host's ways into the lab), `nodes` (RPM install,
+seeds, the agent), `preflight`, `health` (clients and waits), `readiness` and `status`, `faults`
+(kill, partition, heal, switchover, ...), `vip`, `tlsops` (certificate rotation); the systemd
+engine's `machine`, `machine_init`, `rootfs`, `sysboot` and `provides`. Test-only code (fault
+scenarios with a counting writer, throughput) lives in tests/labkit/, not here.
 """

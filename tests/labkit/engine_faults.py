@@ -24,11 +24,12 @@ import signal
 import time
 from collections.abc import Callable
 
-from builder.lab import faults, machine, scenarios, sysboot
+from builder.lab import faults, machine, sysboot
 from builder.lab.health import wait_until
 from builder.lab.lab import Lab, engine_of, up
 from builder.lab.status import leader
-from builder.lab.workload import Writer
+from labkit import scenarios
+from labkit.workload import Writer
 
 PATRONI_MARK = "bin/patroni"
 

@@ -7,7 +7,7 @@ cluster healthy again (or raises).
 `CASES` is the registry: a new scenario (e.g. a second load balancer) is one `register(Case(...))`
 in its own module; `per_mode` says whether the replication mode changes its outcome, so the
 benchmark runs it once per mode. The building blocks (Outcome, healthy, run) live in
-builder.lab.scenarios; the faults in builder.lab.faults.
+labkit.scenarios; the faults in builder.lab.faults.
 """
 
 from __future__ import annotations
@@ -17,12 +17,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from builder.core.errors import PghaError
-from builder.lab import faults, scenarios, vip
+from builder.lab import faults, vip
 from builder.lab.health import wait_until
 from builder.lab.lab import Lab, down, up
-from builder.lab.scenarios import WARMUP_ROWS, Outcome, address, healthy
 from builder.lab.status import cluster_view, leader
-from builder.lab.workload import Writer
+from labkit import scenarios
+from labkit.scenarios import WARMUP_ROWS, Outcome, address, healthy
+from labkit.workload import Writer
 
 QUIET_S = 2.0  # no acknowledged write for this long (and a failed one) = writes stopped
 LB_PARTITION_S = 5.0

@@ -21,7 +21,7 @@ from builder.lab.health import http, wait_until
 from builder.lab.lab import Lab, up
 from builder.lab.readiness import wait_failover_ready
 from builder.lab.status import backends, cluster_view, lbs_ready, leader, views_agree
-from builder.lab.workload import Writer
+from labkit.workload import Writer
 
 WARMUP_ROWS = 20
 

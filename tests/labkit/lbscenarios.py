@@ -10,7 +10,7 @@ back (`rejoin_s`) and the outcome notes who holds the VIP afterwards: with keepa
 `nopreempt` it stays where it went, so clients see one interruption, not two.
 `old`/`new` are the load balancers that held the VIP before and after the fault.
 
-The scenarios are registered in builder.lab.cases (keys vip_*), so the benchmark reports them
+The scenarios are registered in labkit.cases (keys vip_*), so the benchmark reports them
 beside the database failovers; they need a lab with a virtual IP and two load balancers.
 """
 
@@ -24,10 +24,10 @@ from collections.abc import Callable
 
 from builder.core.errors import PghaError
 from builder.lab import faults, vip
-from builder.lab.cases import Case, register
 from builder.lab.lab import Lab, up
-from builder.lab.scenarios import WARMUP_ROWS, Outcome, healthy
-from builder.lab.workload import Writer
+from labkit.cases import Case, register
+from labkit.scenarios import WARMUP_ROWS, Outcome, healthy
+from labkit.workload import Writer
 
 
 def run(lab: Lab, name: str, fault: Callable[[str], object],
