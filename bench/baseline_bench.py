@@ -27,13 +27,14 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 import handbuilt
+from labkit.workload import Writer
 
 from builder.lab import faults, readiness
 from builder.lab import lab as labmod
 from builder.lab.health import Sql, wait_until
-from builder.lab.workload import Writer
 from builder.model.cluster import Cluster
 
 RESULTS = Path(__file__).resolve().parent / "results"

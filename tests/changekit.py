@@ -15,9 +15,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from labkit.workload import Writer
+
 from builder.lab.health import Sql
 from builder.lab.lab import Lab
-from builder.lab.workload import Writer
 
 
 @dataclass

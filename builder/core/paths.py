@@ -37,7 +37,7 @@ EXAMPLE_CLUSTER = RESOURCES / "examples" / "cluster.yaml"
 # Template roots by the name templates use for them ("specs/pgha-role.spec.j2", ...).
 TEMPLATE_ROOTS: dict[str, Path] = {
     "specs": SPECS_DIR, "kickstart": KICKSTART_DIR, "roles": ROLES_DIR,
-    "examples": RESOURCES / "examples", "f5": RESOURCES / "f5", "lab": RESOURCES / "lab",
+    **{d.name: d for d in sorted(RESOURCES.iterdir()) if d.is_dir()},  # examples, f5, lab, ...
 }
 # Every folder whose files are part of the tool (the warm path's digest covers them all).
 TOOL_DIRS: tuple[Path, ...] = (PACKAGE_ROOT, SPECS_DIR, KICKSTART_DIR, ROLES_DIR)

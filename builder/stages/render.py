@@ -1,8 +1,9 @@
 """Pure rendering: model (+ role, + layout) -> text. No file is written here.
 
 jinja2 with StrictUndefined (a missing variable is an error, never an empty string) and
-keep_trailing_newline. Templates live in specs/, kickstart/ and roles/ (and builder/resources/ f5/, lab/), each a
-root of its own (builder.core.paths.TEMPLATE_ROOTS); a template's name starts with its root's.
+keep_trailing_newline. Templates live in specs/, kickstart/ and roles/ (and the folders of
+builder/resources/), each a root of its own (builder.core.paths.TEMPLATE_ROOTS); a template's
+name starts with its root's.
 """
 
 from __future__ import annotations
