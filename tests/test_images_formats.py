@@ -130,7 +130,7 @@ def test_formats_cache_and_manifest(ctx: Context, cloud_qcow2: Path, stub_custom
 
 def test_raw_conversion(cloud_qcow2: Path, tmp_path: Path) -> None:
     dest = tmp_path / "x.raw"
-    imageformats.convert(Runner(), cloud_qcow2, dest, "raw")
+    imageformats.of("raw").convert(Runner(), cloud_qcow2, dest)
     info = imageformats.info(Runner(), dest, "raw")
     assert (info["format"], info["virtual-size"]) == ("raw", 64 << 20)
     assert dest.stat().st_blocks * 512 < 64 << 20  # sparse

@@ -13,7 +13,7 @@ from click.testing import CliRunner
 from builder.cli import cli
 from builder.core.context import Context
 from builder.images import backends, common, preflight
-from builder.images import formats as imageformats
+from builder.model import imageformats
 from builder.model.cluster import Cluster
 from builder.release import forge
 
@@ -29,10 +29,23 @@ def test_format_table_drives_the_model_and_the_cli() -> None:
     schema = Cluster.model_json_schema()["$defs"]["Image"]["properties"]["formats"]
     assert tuple(schema["items"]["enum"]) == imageformats.FORMATS
     help_text = CliRunner().invoke(cli, ["images", "--help"]).output
-    for fmt in imageformats.TABLE:
-        assert fmt.name in help_text
+    for name, help_line in imageformats.TABLE.items():
+        assert name in help_text and help_line.split(",")[0] in help_text
     with pytest.raises(ValueError, match="choose from qcow2, raw, vmdk, vhdx, ova"):
         imageformats.parse_formats("qcow2,zip")
+
+
+def test_every_format_of_the_model_has_exactly_one_class_and_the_stage_names_none() -> None:
+    import ast
+    from pathlib import Path
+
+    from builder.images import formats, stage
+
+    assert tuple(formats.REGISTRY) == imageformats.FORMATS
+    assert len({type(f) for f in formats.REGISTRY.values()}) == len(imageformats.FORMATS)
+    tree = ast.parse(Path(stage.__file__).read_text())
+    strings = {n.value for n in ast.walk(tree) if isinstance(n, ast.Constant)}
+    assert not strings & set(imageformats.FORMATS), "the images stage names a format"
 
 
 def test_backend_table_drives_the_cli_and_the_stage() -> None:

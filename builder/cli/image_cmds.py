@@ -7,7 +7,7 @@ import click
 from builder.cli import App, cli, pass_app
 from builder.core.errors import ConfigError, PghaError
 from builder.images import backends
-from builder.images import formats as imageformats
+from builder.model import imageformats
 
 
 def _formats(value: str | None, app: App) -> tuple[str, ...]:
@@ -97,7 +97,8 @@ def pxe(app: App, install_source: str | None, force: bool) -> None:
 @pass_app
 def serve(app: App, bind: str | None, install_source: str | None) -> None:
     """Serve kickstarts, the pgha repository, seeds (each only to its host) and the PXE tree."""
-    from builder.pxe import httpserve, seedauth
+    from builder.core import httpserve
+    from builder.pxe import seedauth
     from builder.pxe import serve as servemod
 
     cluster = app.cluster

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from builder.core.context import Context
 from builder.core.state import Artifact
-from builder.images.formats import Compression, Format
+from builder.model.imageformats import Compression, Format
 
 
 @dataclass(frozen=True)

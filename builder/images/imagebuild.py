@@ -13,14 +13,14 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+from builder.core import httpserve
 from builder.core.context import Context
 from builder.core.fsutil import atomic_write
 from builder.images import common as images
 from builder.images import preflight, vminstall
-from builder.images.installsrc import InstallSource
 from builder.model import roles
-from builder.pxe import httpserve
 from builder.stages import kickstart
+from builder.stages.installsrc import InstallSource
 
 PORTABLE_POST = """
 %post --log=/root/ks-post-image.log

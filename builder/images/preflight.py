@@ -12,10 +12,11 @@ from builder.core.context import Context
 from builder.core.errors import ConfigError, PghaError
 from builder.core.run import Runner, missing_tool_error
 from builder.images import formats as imageformats
-from builder.images import installsrc, vminstall
-from builder.images.installsrc import InstallSource
+from builder.images import vminstall
 from builder.model import minorpolicy
 from builder.model.cluster import Cluster
+from builder.stages import installsrc
+from builder.stages.installsrc import InstallSource
 
 GIB = 1 << 30
 DiskUsage = Callable[[Path], "shutil._ntuple_diskusage"]
@@ -94,7 +95,7 @@ def check_disk(report: Report, where: Path, need_bytes: int,
 def space_needed(disk_gb: int, formats: list[str]) -> int:
     """The install disk can fill up; each output format (compressed or sparse images of a fresh
     install, a few GiB) is counted at a quarter of it, the OVA's vmdk once more."""
-    extra = sum(imageformats.BY_NAME[f].extra_copies for f in formats)
+    extra = sum(imageformats.of(f).extra_copies for f in formats)
     return disk_gb * GIB + extra * disk_gb * GIB // 4
 
 

@@ -4,7 +4,7 @@ Flow: preflight (install source is RHEL 8, tools, disk space, KVM) -> a backend 
 install (virt-install from install media, or virt-customize of a RHEL 8 KVM Guest Image) ->
 the plan's inputs are hashed -> formats whose key is recorded and whose files are intact are
 reused and said so -> otherwise the base qcow2 is built (or reused from .work when its key
-matches) and converted with qemu-img; OVAs are packed by builder.images.ova. Every image is an
+matches) and made in each format by that format's class (builder/images/formats.py). Every image is an
 artifact (manifest.json, SHA256SUMS). `dry_run` prints the commands instead of running them.
 """
 
@@ -20,11 +20,11 @@ from builder.core.fsutil import sha256_file
 from builder.core.log import log
 from builder.core.run import quote
 from builder.core.state import Artifact, cached_stage, input_key, load, owners, up_to_date
-from builder.images import backends, ova, preflight
+from builder.images import backends, preflight
 from builder.images import formats as imageformats
-from builder.images.common import ImageOptions, Plan, Result, base_disk, image_path, work_dir
-from builder.images.formats import Format
+from builder.images.common import ImageOptions, Plan, Result, base_disk, image_path
 from builder.model import roles
+from builder.model.imageformats import Format
 from builder.stages.rpms import RpmsResult
 
 
@@ -73,11 +73,8 @@ def plan_for(ctx: Context, opts: ImageOptions, report: preflight.Report) -> Plan
 
 
 def _format_key(base_key: str, fmt: Format, opts: ImageOptions, ctx: Context) -> str:
-    image = ctx.cluster.image
-    extra: object = opts.compression if fmt == "qcow2" else None
-    if fmt == "ova":
-        extra = (image.vcpus, image.memory_mib, ctx.epoch)
-    return input_key("image", __version__, base_key, fmt, extra)
+    return input_key("image", __version__, base_key, fmt,
+                     imageformats.of(fmt).key_extra(ctx, opts))
 
 
 def _stage(role: str, fmt: str) -> str:
@@ -103,38 +100,12 @@ def ensure_base(ctx: Context, role: str, plan: Plan, base_key: str) -> Path:
     return disk
 
 
-def convert_one(ctx: Context, opts: ImageOptions, base: Path, fmt: Format) -> Path:
-    dest = image_path(ctx, opts.role, fmt)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    if fmt != "ova":
-        imageformats.convert(ctx.runner, base, dest, fmt, opts.compression)
-        return dest
-    vmdk = work_dir(ctx, opts.role) / "ova-disk.vmdk"
-    imageformats.convert(ctx.runner, base, vmdk, "ova")
-    image = ctx.cluster.image
-    machine = ova.Machine(name=f"{ctx.cluster.name}-{opts.role}", vcpus=image.vcpus,
-                          memory_mib=image.memory_mib,
-                          capacity_bytes=imageformats.virtual_size(ctx.runner, base),
-                          description=f"pgha {opts.role} role image of cluster "
-                                      f"{ctx.cluster.name}")
-    try:
-        ova.write_ova(dest, vmdk, machine, ctx.epoch)
-    finally:
-        vmdk.unlink(missing_ok=True)
-    return dest
-
-
 def _dry_run_lines(ctx: Context, opts: ImageOptions, plan: Plan, todo: list[Format]) -> list[str]:
     base = base_disk(ctx, opts.role)
     lines = [f"# {note}" for note in plan.notes]
     lines += [quote(argv) for argv in plan.commands]
     for fmt in todo:
-        dest = image_path(ctx, opts.role, fmt)
-        target = dest if fmt != "ova" else work_dir(ctx, opts.role) / "ova-disk.vmdk"
-        lines.append(quote(imageformats.convert_argv(base, target, fmt,
-                                                     compression=opts.compression)))
-        if fmt == "ova":
-            lines.append(f"# then pack {dest} (OVF descriptor, that vmdk, SHA256 manifest)")
+        lines += imageformats.of(fmt).dry_run(ctx, opts, base)
     return lines
 
 
@@ -166,7 +137,7 @@ def build_images(ctx: Context, opts: ImageOptions) -> Result:
             if not base:
                 base.append(ensure_base(ctx, opts.role, plan, base_key))
             start = time.monotonic()
-            convert_one(ctx, opts, base[0], fmt)
+            imageformats.of(fmt).make(ctx, opts, base[0])
             result.built[fmt] = time.monotonic() - start
             ctx.messages.append(f"images: wrote {dest} ({result.built[fmt]:.1f}s)")
 

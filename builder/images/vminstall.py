@@ -2,7 +2,7 @@
 
 The build-time kickstart is injected into the installer's initrd (`--initrd-inject`,
 `inst.ks=file:/<role>.ks`); the pgha repository (and a local install tree) is served to the
-installer by builder.pxe.httpserve, bound to the host side of the VM network (the libvirt network's
+installer by builder.core.httpserve, bound to the host side of the VM network (the libvirt network's
 bridge address, or 127.0.0.1 seen as 10.0.2.2 on user-mode networking). The serial console goes
 to output/<cluster>/logs/, its last line is reported as progress, the install is limited by a
 timeout, and the domain is destroyed and undefined afterwards whatever happens.

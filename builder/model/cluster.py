@@ -17,9 +17,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
-from builder.images.formats import Format
 from builder.model.backup import Backup
 from builder.model.f5 import F5
+from builder.model.imageformats import Format
 from builder.model.monitoring import Monitoring
 from builder.model.repos import DEFAULTS, Repo, Repos, ResolvedRepo, pgdg_url, resolve
 from builder.model.types import (
