@@ -18,7 +18,7 @@ from click.testing import CliRunner, Result
 
 from builder.cli import COMMAND_MODULES, cli, release_cmds
 from builder.core.errors import PghaError
-from builder.release.httpclient import RetryPolicy
+from builder.core.httpclient import RetryPolicy
 
 # Minimal arguments per command, so that click's own usage checks pass and the command runs.
 ARGS: dict[str, list[str]] = {

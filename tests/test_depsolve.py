@@ -21,10 +21,10 @@ from test_images_support import make_tree
 from builder.cli import cli
 from builder.core.context import Context
 from builder.core.errors import PghaError
-from builder.images import installsrc, preflight
+from builder.images import preflight
 from builder.images.stage import ImageOptions, run_preflight
 from builder.model.cluster import Cluster
-from builder.stages import depsolve, pipeline
+from builder.stages import depsolve, installsrc, pipeline
 
 pytestmark = [pytest.mark.integration,
               pytest.mark.skipif(not have("dnf", "rpmbuild", "createrepo_c"),

@@ -26,12 +26,13 @@ from f5_as3 import as3_problems
 from builder.cli import cli
 from builder.core.context import Context
 from builder.core.errors import EXIT_CONFIG, ConfigError
-from builder.f5 import as3, plan
 from builder.model import loading
 from builder.model.cluster import Cluster
 from builder.model.f5 import monitor_timing
 from builder.model.rules import check as check_rules
 from builder.stages import f5 as stage
+from builder.stages import f5as3 as as3
+from builder.stages import f5plan as plan
 from builder.stages import pipeline
 
 DB = [{"name": f"db{i}", "roles": ["db"], "address": f"10.77.0.{10 + i}"} for i in (1, 2, 3)]

@@ -17,9 +17,11 @@ from f5_standin import FakeBigIp
 
 from builder.cli import cli
 from builder.core.errors import EXIT_VALIDATION, PghaError
-from builder.f5 import apply, as3, plan
+from builder.core.httpclient import RetryPolicy
+from builder.f5 import apply
 from builder.model import loading
-from builder.release.httpclient import RetryPolicy
+from builder.stages import f5as3 as as3
+from builder.stages import f5plan as plan
 
 PASSWORD = "S3cret-do-not-print-42"
 DB = [{"name": f"db{i}", "roles": ["db"], "address": f"10.77.0.{10 + i}"} for i in (1, 2, 3)]

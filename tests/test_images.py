@@ -15,9 +15,9 @@ from test_images_support import make_tree
 from builder.core.context import Context
 from builder.core.errors import PghaError
 from builder.core.run import Runner
-from builder.images import imagebuild, installsrc, ova, preflight, vminstall
+from builder.images import imagebuild, ova, preflight, vminstall
 from builder.images.stage import ImageOptions, build_images
-from builder.stages import kickstart
+from builder.stages import installsrc, kickstart
 
 Usage = namedtuple("Usage", "total used free")
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from builder.core.run import Runner
-from builder.images import installsrc
+from builder.stages import installsrc
 from tests.test_images_support import TREEINFO, make_tree
 
 

@@ -87,7 +87,8 @@ def test_f5_monitors_pick_the_leader_from_real_patroni(lab: labmod.Lab) -> None:
     import socket
     import ssl
 
-    from builder.f5 import as3, plan
+    from builder.stages import f5as3 as as3
+    from builder.stages import f5plan as plan
 
     data = {**lab.cluster.model_dump(mode="json"), "nodes": TEST_CLUSTER["nodes"][:3],
             "load_balancer": {"kind": "f5", "virtual_ip": "10.79.0.50",

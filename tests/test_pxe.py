@@ -103,7 +103,7 @@ def test_pxe_tree(pctx: Context, tmp_path: Path) -> None:
 def test_pxe_refuses_an_iso_and_needs_a_source(pctx: Context, tmp_path: Path) -> None:
     with pytest.raises(PghaError, match="no install source"):
         pxe.build_pxe(pctx, None)
-    from builder.images import installsrc
+    from builder.stages import installsrc
 
     src = dataclasses.replace(installsrc.load(str(make_tree(tmp_path))), kind="iso")
     with pytest.raises(PghaError, match="not an ISO"):

@@ -16,10 +16,10 @@ from test_release_fakeapi import REPO, TOKEN, FakeForge
 
 from builder.cli import cli, release_cmds
 from builder.core import state
+from builder.core.httpclient import RetryPolicy
 from builder.core.paths import OutputPaths
 from builder.model import loading as config
 from builder.release.forge import repo_from_remote
-from builder.release.httpclient import RetryPolicy
 
 fake_github = fakeapi.fake_github  # the fixtures, shared with the fake's own tests
 fake_gitea = fakeapi.fake_gitea

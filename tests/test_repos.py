@@ -18,12 +18,12 @@ from pykickstart.version import RHEL8, makeVersion
 
 from builder.core.context import Context
 from builder.images import cloudimage, imagebuild
-from builder.images.installsrc import InstallSource
 from builder.model import roles
 from builder.model.cluster import Cluster
 from builder.model.repos import PGDG_KEY, ResolvedRepo
 from builder.pxe import tree
 from builder.stages import kickstart, render, specs
+from builder.stages.installsrc import InstallSource
 
 CUSTOM = {
     "postgres_version": 15,

@@ -14,9 +14,10 @@ from pathlib import Path
 import pytest
 from support import RecordingRunner
 
+from builder.core import httpserve
 from builder.core.context import Context
 from builder.model import loading as config
-from builder.pxe import httpserve, seedauth, serve
+from builder.pxe import seedauth, serve
 from builder.pxe import tree as pxe
 from builder.stages import pipeline
 

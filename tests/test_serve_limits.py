@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from builder.core import httpserve
 from builder.core.log import log
-from builder.pxe import httpserve
 
 
 @pytest.fixture

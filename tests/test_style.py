@@ -119,6 +119,62 @@ def test_no_import_circles_between_builder_modules() -> None:
     assert cycle is None, "import circle: " + " -> ".join(cycle or [])
 
 
+# The packages in layers, lowest first: a module imports only from its own package and from
+# packages of lower layers (never upwards, never sideways). `if TYPE_CHECKING:` imports are for
+# mypy only and do not count. The lab sits above the other capabilities: it runs what they make.
+LAYERS: tuple[frozenset[str], ...] = (
+    frozenset({"core"}),
+    frozenset({"model"}),
+    frozenset({"stages"}),
+    frozenset({"images", "pxe", "release", "f5", "ops"}),
+    frozenset({"lab"}),
+    frozenset({"cli"}),
+)
+
+
+def _package(module: str) -> str | None:
+    """builder.images.stage -> images; builder (the top package) and builder.__main__ -> None."""
+    parts = module.split(".")
+    return parts[1] if len(parts) > 2 or (len(parts) == 2 and _layer(parts[1]) >= 0) else None
+
+
+def _layer(package: str) -> int:
+    return next((i for i, layer in enumerate(LAYERS) if package in layer), -1)
+
+
+def layer_violations(graph: dict[str, set[str]]) -> list[str]:
+    bad = []
+    for module, deps in sorted(graph.items()):
+        src = _package(module)
+        for dep in sorted(deps):
+            dst = _package(dep)
+            if src is None or dst is None or src == dst:
+                continue
+            if _layer(src) < 0 or _layer(dst) < 0 or _layer(dst) >= _layer(src):
+                bad.append(f"{module} -> {dep}")
+    return bad
+
+
+def test_layer_check_sees_upward_sideways_and_unknown_packages() -> None:
+    assert layer_violations({"builder.stages.x": {"builder.core.y", "builder.model.z"}}) == []
+    assert layer_violations({"builder.core.x": {"builder.model.y"}}) == [
+        "builder.core.x -> builder.model.y"]
+    assert layer_violations({"builder.images.x": {"builder.pxe.y"}}) == [
+        "builder.images.x -> builder.pxe.y"]
+    assert layer_violations({"builder.newpkg.x": {"builder.core.y"}}) == [
+        "builder.newpkg.x -> builder.core.y"]
+
+
+def test_packages_import_only_downwards() -> None:
+    """core < model < stages < capabilities (images, pxe, release, f5, ops) < lab < cli; a new
+    package must be placed in LAYERS."""
+    graph = import_graph()
+    packages = {p for m in graph if (p := _package(m))}
+    assert all(_layer(p) >= 0 for p in packages), f"place in LAYERS: {packages}"
+    bad = layer_violations(graph)
+    assert not bad, "imports against the layers:\n" + "\n".join(bad)
+
+
 # The modules that start processes, as builder/core/run.py's docstring lists them (and why).
 PROCESS_STARTERS = {"builder.core.run", "builder.lab.lab", "builder.lab.nodes",
                     "builder.cli.lab_cmds", "builder.lab.preflight", "builder.lab.machine",

@@ -13,8 +13,8 @@ from builder.cli import App, cli, pass_app
 from builder.core.errors import PghaError, ValidationFailed
 
 if TYPE_CHECKING:
+    from builder.core.httpclient import Api
     from builder.model.cluster import Cluster
-    from builder.release.httpclient import Api
 
 
 @cli.command()
@@ -79,7 +79,8 @@ def _quiet_if_insecure(api: Api) -> None:
 
 
 def _status(base: str, api: Api, cluster: Cluster) -> None:
-    from builder.f5 import plan, status
+    from builder.f5 import status
+    from builder.stages import f5plan as plan
 
     p = plan.plan(cluster)
     states = {pool.name: status.pool_members(base, api, p, pool.name) for pool in p.pools}

@@ -12,12 +12,12 @@ import click
 
 from builder.cli import App, cli, pass_app
 from builder.core import redact
+from builder.core.httpclient import RetryPolicy
 from builder.core.log import log
 from builder.core.paths import OutputPaths
 from builder.release import forge as forgemod
 from builder.release import publish as rel
 from builder.release.forge import UsageError
-from builder.release.httpclient import RetryPolicy
 
 # Tests replace this to inject a sleep/clock; the default sleeps for real.
 make_policy = RetryPolicy

@@ -7,12 +7,14 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from builder.core.errors import PghaError
 from builder.core.paths import OutputPaths
 from builder.core.run import Runner
-from builder.model.cluster import Cluster
+
+if TYPE_CHECKING:  # the model sits above core: the Context only carries it
+    from builder.model.cluster import Cluster
 
 # Build time stamped into artifacts when SOURCE_DATE_EPOCH is not set (2026-01-01T00:00:00Z):
 # a fixed value, so that unchanged inputs give byte-identical outputs.

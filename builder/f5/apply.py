@@ -25,8 +25,8 @@ import requests
 
 from builder.core import urls
 from builder.core.errors import PghaError
-from builder.f5.as3 import SCHEMA_VERSION
-from builder.release.httpclient import Api, ApiError, NetworkError, RetryPolicy, Token
+from builder.core.httpclient import Api, ApiError, NetworkError, RetryPolicy, Token
+from builder.stages.f5as3 import SCHEMA_VERSION
 
 ENV_USER, ENV_PASSWORD, ENV_TOKEN = "PGHA_F5_USER", "PGHA_F5_PASSWORD", "PGHA_F5_TOKEN"
 INFO = "/mgmt/shared/appsvcs/info"

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from builder.core.errors import PghaError
-from builder.f5.plan import Plan
-from builder.release.httpclient import Api, ApiError
+from builder.core.httpclient import Api, ApiError
+from builder.stages.f5plan import Plan
 
 STATS = "/mgmt/tm/ltm/pool/{}/members/stats"
 

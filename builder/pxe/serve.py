@@ -16,10 +16,10 @@ import ipaddress
 import urllib.parse
 from pathlib import Path
 
+from builder.core.httpserve import AccessRule, Mount
 from builder.core.paths import OutputPaths
 from builder.model.cluster import Cluster
 from builder.pxe import seedauth
-from builder.pxe.httpserve import AccessRule, Mount
 
 DEFAULT_PORT = 8080
 

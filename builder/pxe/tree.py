@@ -28,11 +28,10 @@ from builder.core.fsutil import atomic_write
 from builder.core.log import log
 from builder.core.run import require
 from builder.core.state import Artifact, cached_stage, input_key
-from builder.images import installsrc
 from builder.model import minorpolicy, roles
 from builder.model.cluster import Node
 from builder.pxe import seedauth, serve
-from builder.stages import kickstart
+from builder.stages import installsrc, kickstart
 from builder.stages.seeds import SEED_FILES, render
 
 HOST_TEMPLATE = Path("kickstart/hosts/host.ks.j2")

@@ -17,7 +17,7 @@ from urllib.parse import quote, urlsplit
 
 from builder.core import urls
 from builder.core.errors import EXIT_CONFIG, PghaError
-from builder.release.httpclient import (
+from builder.core.httpclient import (
     CHUNK,
     Api,
     ApiError,

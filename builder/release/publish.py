@@ -16,11 +16,11 @@ from typing import Any
 
 from builder.core import state
 from builder.core.errors import PghaError
+from builder.core.httpclient import ApiError
 from builder.core.log import log
 from builder.core.paths import OutputPaths
 from builder.release.checks import check_items, entry_problem, secret_reason
 from builder.release.forge import Forge, Release, RemoteAsset, UsageError
-from builder.release.httpclient import ApiError
 from builder.release.items import Item
 
 PUBLISHED_KINDS = {"rpm", "srpm", "kickstart", "image", "ca-cert"}

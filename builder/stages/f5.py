@@ -1,6 +1,6 @@
 """The `f5` stage: output/<cluster>/f5/{as3.json,tmsh.txt,README.md} for `load_balancer.kind: f5`.
 
-The plan (builder/f5/plan.py) is rendered three ways: the AS3 declaration (builder/f5/as3.py,
+The plan (builder/stages/f5plan.py) is rendered three ways: the AS3 declaration (builder/stages/f5as3.py,
 dumped as JSON), tmsh commands (resources/f5/tmsh.txt.j2) and the network team's README
 (resources/f5/README.md.j2), so the three always describe the same objects. Part of `build`; a
 cluster with kind haproxy gets nothing here (and `pgha-build f5` says why). Cached on the
@@ -25,11 +25,12 @@ from builder.core.context import Context
 from builder.core.errors import PghaError
 from builder.core.fsutil import atomic_write
 from builder.core.state import Artifact, cached_stage, forget, input_key
-from builder.f5 import as3, plan
-from builder.f5.plan import Plan
 from builder.model.cluster import Cluster
 from builder.model.f5 import monitor_timing
+from builder.stages import f5as3 as as3
+from builder.stages import f5plan as plan
 from builder.stages import render
+from builder.stages.f5plan import Plan
 
 FILES = ("as3.json", "tmsh.txt", "README.md")
 TMSH_TEMPLATE = Path("f5/tmsh.txt.j2")

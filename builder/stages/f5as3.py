@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from builder import __version__
-from builder.f5.plan import Monitor, Plan, Pool, Virtual
+from builder.stages.f5plan import Monitor, Plan, Pool, Virtual
 
 SCHEMA_VERSION = "3.36.0"
 SCHEMA_URL = ("https://raw.githubusercontent.com/F5Networks/f5-appsvcs-extension/main/schema/"
