@@ -70,8 +70,12 @@ BAD_SEEDS = {
     "unknown-health-kind": (make_seed(health=[{"kind": "icmp"}]), 4, "unknown kind 'icmp'"),
     "bad-mode": (make_seed(files=[seed_file("/etc/x", "x", mode="rw")]), 4, "octal mode"),
     "etcd-join-unknown-service": (
-        make_seed(etcd_join={"service": "etcd", "name": "db1"}), 4,
+        make_seed(etcd_join={"service": "etcd", "name": "db1", "peer_url": "https://a:2380",
+                             "members": [], "data_dir": "/var/lib/etcd",
+                             "env_file": "/etc/etcd/etcd.conf"}), 4,
         "etcd_join.service: 'etcd' is not in services"),
+    "etcd-join-incomplete": (
+        make_seed(etcd_join={"service": "etcd", "name": "db1"}), 4, "etcd_join.peer_url: missing"),
     "etcd-join-env-not-a-file": (
         make_seed(services=[{"name": "etcd", "user": "etcd", "argv": ["etcd"]}],
                   etcd_join={"service": "etcd", "name": "db1", "peer_url": "https://a:2380",

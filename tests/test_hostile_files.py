@@ -28,7 +28,7 @@ from test_release import default_files, write_build
 
 from builder.core.errors import PghaError
 from builder.core.paths import OutputPaths
-from builder.images import installsrc
+from builder.stages import installsrc
 from builder.model import secrets
 from builder.release import publish
 

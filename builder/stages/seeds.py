@@ -23,6 +23,7 @@ from typing import Any
 import yaml
 
 from builder import __version__
+from builder.core import agentmod
 from builder.core.context import Context
 from builder.core.errors import PghaError
 from builder.core.fsutil import replacing, sha256_bytes
@@ -189,10 +190,25 @@ def render_seed(ctx: Context, node: Node, secrets: Secrets, root_prefix: str = "
     if joins:
         parts["etcd_join"] = joins[0]  # type: ignore[assignment]
     digest = sha256_bytes(json.dumps(parts, sort_keys=True).encode())[:8]
-    return {"schema_version": SEED_SCHEMA_VERSION, "cluster": ctx.cluster.name,
-            "instance_id": f"{ctx.cluster.name}-{node.name}-{digest}",
-            "generator": f"pgha-build {__version__}", "node": _identity(ctx, node),
-            "roles": list(node.roles), **parts}
+    payload = {"schema_version": SEED_SCHEMA_VERSION, "cluster": ctx.cluster.name,
+               "instance_id": f"{ctx.cluster.name}-{node.name}-{digest}",
+               "generator": f"pgha-build {__version__}", "node": _identity(ctx, node),
+               "roles": list(node.roles), **parts}
+    check_schema(payload, node.name)
+    return payload
+
+
+def check_schema(payload: dict[str, Any], host: str) -> None:
+    """The seed against the schema the agent reads (pgha_agent/seed_schema.json): a seed the
+    agent would refuse is never written."""
+    schema = agentmod.package_module("schema")
+    invalid = agentmod.package_module("errors").SeedInvalid
+    try:
+        schema.check_seed(payload, agentmod.seed_schema())
+    except invalid as exc:
+        raise PghaError(f"the seed rendered for {host} breaks the seed schema: {exc}",
+                        hint="a bug in a role.yaml or in pgha-build: report it with the "
+                             "cluster file") from None
 
 
 def network_config(ctx: Context, node: Node) -> dict[str, Any]:
