@@ -6,8 +6,8 @@ schema, seed_schema.json beside this file (pgha/seed.json, schema_version 1), wh
 checks its seeds against too and docs/seed-format.md's field table is generated from.
 
 Modules: cli (arguments, exit codes, the flow), sources and readers (finding and reading the
-seed), schema (the seed's structure, from seed_schema.json), seed (validation across fields), rootfs (paths under --root, atomic writes, ownership), system (hostname,
-network, firewall), services (systemd and process starters), health (tcp/http checks and the
+seed), schema (the seed's structure, from seed_schema.json), seed (validation across fields),
+rootfs (paths under --root, atomic writes, ownership), system (hostname, network, firewall), services (systemd and process starters), health (tcp/http checks and the
 cluster's failover readiness), readiness (can the Patroni cluster fail over: shared with the lab),
 apply (the ordered steps), run (the only subprocess caller besides the process starter), log.
 """
