@@ -28,9 +28,9 @@ from test_release import default_files, write_build
 
 from builder.core.errors import PghaError
 from builder.core.paths import OutputPaths
-from builder.stages import installsrc
 from builder.model import secrets
 from builder.release import publish
+from builder.stages import installsrc
 
 sys.path.insert(0, str(AGENT_DIR))
 
