@@ -89,10 +89,10 @@ def test_wheel_in_a_fresh_venv_builds_from_any_folder(dist: Path, tmp_path: Path
     run([tool, "-c", "cluster.yaml", "build"], work, env)
     run([tool, "-c", "cluster.yaml", "rpms", "--lint"], work, env)
     rpms = sorted(p.name for p in (work / "output" / "pgha" / "rpms").glob("*.noarch.rpm"))
-    assert [r.split("-0")[0] for r in rpms] == ["pgha-common", "pgha-role-db",
-                                                "pgha-role-haproxy"], rpms
+    assert [r.split("-0")[0] for r in rpms] == ["pgha-common", "pgha-role-backup",
+                                                "pgha-role-db", "pgha-role-haproxy"], rpms
     kickstarts = sorted(p.name for p in (work / "output" / "pgha" / "kickstart").glob("*.ks"))
-    assert kickstarts == ["db.ks", "haproxy.ks"]
+    assert kickstarts == ["backup.ks", "db.ks", "haproxy.ks"]
 
 
 def test_pyproject_lists_every_builder_package_and_maps_the_data_folders() -> None:
