@@ -28,9 +28,9 @@ def test_format_table_drives_the_model_and_the_cli() -> None:
     assert typing.get_args(imageformats.Format) == imageformats.FORMATS
     schema = Cluster.model_json_schema()["$defs"]["Image"]["properties"]["formats"]
     assert tuple(schema["items"]["enum"]) == imageformats.FORMATS
-    help_text = CliRunner().invoke(cli, ["images", "--help"]).output
+    help_text = " ".join(CliRunner().invoke(cli, ["images", "--help"]).output.split())
     for name, help_line in imageformats.TABLE.items():
-        assert name in help_text and help_line.split(",")[0] in help_text
+        assert f"{name}: {help_line}" in help_text
     with pytest.raises(ValueError, match="choose from qcow2, raw, vmdk, vhdx, ova"):
         imageformats.parse_formats("qcow2,zip")
 
