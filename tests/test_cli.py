@@ -135,3 +135,18 @@ def test_command_table_matches_modules() -> None:
     for module in set(COMMAND_MODULES.values()):
         importlib.import_module(f"builder.cli.{module}")
     assert set(cli.commands) == set(COMMAND_MODULES)
+
+
+def test_lab_day2_commands_load_on_demand_and_are_all_listed() -> None:
+    """`lab`'s day-2 commands live in lab_day2_cmds, loaded when one runs; the group lists them
+    all, and each name the group promises is a command of that module."""
+    import click
+
+    from builder.cli import lab_cmds, lab_day2_cmds
+
+    group = cli.get_command(click.Context(cli), "lab")
+    assert isinstance(group, click.Group)
+    assert set(lab_cmds.DAY2) == set(lab_day2_cmds.COMMANDS)
+    assert set(lab_cmds.DAY2) <= set(group.list_commands(click.Context(group)))
+    for name in lab_cmds.DAY2:
+        assert group.get_command(click.Context(group), name) is lab_day2_cmds.COMMANDS[name]

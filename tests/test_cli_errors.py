@@ -36,7 +36,8 @@ def _commands() -> list[list[str]]:
     for name in sorted(COMMAND_MODULES):
         command = cli.get_command(click.Context(cli), name)
         if isinstance(command, click.Group):
-            out += [[name, sub, *ARGS.get(sub, [])] for sub in sorted(command.commands)]
+            subs = command.list_commands(click.Context(command))  # lazily loaded ones too
+            out += [[name, sub, *ARGS.get(sub, [])] for sub in subs]
         elif name not in NO_CLUSTER:
             out.append([name, *ARGS.get(name, [])])
     return out

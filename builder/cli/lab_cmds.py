@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 import click
 
 from builder.cli import App, cli, pass_app
+from builder.cli.labapp import lab_of, running_lab
 from builder.core.errors import PghaError
 
 if TYPE_CHECKING:
@@ -22,20 +23,24 @@ if TYPE_CHECKING:
     from builder.lab.machine import Machine
 
 
-def _lab(app: App) -> Lab:
-    from builder.lab.lab import Lab, lab_cluster
-
-    return Lab.of(lab_cluster(app.cluster), app.output, app.runner, source=app.cluster)
+# Day-2 commands live in lab_day2_cmds, loaded only when one of them runs (or for --help).
+DAY2 = ("add", "backup", "config", "remove", "replace", "restart", "restore", "upgrade")
 
 
-def _running_lab(app: App) -> Lab:
-    lab_ = _lab(app)
-    if not lab_.running():
-        raise PghaError(f"lab '{lab_.cluster.name}' is not running", hint="pgha-build lab up")
-    return lab_
+class LabGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(set(DAY2) | set(self.commands))
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in DAY2 and cmd_name not in self.commands:
+            from builder.cli import lab_day2_cmds
+
+            for name, command in lab_day2_cmds.COMMANDS.items():
+                self.add_command(command, name)
+        return self.commands.get(cmd_name)
 
 
-@cli.group()
+@cli.group(cls=LabGroup)
 def lab() -> None:
     """The cluster on this machine: one network namespace per node, real etcd, PostgreSQL 15,
     Patroni and HAProxy, reached from the host on 127.0.0.1 (needs root)."""
@@ -60,7 +65,7 @@ def up(app: App, only: str | None, timeout: int, engine: str | None,
     """Build what is missing, boot every node from its seed, wait until healthy."""
     from builder.lab.lab import up as lab_up
 
-    lab_ = _lab(app)
+    lab_ = lab_of(app)
     names = [n.strip() for n in only.split(",") if n.strip()] if only else None
     for name in names or []:
         lab_.net.node(name)
@@ -100,7 +105,7 @@ def alerts(app: App, as_json: bool, pending: bool) -> None:
     exit status 0 whether or not any fires."""
     from builder.lab import monitor
 
-    items = [a for a in monitor.alerts(_running_lab(app)) if pending or a["state"] == "firing"]
+    items = [a for a in monitor.alerts(running_lab(app)) if pending or a["state"] == "firing"]
     click.echo(json.dumps(items, indent=2) if as_json else monitor.table(items))
 
 
@@ -111,7 +116,7 @@ def status(app: App, as_json: bool) -> None:
     """Members, roles, lag, timeline, HAProxy's backends, and who holds the virtual IP."""
     from builder.lab.status import collect, table
 
-    data = collect(_lab(app))
+    data = collect(lab_of(app))
     click.echo(json.dumps(data, indent=2) if as_json else table(data))
 
 
@@ -121,7 +126,7 @@ def status(app: App, as_json: bool) -> None:
 @pass_app
 def psql(app: App, ro: bool, psql_args: tuple[str, ...]) -> None:
     """A psql session through HAProxy (127.0.0.1:5000, or 6000 with --ro)."""
-    lab_ = _running_lab(app)
+    lab_ = running_lab(app)
     exe = shutil.which("psql")
     if exe is None:
         raise PghaError("psql not found", hint="apt-get install postgresql-client")
@@ -139,89 +144,12 @@ def rotate_certs(app: App) -> None:
     (reload, no restart): what `seeds --rotate-certs` and the agent do on real nodes."""
     from builder.lab import tlsops
 
-    lab_ = _running_lab(app)
+    lab_ = running_lab(app)
     if not lab_.cluster.tls.enabled:
         raise PghaError("this lab runs without TLS (tls: false)", hint="nothing to rotate")
     done = tlsops.rotate_certs(lab_)
     click.echo(f"rotated {len(done['reissued'])} certificate(s) from the same CA, applied to "
                f"every node in {done['applied_s']:.1f}s")
-
-
-@lab.command()
-@click.option("--apply", "do_apply", is_flag=True,
-              help="PATCH /config with the difference, then restart (rolling) the members that "
-                   "report a pending restart.")
-@click.option("--no-restart", is_flag=True,
-              help="With --apply: leave pending restarts (`lab status` shows them).")
-@click.option("--timeout", default=120, show_default=True,
-              help="Seconds each step may take to get the cluster failover-ready again.")
-@pass_app
-def config(app: App, do_apply: bool, no_restart: bool, timeout: int) -> None:
-    """`pgha-build config` on the lab: the cluster file's dynamic settings against the running
-    lab's GET /config; --apply PATCHes them and restarts pending members one at a time
-    (replicas, one switchover, the old primary)."""
-    from builder.lab import changes
-    from builder.ops import change
-
-    lab_ = _running_lab(app)
-    change.run(lab_.cluster, changes.target(lab_), click.echo, apply=do_apply,
-               restart=not no_restart, timeout=timeout,
-               restart_command="pgha-build lab restart --rolling")
-
-
-@lab.command()
-@click.option("--rolling", is_flag=True, required=True,
-              help="One member at a time (the only kind there is; required to say so).")
-@click.option("--all", "everything", is_flag=True,
-              help="Every member, not only those with a pending restart.")
-@click.option("--plan", "plan_only", is_flag=True, help="Print the steps; change nothing.")
-@click.option("--timeout", default=120, show_default=True,
-              help="Seconds each step may take to get the cluster failover-ready again.")
-@pass_app
-def restart(app: App, rolling: bool, everything: bool, plan_only: bool, timeout: int) -> None:
-    """Rolling restart of the lab's PostgreSQL: replicas first, one switchover, the old
-    primary; each step from a failover-ready cluster."""
-    from builder.lab import changes
-    from builder.ops import change
-    from builder.ops import rolling as roll
-
-    lab_ = _running_lab(app)
-    tgt = changes.target(lab_)
-    steps = roll.plan(roll.view(tgt), everything)
-    if plan_only or not steps:
-        click.echo(change.plan_text(lab_.cluster, steps,
-                                    "restart" if everything else "pending restart",
-                                    "pgha-build lab restart --rolling"))
-        return
-    roll.execute(tgt, steps, click.echo, timeout)
-
-
-@lab.command()
-@click.option("--plan", "plan_only", is_flag=True,
-              help="Print the steps (as `pgha-build upgrade-plan` would); change nothing.")
-@click.option("--timeout", default=120, show_default=True,
-              help="Seconds each node may take to be back and the cluster failover-ready.")
-@pass_app
-def upgrade(app: App, plan_only: bool, timeout: int) -> None:
-    """Rolling upgrade of the lab to the build of the cluster file's `release` (raise it):
-    replicas one at a time (rpm -U into the node, Patroni restarted, lag 0 and failover-ready
-    before the next), one switchover, the old primary, the load balancers. A node that does
-    not come back is rolled back and the upgrade stops, the cluster failover-ready."""
-    from builder.lab import changes
-    from builder.lab import upgrade as lab_upgrade
-    from builder.ops import rolling
-    from builder.ops import upgrade as ops_upgrade
-
-    lab_ = _running_lab(app)
-    if plan_only:
-        leader = rolling.leader(rolling.view(changes.target(lab_)))
-        if leader is None:
-            raise PghaError("the lab has no leader now", hint="see `pgha-build lab status`")
-        click.echo(ops_upgrade.text(lab_.cluster, ops_upgrade.plan(lab_.cluster, leader),
-                                    lab_.cluster.release))
-        return
-    lab_upgrade.run(lab_, click.echo, timeout)
-    click.echo(f"lab '{lab_.cluster.name}' runs release {lab_.cluster.release} on every node")
 
 
 @lab.command()
@@ -231,7 +159,7 @@ def kill(app: App, node: str) -> None:
     """SIGKILL every process of NODE (a crashed host)."""
     from builder.lab import faults
 
-    lab_ = _running_lab(app)
+    lab_ = running_lab(app)
     click.echo(f"killed {faults.kill(lab_, node)} process(es) of {node}")
 
 
@@ -242,7 +170,7 @@ def partition(app: App, node: str) -> None:
     """Cut NODE off the network (its link down)."""
     from builder.lab import faults
 
-    lab_ = _running_lab(app)
+    lab_ = running_lab(app)
     faults.partition(lab_, node)
     click.echo(f"{node} is cut off (pgha-build lab heal {node})")
 
@@ -254,7 +182,7 @@ def heal(app: App, node: str) -> None:
     """Reconnect NODE after a partition."""
     from builder.lab import faults
 
-    lab_ = _running_lab(app)
+    lab_ = running_lab(app)
     faults.heal(lab_, node)
     click.echo(f"{node} is connected again")
 
@@ -266,101 +194,9 @@ def switchover(app: App, candidate: str | None) -> None:
     """A planned switchover through Patroni's REST API."""
     from builder.lab import faults
 
-    lab_ = _running_lab(app)
+    lab_ = running_lab(app)
     result = faults.switchover(lab_, candidate)
     click.echo(f"switched over from {result['from']} to {result['to']}")
-
-
-@lab.command(name="backup")
-@click.option("--type", "kind", type=click.Choice(["full", "diff", "incr"]), default="full",
-              show_default=True, help="full: every file; diff: changed since the last full; "
-              "incr: changed since the last backup of any type.")
-@pass_app
-def backup_(app: App, kind: str) -> None:
-    """Back up the cluster now with pgBackRest, on the repository node (the backup role),
-    from whichever node is the primary, as its systemd timers do (docs/backup.md)."""
-    import time
-
-    from builder.lab import backup
-
-    lab_ = _running_lab(app)
-    t0 = time.monotonic()
-    last = backup.run_backup(lab_, kind)
-    click.echo(f"backup {last['label']} ({last['type']}) done in {time.monotonic() - t0:.1f}s: "
-               f"{last['size'] / 1e6:.1f} MB of data, {last['repo_size'] / 1e6:.1f} MB stored "
-               f"in the repository on {backup.repo_node(lab_).name}; WAL "
-               f"{last['wal_start']}..{last['wal_stop']}")
-
-
-@lab.command()
-@click.option("--time", "target", metavar="TIME",
-              help="Restore to this moment, e.g. '2026-12-03 17:00:00+00' (with its time zone).")
-@click.option("--latest", is_flag=True, help="Restore to the end of the WAL archive.")
-@click.option("--timeout", default=300, show_default=True, help="Seconds per step.")
-@pass_app
-def restore(app: App, target: str | None, latest: bool, timeout: int) -> None:
-    """Point-in-time restore of the whole cluster from the backup repository: Patroni stopped
-    and its DCS state removed, the restore on one node, Patroni leading from the restored data,
-    a new full backup, the other nodes restored from it (docs/backup.md)."""
-    from builder.lab import restore as restoremod
-
-    if (target is None) == (not latest):
-        raise click.UsageError("give exactly one of --time TIME or --latest")
-    done = restoremod.restore(_running_lab(app), None if latest else target, timeout)
-    click.echo(f"restored to {done['target']} on {done['node']}: data back after "
-               f"{done['restore_s']}s, leading after {done['leader_s']}s, new full backup "
-               f"{done['backup']}, every node streaming after {done['ready_s']}s")
-
-
-@lab.command()
-@click.argument("node")
-@click.option("--timeout", default=180, show_default=True,
-              help="Seconds to wait until the cluster can fail over again.")
-@pass_app
-def replace(app: App, node: str, timeout: int) -> None:
-    """Re-image NODE: kill it, wipe its disk (folder) and boot it again from the same RPMs and
-    seed. Its agent rejoins etcd (the stale member removed, added as a learner, promoted) and
-    Patroni clones it (docs/lifecycle.md)."""
-    from builder.lab import lifecycle
-
-    done = lifecycle.replace(_running_lab(app), node, timeout)
-    click.echo(f"{node} replaced: wiped in {done['wipe_s']:.1f}s, streaming and the cluster "
-               f"able to fail over {done['ready_s']:.1f}s after its boot started")
-    click.echo(f"  etcd members: {lifecycle.etcd_line(done['etcd'])}")
-
-
-@lab.command()
-@click.argument("node")
-@click.option("--timeout", default=180, show_default=True,
-              help="Seconds to wait until the cluster can fail over again.")
-@pass_app
-def add(app: App, node: str, timeout: int) -> None:
-    """Boot NODE, new in the cluster file: the running nodes apply their changed seeds (reload:
-    pg_hba, HAProxy backends, etcd and Patroni hosts) while NODE boots from its seed and joins
-    (docs/lifecycle.md). Check first with `pgha-build plan`."""
-    from builder.lab import lifecycle
-
-    done = lifecycle.add(_running_lab(app), node, timeout)
-    click.echo(f"{node} added: streaming and the cluster able to fail over after "
-               f"{done['ready_s']:.1f}s (every agent done after {done['total_s']:.1f}s)")
-    click.echo(f"  etcd members: {lifecycle.etcd_line(done['etcd'])}")
-
-
-@lab.command()
-@click.argument("node")
-@click.option("--timeout", default=180, show_default=True,
-              help="Seconds to wait until the cluster can fail over again.")
-@pass_app
-def remove(app: App, node: str, timeout: int) -> None:
-    """Shut NODE down after it was deleted from the cluster file; the other nodes apply their
-    changed seeds (reload; etcd member removed, HAProxy and pg_hba no longer admit it).
-    Refused for the primary: switch over first."""
-    from builder.lab import lifecycle
-
-    done = lifecycle.remove(_running_lab(app), node, timeout)
-    click.echo(f"{node} removed in {done['total_s']:.1f}s (the others reloaded in "
-               f"{done['reload_s']:.1f}s)")
-    click.echo(f"  etcd members: {lifecycle.etcd_line(done['etcd'])}")
 
 
 @lab.command()
@@ -370,7 +206,7 @@ def down(app: App) -> None:
     from builder.lab.lab import down as lab_down
     from builder.lab.lab import leftovers
 
-    lab_ = _lab(app)
+    lab_ = lab_of(app)
     lab_down(lab_)
     left = leftovers(lab_)
     if left:
@@ -378,11 +214,10 @@ def down(app: App) -> None:
     click.echo(f"lab '{lab_.cluster.name}' is down: no process, namespace, route or file left")
 
 
-
 def _machine(app: App, node: str) -> tuple[Lab, Machine]:
     from builder.lab import machine, sysboot
 
-    lab_ = _running_lab(app)
+    lab_ = running_lab(app)
     lab_.net.node(node)
     m = sysboot.machines(lab_, [node])[0]
     if machine.pid1(m) is None:
@@ -451,7 +286,7 @@ def soak(app: App, minutes: float, seed: int | None, mode: str | None, kinds: st
 
     from builder.lab.soak import plan, run
 
-    lab_ = _lab(app)
+    lab_ = lab_of(app)
     seed = seed if seed is not None else int(time.time()) % 100_000
     names = [k.strip() for k in kinds.split(",") if k.strip()] if kinds else None
     menu = plan.menu_for(names, lab_.vip is not None)
@@ -460,7 +295,7 @@ def soak(app: App, minutes: float, seed: int | None, mode: str | None, kinds: st
         for step in plan.first(seed, menu, 12):
             click.echo(f"  {step.line()}")
         return
-    lab_ = _running_lab(app)
+    lab_ = running_lab(app)
     opts = run.Options(minutes=minutes, seed=seed, mode=mode, kinds=names, writers=writers,
                        readers=readers, stale_bound_s=stale_bound, ready_bound_s=ready_bound)
     result = run.soak(lab_, opts, click.echo)
