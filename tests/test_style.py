@@ -176,7 +176,7 @@ def test_packages_import_only_downwards() -> None:
 
 
 # The modules that start processes, as builder/core/run.py's docstring lists them (and why).
-PROCESS_STARTERS = {"builder.core.run", "builder.lab.lab", "builder.lab.nodes",
+PROCESS_STARTERS = {"builder.core.run", "builder.lab.hostpath", "builder.lab.nodes",
                     "builder.cli.lab_cmds", "builder.lab.preflight", "builder.lab.machine",
                     "builder.lab.machine_init", "builder.lab.monitor"}
 _STARTS = {("subprocess", n) for n in ("Popen", "run", "call", "check_call", "check_output")}

@@ -1,7 +1,7 @@
 """Running tools: every command that runs to completion goes through Runner.run.
 
 In builder/ processes are started here and in seven other places only, each for a reason:
-- builder/lab/lab.py: subprocess.Popen of the lab's relay, which must outlive the command
+- builder/lab/hostpath.py: subprocess.Popen of the lab's relay, which must outlive the command
   (own session, pid file);
 - builder/lab/nodes.py: subprocess.Popen of each lab node's first-boot agent, all at once (one
   per node, waited for together); the agents start the node's services;

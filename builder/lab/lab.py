@@ -5,15 +5,15 @@ Patroni from /opt/pgha-lab/venv, see scripts/setup). It runs the user's artifact
 and CA of output/<cluster>/ (the lab's platform RPMs built there beside the user's and listed in
 the same manifest; builder.lab.artifacts). Everything it makes lives in the lab folder,
 /var/lib/pgha-lab/<cluster>/ (PGHA_LAB_DIR overrides /var/lib/pgha-lab): build/<cluster>/ (the
-copy of those RPMs, secrets and PKI it runs), one folder per node, the relay's pid and log, and state.json. It is outside
+copy of those RPMs, secrets and PKI it runs), one folder per node, the relay's pid and log,
+and state.json. It is outside
 the checkout and the output folder on purpose: the service users (postgres, etcd) must reach
 the node roots, and a checkout under /root (mode 0700) or in a mkdtemp folder would stop them.
 output/<cluster>/lab is a symbolic link to it, for finding it. Like the namespaces and the
 bridge, a lab is one per cluster name on a machine.
 
-The relay (builder.lab.relay) is the one long-running process started here, with
-subprocess.Popen (it must outlive this command); node processes are started by each node's
-agent.
+The host's way in (the kernel forward, or the Python relay where nftables is missing) is
+builder.lab.hostpath's; node processes are started by each node's agent.
 """
 
 from __future__ import annotations
@@ -22,10 +22,7 @@ import contextlib
 import json
 import os
 import shutil
-import signal
 import ssl
-import subprocess
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -40,6 +37,7 @@ from builder.core.run import Runner
 from builder.lab import artifacts, forward, monitor, net, nodes, vip
 from builder.lab import preflight as lab_preflight
 from builder.lab.health import Sql, tls_context, wait_until
+from builder.lab.hostpath import HOST, our_relay, start_relay, stop_relay
 from builder.lab.net import LabNet, NodeNet
 from builder.model import roles, tlsplan
 from builder.model.cluster import Cluster
@@ -47,7 +45,6 @@ from builder.model.platform import Layout, layout
 from builder.model.secrets import Secrets
 
 LAB_PG = 15
-HOST = "127.0.0.1"
 PYTHON = "/usr/bin/python3"
 DEFAULT_LAB_ROOT = "/var/lib/pgha-lab"
 
@@ -325,68 +322,6 @@ def _write_state(lab: Lab, **extra: Any) -> None:
     lab.state_file.write_text(json.dumps(data, indent=2) + "\n")
 
 
-def start_relay(lab: Lab) -> None:
-    """127.0.0.1:<port> -> <entry>:<port> (the VIP, or the one load balancer) for the
-    read-write, read-only and stats ports: by the kernel (builder.lab.forward, nftables), or
-    by the Python relay where nftables is missing. Kept if it is already there: clients stay
-    connected while a node rejoins."""
-    entry = lab.entry
-    net.assert_local_route(lab.runner, lab.net, entry)
-    if forward.available():
-        forward.up(lab.runner, lab.net, entry, list(lab.ports().values()))
-        return
-    log.warning("nft not found (Debian package nftables): the host path is the Python relay, "
-                "which costs about 40% of read throughput")
-    if _relay_pid(lab):
-        return
-    stop_relay(lab)
-    forwards = [f"{HOST}:{p}={entry}:{p}" for p in lab.ports().values()]
-    log_file = (lab.dir / "relay.log").open("ab")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "builder.lab.relay", "--cidr", lab.net.cidr, *forwards],
-        stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-        start_new_session=True, cwd=str(Path(__file__).resolve().parents[2]))
-    (lab.dir / "relay.pid").write_text(f"{proc.pid}\n")
-    wait_until("the 127.0.0.1 relay", lambda: _relay_ready(lab), 10, 0.05)
-
-
-def _relay_ready(lab: Lab) -> bool:
-    return b"relay: ready" in (lab.dir / "relay.log").read_bytes()
-
-
-def _our_relay(pid: int, cidr: str) -> bool:
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-    except OSError:
-        return False
-    return b"builder.lab.relay" in cmdline and cidr.encode() in cmdline
-
-
-def _relay_pid(lab: Lab) -> int | None:
-    try:
-        pid = int((lab.dir / "relay.pid").read_text().strip())
-    except (OSError, ValueError):
-        return None
-    return pid if _our_relay(pid, lab.net.cidr) else None
-
-
-def stop_relay(lab: Lab) -> None:
-    pid_file = lab.dir / "relay.pid"
-    if not pid_file.exists():
-        return
-    pid = _relay_pid(lab)
-    if pid:
-        os.kill(pid, signal.SIGTERM)
-        for _ in range(100):
-            if not _our_relay(pid, lab.net.cidr):
-                break
-            time.sleep(0.02)
-        else:
-            os.kill(pid, signal.SIGKILL)
-    pid_file.unlink()
-    (lab.dir / "relay.log").unlink(missing_ok=True)
-
-
 def down(lab: Lab) -> None:
     """Stop every lab process, remove namespaces, links, routes and the lab folder."""
     if lab.dir.exists():
@@ -432,7 +367,7 @@ def _lab_pids(lab: Lab) -> list[int]:
             continue
         try:
             if (marker in (proc / "cmdline").read_bytes()
-                    or _our_relay(int(proc.name), lab.net.cidr)):
+                    or our_relay(int(proc.name), lab.net.cidr)):
                 pids.append(int(proc.name))
         except OSError:
             continue
