@@ -84,7 +84,10 @@ def test_env_file_symlink_is_refused(tmp_path: Path) -> None:
 
 @pytest.fixture
 def sleeper() -> subprocess.Popen:
-    proc = subprocess.Popen(["sleep", "60"])
+    # SIGHUP's default action, even when this run was started under nohup (children would
+    # inherit "ignore", and the reload signal would then do nothing).
+    proc = subprocess.Popen(["sleep", "60"],
+                            preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_DFL))  # noqa: PLW1509 - no threads yet
     yield proc
     proc.kill()
     proc.wait()

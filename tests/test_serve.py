@@ -179,7 +179,10 @@ def test_cli_serve_logs_requests_and_stops_on_ctrl_c(loop: Context, tmp_path: Pa
     cfg.write_text(yaml.safe_dump({**LOOPBACK, "image": {"seed_port": seed_port}}))
     proc = subprocess.Popen(
         [sys.executable, "-m", "builder", "-c", str(cfg), "-o", str(loop.out.root.parent),
-         "serve", "--bind", f"127.0.0.1:{port}"], stderr=subprocess.PIPE, text=True)
+         "serve", "--bind", f"127.0.0.1:{port}"], stderr=subprocess.PIPE, text=True,
+        # Ctrl-C as at a terminal, even when this run was started in the background (where a
+        # shell starts children with SIGINT ignored, and Python then installs no handler).
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # noqa: PLW1509
     try:
         deadline = time.monotonic() + 20
         while True:
