@@ -5,12 +5,20 @@ back it up and restore it, replace, add and remove nodes. Loaded by the `lab` gr
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import click
 
 from builder.cli import App, pass_app
 from builder.cli.labapp import running_lab
 from builder.core.errors import PghaError
 
+
+def _node_command(func: Callable[..., None]) -> Callable[..., None]:
+    """NODE and --timeout, as replace, add and remove take them."""
+    func = click.option("--timeout", default=180, show_default=True,
+                        help="Seconds to wait until the cluster can fail over again.")(func)
+    return click.argument("node")(func)
 
 @click.command()
 @click.option("--apply", "do_apply", is_flag=True,
@@ -131,9 +139,7 @@ def restore(app: App, target: str | None, latest: bool, timeout: int) -> None:
 
 
 @click.command()
-@click.argument("node")
-@click.option("--timeout", default=180, show_default=True,
-              help="Seconds to wait until the cluster can fail over again.")
+@_node_command
 @pass_app
 def replace(app: App, node: str, timeout: int) -> None:
     """Re-image NODE: kill it, wipe its disk (folder) and boot it again from the same RPMs and
@@ -148,9 +154,7 @@ def replace(app: App, node: str, timeout: int) -> None:
 
 
 @click.command()
-@click.argument("node")
-@click.option("--timeout", default=180, show_default=True,
-              help="Seconds to wait until the cluster can fail over again.")
+@_node_command
 @pass_app
 def add(app: App, node: str, timeout: int) -> None:
     """Boot NODE, new in the cluster file: the running nodes apply their changed seeds (reload:
@@ -165,9 +169,7 @@ def add(app: App, node: str, timeout: int) -> None:
 
 
 @click.command()
-@click.argument("node")
-@click.option("--timeout", default=180, show_default=True,
-              help="Seconds to wait until the cluster can fail over again.")
+@_node_command
 @pass_app
 def remove(app: App, node: str, timeout: int) -> None:
     """Shut NODE down after it was deleted from the cluster file; the other nodes apply their
