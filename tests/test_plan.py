@@ -114,3 +114,80 @@ def test_etcd_start_only_settings_are_no_reason_to_restart() -> None:
                "files": [{"path": "/e", "content": old + "ETCD_HEARTBEAT_INTERVAL=200\n"}]}
     fate, detail = plan.changed_fate(seed, changed)
     assert fate == "restart" and "etcd has no reload" in detail
+
+
+def _drop(name: str):
+    def edit(data: dict) -> None:
+        data["nodes"] = [n for n in data["nodes"] if n["name"] != name]
+    return edit
+
+
+@pytest.fixture
+def built4(tmp_path: Path) -> Path:
+    """The last build has four db nodes (db1-db4): one can go and three etcd members stay."""
+    four = _cluster(tmp_path, "four", _add_db4)
+    res = _run(tmp_path, four, "seeds")
+    assert res.exit_code == 0, res.output
+    return four
+
+
+def _drop_db3_from4(data: dict) -> None:
+    _add_db4(data)
+    _drop("db3")(data)
+
+
+def test_check_refuses_removing_the_primary(tmp_path: Path, built4: Path) -> None:
+    """db3 deleted from the file: refused when it is the current primary (--leader), accepted
+    when another node leads, a warning naming --leader when nobody said who leads."""
+    gone = _cluster(tmp_path, "gone", _drop_db3_from4)
+    for command in ("check", "plan"):
+        res = _run(tmp_path, gone, command, "--leader", "db3")
+        assert res.exit_code == 2, res.output
+        assert "db3 is the current primary (--leader) and this change removes" in res.output
+        assert "switch over" in res.output and "Traceback" not in res.output
+        res = _run(tmp_path, gone, command, "--leader", "db1")
+        assert res.exit_code == 0, res.output
+        assert "current primary" not in res.output
+    res = _run(tmp_path, gone, "check")
+    assert res.exit_code == 0, res.output
+    assert "warning: nodes: this change removes or re-images the database node(s) db3" in \
+        res.output and "--leader NODE" in res.output
+
+
+def test_check_refuses_re_imaging_the_primary(tmp_path: Path, built: Path) -> None:
+    def move_db2(data: dict) -> None:
+        next(n for n in data["nodes"] if n["name"] == "db2")["address"] = "10.77.0.22"
+
+    moved = _cluster(tmp_path, "moved", move_db2)
+    res = _run(tmp_path, moved, "check", "--leader", "db2")
+    assert res.exit_code == 2 and "db2 is the current primary" in res.output, res.output
+    assert _run(tmp_path, moved, "check", "--leader", "db1").exit_code == 0
+    # a load balancer leaving concerns no primary: nothing asked, no warning
+    res = _run(tmp_path, _cluster(tmp_path, "lbonly", _drop("lb1")), "check")
+    assert res.exit_code == 0 and "current primary" not in res.output, res.output
+
+
+def test_leader_unknown_name_and_unchanged_file(tmp_path: Path, built4: Path) -> None:
+    res = _run(tmp_path, built4, "check")
+    assert res.exit_code == 0 and "current primary" not in res.output
+    gone = _cluster(tmp_path, "gone9", _drop_db3_from4)
+    for cluster, bad in ((gone, "db9"), (gone, "lb1"), (built4, "db7")):
+        res = _run(tmp_path, cluster, "check", "--leader", bad)
+        assert res.exit_code != 0 and f"--leader {bad}: not a database node" in res.output
+        assert "one of: db1, db2, db3, db4" in res.output and "Traceback" not in res.output
+
+
+def test_check_refuses_quorum_loss_and_warns_on_even_count(tmp_path: Path, built: Path) -> None:
+    """The other two membership rules, each on its own: 2 of 3 etcd members gone at once is
+    refused (exit 2, whoever leads); a 4th member is accepted with the even-count warning."""
+    def swap_two(data: dict) -> None:  # db2 and db3 out, db5 and db6 in: still 3 members
+        data["nodes"] = [n for n in data["nodes"] if n["name"] not in ("db2", "db3")]
+        data["nodes"] += [{"name": f"db{i}", "roles": ["db"], "address": f"10.77.0.{10 + i}"}
+                          for i in (5, 6)]
+
+    res = _run(tmp_path, _cluster(tmp_path, "twogone", swap_two), "check", "--leader", "db1")
+    assert res.exit_code == 2, res.output
+    assert "would lose etcd quorum" in res.output and "leaves 1 of the 3" in res.output
+    res = _run(tmp_path, _cluster(tmp_path, "four", _add_db4), "check")
+    assert res.exit_code == 0, res.output
+    assert "warning: nodes: an even number of etcd members (4" in res.output

@@ -39,15 +39,65 @@ def init(path: Path, force: bool, vip: bool) -> None:
     click.echo(f"wrote {path}: edit it, then run `pgha-build -c {path} check`")
 
 
+LEADER_HELP = ("The current primary (as `patronictl list` shows it): a change that removes or "
+               "re-images it is refused (switch over first). Default: asked from this "
+               "cluster's running lab, if there is one; else unknown (a warning).")
+
+
+def current_leader(app: App, given: str | None) -> tuple[str | None, str]:
+    """(the current primary, who said so): --leader, else the running lab of this cluster,
+    else (None, ""). Never asks a real cluster over the network: check runs offline."""
+    if given is not None:
+        return given, "--leader"
+    from builder.cli.labapp import lab_of
+
+    try:
+        lab_ = lab_of(app)
+        if not lab_.running():
+            return None, ""
+        from builder.lab.readiness import leader
+
+        return leader(lab_), "the running lab says so"
+    except PghaError:
+        return None, ""
+
+
+def leader_gate(app: App, given: str | None) -> None:
+    """Refuse a change that removes or re-images the current primary; warn when a database
+    node goes and the primary is not known."""
+    from builder.core.errors import ConfigError
+    from builder.model import roles
+    from builder.stages import plan
+
+    out = app.context(write=False).out
+    if given is not None:
+        known = {n.name for n in roles.nodes_with(app.cluster.nodes, "postgres")}
+        known |= set(plan.db_seeds(out))
+        if given not in known:
+            raise PghaError(f"--leader {given}: not a database node of this cluster or of its "
+                            "last build", hint=f"one of: {', '.join(sorted(known))}")
+    if not plan.leaving_db(app.cluster, out):
+        return
+    problems, warnings = plan.leader_problems(app.cluster, out, *current_leader(app, given))
+    for warning in warnings:
+        click.echo(f"warning: nodes: {warning}", err=True)
+    if problems:
+        raise ConfigError("the cluster file removes the current primary", problems,
+                          hint="switch over first (docs/lifecycle.md)")
+
+
 @cli.command()
 @click.option("--deep", is_flag=True,
               help="Also validate generated configs with the real tools (patroni, haproxy, etcd).")
 @click.option("--depsolve", is_flag=True,
               help="Also resolve each role's kickstart packages with dnf against its "
                    "repositories (builds the RPMs first; needs dnf and the repositories).")
+@click.option("--leader", metavar="NODE", help=LEADER_HELP)
 @pass_app
-def check(app: App, deep: bool, depsolve: bool) -> None:
-    """Validate the cluster file (every error with its YAML path) and the kickstarts."""
+def check(app: App, deep: bool, depsolve: bool, leader: str | None) -> None:
+    """Validate the cluster file (every error with its YAML path) and the kickstarts. Against
+    the last build's seeds (output/<cluster>/seeds/): refuse a change that loses etcd quorum or
+    removes the current primary (see --leader); warn on an even number of etcd members."""
     from builder.model import roles, tlsplan
     from builder.model import rules as validate
     from builder.stages import kickstart
@@ -64,6 +114,7 @@ def check(app: App, deep: bool, depsolve: bool) -> None:
         raise ConfigError("the cluster file would lose etcd quorum against the last build",
                           quorum, hint="remove fewer etcd members at once (see `pgha-build "
                                        "plan`, docs/lifecycle.md)")
+    leader_gate(app, leader)
     for line in tlsplan.expiry_warnings(app.context(write=False).out):
         click.echo(f"warning: {line}: `pgha-build seeds --rotate-certs` issues new ones", err=True)
     kickstart.check_all(app.context(write=False))

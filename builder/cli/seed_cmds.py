@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from builder.cli import App, cli, pass_app
+from builder.cli.model_cmds import LEADER_HELP, leader_gate
 from builder.core.errors import ConfigError, PghaError
 
 
@@ -85,8 +86,9 @@ def render(app: App, host: str, file_path: str | None) -> None:
 
 
 @cli.command()
+@click.option("--leader", metavar="NODE", help=LEADER_HELP)
 @pass_app
-def plan(app: App) -> None:
+def plan(app: App, leader: str | None) -> None:
     """Each node's fate for the cluster file against the last build's seeds, before anything
     is applied: new seed (boot a new VM), reload, restart, re-image, remove, or unchanged
     (docs/lifecycle.md). Writes no seed; a new node's certificates are issued as build would."""
@@ -106,3 +108,4 @@ def plan(app: App) -> None:
     if problems:
         raise ConfigError("the cluster file would lose etcd quorum against the last build",
                           hint="remove fewer etcd members at once (docs/lifecycle.md)")
+    leader_gate(app, leader)

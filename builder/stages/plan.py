@@ -1,5 +1,6 @@
 """What a changed cluster file does to each node (`pgha-build plan`), and the membership rules
-`check` applies against the last build.
+`check` applies against the last build (etcd quorum; the current primary never removed or
+re-imaged without a switchover first).
 
 Boundary: reads the last build's seeds (output/<cluster>/seeds/<host>/pgha/seed.json), renders
 the new ones in memory (seeds.render_seed; no seed is written) and compares them. A node's fate:
@@ -145,3 +146,47 @@ def membership_problems(cluster: Cluster, out: OutputPaths) -> list[str]:
     """`check`: the cluster file's etcd members against the last build's (quorum)."""
     new = {n.name: str(n.address) for n in roles.nodes_with(cluster.nodes, "etcd_member")}
     return quorum_problems(etcd_members(previous_seeds(out)), new)
+
+
+def _is_db(role_names: list[str]) -> bool:
+    known = roles.all_roles()
+    return any(known[r].postgres for r in role_names if r in known)
+
+
+def db_seeds(out: OutputPaths) -> dict[str, dict[str, Any]]:
+    """The last build's seeds of the database nodes."""
+    return {name: seed for name, seed in previous_seeds(out).items()
+            if _is_db(list(seed.get("roles") or []))}
+
+
+def leaving_db(cluster: Cluster, out: OutputPaths) -> list[str]:
+    """The last build's database nodes whose PostgreSQL this cluster file ends: removed, or
+    re-imaged (another address or other roles)."""
+    new = {n.name: n for n in cluster.nodes}
+    gone = []
+    for name, seed in db_seeds(out).items():
+        node = new.get(name)
+        if (node is None or str(node.address) != seed["node"].get("address")
+                or sorted(node.roles) != sorted(seed.get("roles") or [])):
+            gone.append(name)
+    return gone
+
+
+def leader_problems(cluster: Cluster, out: OutputPaths, leader: str | None,
+                    source: str) -> tuple[list[str], list[str]]:
+    """(problems, warnings) of the change for the current primary `leader` (None: unknown;
+    `source` says who told): removing or re-imaging it is refused, switch over first."""
+    gone = leaving_db(cluster, out)
+    if not gone:
+        return [], []
+    if leader is None:
+        return [], [(f"this change removes or re-images the database node(s) "
+                     f"{', '.join(gone)}, and the current primary is not known here: pass "
+                     "--leader NODE (as `patronictl list` shows it) to have it checked, and "
+                     "switch over first if it is one of them")]
+    if leader in gone:
+        return [(f"{leader} is the current primary ({source}) and this change removes or "
+                 "re-images it: switch over to a node that stays first (`patronictl "
+                 "switchover --candidate NODE`, in the lab `pgha-build lab switchover --to "
+                 "NODE`), then check again with the new primary")], []
+    return [], []
