@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import yaml
 
 from builder.core.context import Context
@@ -206,3 +207,39 @@ def test_lab_turns_the_watchdog_off(tmp_path):
     ctx = Context.create(cluster, tmp_path)
     p = yaml.safe_load(_file(seeds.render_seed(ctx, cluster.node("db1"), _sec(ctx)), "patroni.yml"))
     assert p["watchdog"]["mode"] == "off"
+
+
+def _global_section(cfg: str) -> list[str]:
+    lines = cfg.split("\nglobal\n", 1)[1].split("\n\n", 1)[0].splitlines()
+    return [ln.strip() for ln in lines if ln.strip() and not ln.strip().startswith("#")]
+
+
+def test_haproxy_dh_param_in_global_accepted_by_the_real_haproxy(tmp_path):
+    """HAProxy 1.8 warns at every start without tune.ssl.default-dh-param; the real haproxy
+    (zero-warning mode -dW) checks the whole TLS configuration with the seed's certificates."""
+    import shutil
+    import subprocess
+
+    if shutil.which("haproxy") is None:
+        pytest.fail("haproxy is required: run scripts/setup")
+    ctx = _ctx(tmp_path / "out")
+    seed = seeds.render_seed(ctx, ctx.cluster.node("lb1"), _sec(ctx))
+    cfg = _file(seed, "haproxy.cfg")
+    assert "tune.ssl.default-dh-param 2048" in _global_section(cfg)
+    root = tmp_path / "root"
+    for f in seed["files"]:
+        path = root / f["path"].lstrip("/")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(f["content"])
+    local = cfg.replace("/etc/pgha/tls", f"{root}/etc/pgha/tls").replace(
+        "/var/lib/haproxy", str(tmp_path))
+    assert f"crt {root}/etc/pgha/tls/haproxy.pem" in local  # the TLS parts are really checked
+    (tmp_path / "haproxy.cfg").write_text(local)
+    proc = subprocess.run(["haproxy", "-dW", "-c", "-f", str(tmp_path / "haproxy.cfg")],
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    broken = local.replace("tune.ssl.default-dh-param 2048", "tune.ssl.default-dh-param x")
+    (tmp_path / "broken.cfg").write_text(broken)
+    bad = subprocess.run(["haproxy", "-c", "-f", str(tmp_path / "broken.cfg")],
+                         capture_output=True, text=True, timeout=60, check=False)
+    assert bad.returncode != 0 and "default-dh-param" in bad.stdout + bad.stderr

@@ -19,8 +19,9 @@ from pgha_agent.log import LOG
 
 # What each boolean grants, for the message when it cannot be turned on.
 WHY = {
-    "haproxy_connect_any": "HAProxy cannot bind its ports (6000 and 7000 are not http ports) "
-                           "nor connect to Patroni (8008) and PostgreSQL (5432)",
+    "haproxy_connect_any": "HAProxy cannot bind 6000 (xserver_port_t) and 7000 "
+                           "(gatekeeper_port_t) nor connect to PostgreSQL on 5432 "
+                           "(postgresql_port_t)",
 }
 
 
