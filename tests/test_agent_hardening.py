@@ -128,6 +128,22 @@ def test_pid_file_that_is_a_symlink_is_ignored(tmp_path: Path, sleeper: subproce
     assert not services.ProcessStarter(root).running(svc)
 
 
+def test_missing_pid_file_is_quiet_and_garbage_is_reported(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A first boot has no PID file yet: that is not worth a warning. A PID file that holds no
+    number is (someone wrote it), and the service is treated as not running either way."""
+    root, base = _root(tmp_path)
+    svc = {"name": "napper", "reload": "HUP", "argv": ["sleep"]}
+    starter = services.ProcessStarter(root)
+    with caplog.at_level("WARNING"):
+        assert not starter.running(svc)
+    assert not caplog.records
+    (base / "run" / "pgha" / "napper.pid").write_text("not a pid\n")
+    with caplog.at_level("WARNING"):
+        assert not starter.running(svc)
+    assert "ignoring PID file" in caplog.text
+
+
 @pytest.mark.parametrize("address", ["fe80::1%eth0", "fe80::1%x\n[connection]\nid=evil",
                                      "10.77.0.11%1", "10.77.0.11 ", "::ffff:10.0.0.1%"])
 def test_ipv6_scope_or_odd_address_is_refused(address: str) -> None:

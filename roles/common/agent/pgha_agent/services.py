@@ -182,7 +182,9 @@ class ProcessStarter(object):
         pidfile = "{}/{}.pid".format(RUN_DIR, name)
         try:
             data = self.root.read_file(pidfile)
-            pid = int((data or b"").strip())
+            if data is None:
+                return None
+            pid = int(data.strip())
         except (ApplyFailed, ValueError):
             LOG.warning("%s: ignoring PID file %s (not a plain file holding a number)", name,
                         pidfile)
