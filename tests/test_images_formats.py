@@ -188,3 +188,16 @@ def test_blueprint_is_toml(ctx: Context) -> None:
     sources = [tomllib.loads(p.read_text()) for p in paths[1:]]
     assert {s["id"] for s in sources} == {"pgha", "BaseOS", "AppStream", "pgdg16", "pgdg-common",
                                           "pgdg-extras"}
+
+
+def test_cloud_image_and_blueprint_carry_every_role_of_the_image(ctx: Context) -> None:
+    """haproxy's image is lb1's, which is haproxy + backup in the reference cluster."""
+    import tomllib
+
+    argv = cloudimage.customize_argv(ctx, ctx.out.root / "x.qcow2", "haproxy",
+                                     ctx.out.root / "pgha.repo", None)
+    install = next(a for a in argv if "install_weak_deps=False install" in a)
+    assert install.endswith("install pgha-role-haproxy pgha-role-backup")
+    data = tomllib.loads(cloudimage.write_blueprint(ctx, "haproxy")[0].read_text())
+    names = [p["name"] for p in data["packages"]]
+    assert "pgha-role-haproxy" in names and "pgha-role-backup" in names

@@ -52,6 +52,27 @@ def test_haproxy_kickstart_has_no_data_volume(ctx: Context) -> None:
     assert "pgha-role-haproxy" in h.packages.packageList
 
 
+def test_image_carries_every_role_of_the_nodes_that_boot_it(ctx: Context) -> None:
+    """lb1 is haproxy + backup in the reference cluster and boots the haproxy image: without
+    the backup role in it, a real lb1 would have no pgBackRest repository to take WAL."""
+    h = parsed(kickstart.render_role(ctx, roles.get("haproxy")))
+    assert {"pgha-role-haproxy", "pgha-role-backup"} <= set(h.packages.packageList)
+    alone = parsed(kickstart.render_role(ctx, roles.get("backup")))
+    assert "pgha-role-backup" in alone.packages.packageList
+    assert "pgha-role-haproxy" not in alone.packages.packageList
+
+
+def test_image_roles_follow_each_nodes_first_role() -> None:
+    c = config.from_data({"nodes": [
+        {"name": "db1", "roles": ["db"], "address": "10.77.0.11"},
+        {"name": "db2", "roles": ["db"], "address": "10.77.0.12"},
+        {"name": "db3", "roles": ["db", "backup"], "address": "10.77.0.13"},
+        {"name": "lb1", "roles": ["haproxy"], "address": "10.77.0.10"}]})
+    assert roles.image_roles(c.nodes) == {"db": ["db", "backup"], "haproxy": ["haproxy"]}
+    assert [r.name for r in roles.carried(c.nodes, "haproxy")] == ["haproxy"]
+    assert [r.name for r in roles.carried(c.nodes, "db")] == ["db", "backup"]
+
+
 def test_admin_ssh_key_lands_in_kickstart(tmp_path) -> None:  # type: ignore[no-untyped-def]
     key = ("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJslPnSAmYU/kKRD6jsUrKoY"
            "sRzD9lF+C7sxQ1O7COLi ops@x")
@@ -70,8 +91,8 @@ def test_validator_reports_errors_and_warnings() -> None:
 
 def test_write_is_cached_and_validated(ctx: Context, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     result = kickstart.write_kickstarts(ctx)
-    assert sorted(a.path for a in result.artifacts) == ["kickstart/backup.ks", "kickstart/db.ks",
-                                                        "kickstart/haproxy.ks"]
+    # backup shares lb1 in the reference cluster: lb1 boots the haproxy image, no backup.ks
+    assert sorted(a.path for a in result.artifacts) == ["kickstart/db.ks", "kickstart/haproxy.ks"]
     assert result.files["db"] == ctx.out.kickstart / "db.ks"
     kickstart.write_kickstarts(ctx)
     assert ctx.messages[-1].startswith("kickstart: up to date")

@@ -6,6 +6,7 @@ import click
 
 from builder.cli import App, cli, pass_app
 from builder.core.errors import ConfigError, PghaError
+from builder.core.log import log
 from builder.images import backends
 from builder.model import imageformats
 
@@ -19,8 +20,26 @@ def _formats(value: str | None, app: App) -> tuple[str, ...]:
         raise ConfigError(str(exc)) from None
 
 
+def _warn_if_unbooted(app: App, role: str) -> None:
+    """A role that only ever comes second (the reference cluster's backup, on lb1) has no
+    image of its own in this cluster: say which image its nodes boot instead."""
+    from builder.model import roles
+
+    if role in roles.image_roles(app.cluster.nodes):
+        return
+    hosts = [n for n in app.cluster.nodes if role in n.roles]
+    if hosts:
+        log.warning("no node of %s boots a '%s' image: %s boot(s) the %s image, which carries "
+                    "the %s role; building a stand-alone '%s' image anyway",
+                    app.cluster.name, role, ", ".join(n.name for n in hosts),
+                    "/".join(sorted({n.roles[0] for n in hosts})), role, role)
+
+
 @cli.command()
-@click.option("--role", required=True, metavar="ROLE", help="The role to bake (db, haproxy).")
+@click.option("--role", required=True, metavar="ROLE",
+              help="The role image to bake: a role that nodes have first (db, haproxy in the "
+                   "reference cluster). The image also carries the other roles of those nodes "
+                   "(haproxy's carries backup when lb1 is both).")
 @click.option("--format", "formats", metavar="LIST", help=imageformats.cli_help())
 @click.option("--backend", type=click.Choice(backends.NAMES), default=backends.NAMES[0],
               show_default=True, help=backends.cli_help())
@@ -50,6 +69,7 @@ def images(app: App, role: str, formats: str | None, backend: str, install_sourc
     from builder.stages import pipeline
 
     roles.get(role)
+    _warn_if_unbooted(app, role)
     ctx = app.context(force)
     opts = imagemod.ImageOptions(
         role=role, formats=_formats(formats, app), backend=backend,

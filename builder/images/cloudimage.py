@@ -58,7 +58,7 @@ def build_repo_ids(ctx: Context, deps_repo: bool) -> str:
 
 def customize_argv(ctx: Context, disk: Path, role: str, repo_path: Path,
                    deps_repo: str | None) -> list[str]:
-    package = roles.get(role).package
+    packages = " ".join(r.package for r in roles.carried(ctx.cluster.nodes, role))
     argv = ["virt-customize", "-a", str(disk), "--mkdir", GUEST_REPO_DIR,
             "--copy-in", f"{ctx.out.rpms}:{GUEST_REPO_DIR}"]
     if deps_repo:
@@ -73,7 +73,7 @@ def customize_argv(ctx: Context, disk: Path, role: str, repo_path: Path,
              "--run-command", (f"dnf -y --disablerepo='*' --enablerepo='{repos}' "
              "module disable postgresql"),
              "--run-command", (f"dnf -y --disablerepo='*' --enablerepo='{repos}' "
-             f"--setopt=install_weak_deps=False install {package}"),
+             f"--setopt=install_weak_deps=False install {packages}"),
              "--run-command", "systemctl enable pgha-firstboot.service",
              "--delete", REPO_FILE, "--delete", GUEST_REPO_DIR,
              "--run-command", " && ".join(render.SEAL_COMMANDS), "--selinux-relabel"]
@@ -139,6 +139,7 @@ def blueprint(ctx: Context, role: str) -> str:
     from builder import __version__
 
     r = roles.get(role)
+    carried = roles.carried(ctx.cluster.nodes, role)
     admin = ctx.cluster.admin
     lines = [f"# {render.header()}",
              ("# composer-cli sources add <each composer-source-*.toml> (BaseOS and AppStream "
@@ -146,9 +147,11 @@ def blueprint(ctx: Context, role: str) -> str:
              (f"# composer-cli blueprints push {role}.blueprint.toml && "
              f"composer-cli compose start pgha-{role} qcow2"),
              f'name = "pgha-{role}"', f"description = {_toml_value(r.summary)}",
-             f'version = "{__version__}"', "", "[[packages]]", f'name = "{r.package}"',
-             'version = "*"', "", "[[packages]]", 'name = "chrony"', 'version = "*"', "",
-             *_appstream_pins(ctx, r.requires),
+             f'version = "{__version__}"', "",
+             *[ln for c in carried for ln in ("[[packages]]", f'name = "{c.package}"',
+                                                'version = "*"', "")],
+             "[[packages]]", 'name = "chrony"', 'version = "*"', "",
+             *_appstream_pins(ctx, [req for c in carried for req in c.requires]),
              "[[customizations.user]]", f'name = "{admin.user}"', 'groups = ["wheel"]']
     if admin.ssh_key:
         lines.append(f"key = {_toml_value(admin.ssh_key)}")

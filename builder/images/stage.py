@@ -50,10 +50,11 @@ def run_preflight(ctx: Context, opts: ImageOptions) -> preflight.Report:
     report = preflight.Report()
     image = ctx.cluster.image
     backends.get(opts.backend).check(report, ctx, opts)
-    package = roles.get(opts.role).package
-    if not opts.dry_run and package not in built_rpms(ctx):
-        report.problems.append(f"no {package} RPM in {ctx.out.rpms}: "
-                               "run `pgha-build rpms` first")
+    built = built_rpms(ctx) if not opts.dry_run else None
+    for package in (r.package for r in roles.carried(ctx.cluster.nodes, opts.role)):
+        if built is not None and package not in built:
+            report.problems.append(f"no {package} RPM in {ctx.out.rpms}: "
+                                   "run `pgha-build rpms` first")
     preflight.check_disk(report, ctx.out.root,
                          preflight.space_needed(image.disk_gb, list(opts.formats)))
     if opts.deps_repo:

@@ -235,6 +235,26 @@ class _HasRoles(Protocol):
 N = TypeVar("N", bound=_HasRoles)
 
 
+def image_roles(nodes: Iterable[_HasRoles]) -> dict[str, list[str]]:
+    """The roles each role image carries, keyed by the image's name. A node boots the image of
+    its first role, so that image carries every role of every node that boots it, in order of
+    first appearance: the reference cluster's lb1 (haproxy, backup) boots the haproxy image,
+    which therefore carries the backup role too. A role that is never first has no image."""
+    images: dict[str, list[str]] = {}
+    for node in nodes:
+        if not node.roles:
+            continue
+        carried = images.setdefault(node.roles[0], [])
+        carried += [r for r in node.roles if r not in carried]
+    return images
+
+
+def carried(nodes: Iterable[_HasRoles], name: str) -> list[Role]:
+    """The roles the image of role `name` installs: its own, then the other roles of the nodes
+    that boot it (image_roles); only its own for a role that no node has first."""
+    return [get(n) for n in image_roles(nodes).get(name, [name])]
+
+
 def nodes_with(nodes: Iterable[N], capability: Capability) -> list[N]:
     """The nodes with a role that has this capability flag (role data, never role names);
     unknown role names are skipped (the rules report them)."""

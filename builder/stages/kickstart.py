@@ -25,8 +25,11 @@ ROLE_TEMPLATE = Path("kickstart/role.ks.j2")
 
 def role_context(ctx: Context, role: Role) -> dict[str, object]:
     context = render.base_context(ctx.cluster)
-    volume = render.render_string(role.data_volume, context) if role.data_volume else None
-    return {**context, "role": role, "data_volume": volume}
+    carried = roles.carried(ctx.cluster.nodes, role.name)
+    data_volume = next((r.data_volume for r in carried if r.data_volume), None)
+    volume = render.render_string(data_volume, context) if data_volume else None
+    return {**context, "role": role, "carried": carried,
+            "packages": [r.package for r in carried], "data_volume": volume}
 
 
 def render_role(ctx: Context, role: Role) -> str:
@@ -57,7 +60,7 @@ def validate(text: str, name: str) -> list[str]:
 
 
 def render_all(ctx: Context, role_names: list[str] | None = None) -> dict[str, str]:
-    names = role_names or sorted({r for n in ctx.cluster.nodes for r in n.roles})
+    names = role_names or sorted(roles.image_roles(ctx.cluster.nodes))
     return {n: render_role(ctx, roles.get(n)) for n in names}
 
 
@@ -89,7 +92,8 @@ class KickstartResult:
 
 
 def write_kickstarts(ctx: Context, role_names: list[str] | None = None) -> KickstartResult:
-    """The `kickstart` step: kickstart/<role>.ks for each role (or only `role_names`), each
+    """The `kickstart` step: kickstart/<role>.ks for each role image (a role that some node has
+    first; or only `role_names`), each
     validated, each owned by its own state "kickstart-<role>" whichever command wrote it."""
     rendered = render_all(ctx, role_names)
     files = {n: ctx.out.kickstart / f"{n}.ks" for n in rendered}
