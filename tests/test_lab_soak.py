@@ -1,8 +1,10 @@
 """`lab soak` for real: a two-minute schedule with a fixed seed (a primary's etcd paused, the
 primary killed for 18 s (a failover, then the old primary rejoins), the load balancer
-restarted, then as far as the time goes: Patroni paused, a network split) against a lab with writers and readers; the checker must pass, and no
-fault may outlive the run (no qdisc, nft table or blackhole route left in any namespace).
-Needs root; the lab runs on its own name, network and ports."""
+restarted, then as far as the time goes: Patroni paused, a network split) against a lab with
+writers and readers; the checker must pass, and no fault may outlive the run (no qdisc, nft
+table or blackhole route left in any namespace). Then half a minute of disk-full on the same lab
+(booted with --data-fs): writes fail for certain while the primary's file system is full and
+come back once it is freed. Needs root; the lab runs on its own name, network and ports."""
 
 from __future__ import annotations
 
@@ -13,24 +15,29 @@ from collections.abc import Iterator
 import labclusters
 import pytest
 
+from builder.lab import datafs
 from builder.lab import lab as labmod
-from builder.lab.soak import links, run
+from builder.lab.soak import links, nemesis, plan, run
 
 pytestmark = [pytest.mark.lab, pytest.mark.skipif(os.geteuid() != 0, reason="the lab needs root")]
 
 SOAK_CLUSTER = labclusters.cluster_data("soakt", "10.87.1", (37100, 37101, 37102))
 SEED = 59  # pause-etcd, kill (18.3 s), restart-lb, pause-patroni, split, ...
+DISK_SEED = 1  # disk-full held 7.9 s, then (time allowing) 7.3 s
+# the menu of a lab without data file systems: seed 59 draws the same faults as before
+CLASSIC = plan.menu_for(None, has_vip=False)
 
 
 @pytest.fixture(scope="module")
 def lab() -> Iterator[labmod.Lab]:
-    with labclusters.booted(SOAK_CLUSTER, timeout=180) as the_lab:  # a loaded machine
-        yield the_lab
+    with labclusters.booted(SOAK_CLUSTER, timeout=180, data_fs_mb=256) as the_lab:
+        yield the_lab  # 180 s: a loaded machine
+    assert not datafs.mounts_under(the_lab.dir), "lab down left a data file system mounted"
 
 
 def test_short_soak_with_a_fixed_seed_passes_the_checker(lab: labmod.Lab) -> None:
     lines: list[str] = []
-    report = run.soak(lab, run.Options(minutes=2, seed=SEED), lines.append)
+    report = run.soak(lab, run.Options(minutes=2, seed=SEED, kinds=CLASSIC), lines.append)
     print("\n".join(lines))
     print(run.summary(report))
     assert report["failures"] == [], json.dumps(report["failures"])
@@ -44,6 +51,27 @@ def test_short_soak_with_a_fixed_seed_passes_the_checker(lab: labmod.Lab) -> Non
     assert report["final"]["ready"]
     assert set(report["versions"]) == {"patroni", "postgresql", "etcd"}
     assert not _leftover_faults(lab)
+
+
+def test_disk_full_fails_writes_for_certain_and_they_come_back_once_freed(
+        lab: labmod.Lab) -> None:
+    assert nemesis.has_data_fs(lab)
+    assert "disk-full" in plan.menu_for(None, False, nemesis.has_data_fs(lab))
+    lines: list[str] = []
+    report = run.soak(lab, run.Options(minutes=0.4, seed=DISK_SEED, kinds=["disk-full"]),
+                      lines.append)
+    print("\n".join(lines))
+    print(run.summary(report))
+    assert report["failures"] == [], json.dumps(report["failures"])
+    full = report["faults"][0]
+    assert full["kind"] == "disk-full" and "MiB taken" in full["detail"], full
+    assert full["writes_after_heal_s"] is not None and full["writes_after_heal_s"] < 60
+    assert report["writes"]["error"] > 0 and report["data"]["lost"] == 0
+    assert report["logs"]["disk_full"] > 0  # PostgreSQL said why
+    for node in lab.db_nodes:  # the filler is gone: every node has its space back
+        point = nemesis.data_fs(lab, node.name)
+        assert not (point / datafs.FILLER).exists()
+        assert datafs.usage(point)[0] > 32 << 20
 
 
 def _leftover_faults(lab: labmod.Lab) -> list[str]:

@@ -43,6 +43,39 @@ def test_menu_rejects_unknown_kinds_and_the_vip_fault_without_a_vip() -> None:
     assert plan.menu_for(["move-vip"], has_vip=True) == ["move-vip"]
 
 
+def test_disk_full_only_with_data_file_systems_and_old_schedules_stay() -> None:
+    assert "disk-full" not in plan.menu_for(None, has_vip=True)
+    with pytest.raises(PghaError, match="small file system") as err:
+        plan.menu_for(["disk-full"], has_vip=False)
+    assert "--data-fs" in (err.value.hint or "")
+    full = plan.menu_for(None, has_vip=False, has_data_fs=True)
+    assert full[-1] == "disk-full" and full[:-1] == plan.menu_for(None, has_vip=False)
+    # the CI seed draws from the menu without disk-full: the same faults as before it came
+    kinds = [s.kind for s in plan.first(59, plan.menu_for(None, has_vip=False), 3)]
+    assert kinds == ["pause-etcd", "kill", "restart-lb"]
+
+
+def test_writes_must_come_back_soon_after_a_disk_full_heal() -> None:
+    writes = [w(0, i, t, t + 0.05) for i, t in enumerate([1, 2, 3, 14, 15, 40, 41], start=1)]
+    faults = [checker.Fault(0, "disk-full", ["db1"], 2.5, 12.0, 13.0),
+              checker.Fault(1, "disk-full", ["db1"], 16.0, 20.0, 21.0)]
+    report = _report(writes, [row(o) for o in writes])
+    report["faults"] = checker.per_fault(writes, faults, 100.0)
+    first, second = report["faults"]
+    assert first["writes_after_heal_s"] == pytest.approx(2.05)  # back at 14.05, healed at 12
+    assert second["writes_after_heal_s"] == pytest.approx(20.05)
+    assert checker.verdict(report) == []
+    late = [*writes, w(0, 8, 160.45, 160.5)]
+    faults += [checker.Fault(2, "disk-full", ["db2"], 80.0, 90.0, 91.0),
+               checker.Fault(3, "disk-full", ["db3"], 170.0, 180.0, None)]
+    report["faults"] = checker.per_fault(late, faults, 200.0)
+    assert checker.verdict(report) == [
+        "#2 disk-full on db2: writes came back 70.5s after the heal (bound 60s)",
+        "#3 disk-full on db3: no write was acknowledged after the heal (bound 60s)"]
+    kill = checker.per_fault(writes, [checker.Fault(0, "kill", ["db1"], 80.0, 90.0, None)], 100)
+    assert checker.verdict({**report, "faults": kill}) == []  # only disk-full is bounded
+
+
 def test_split_groups_are_never_empty() -> None:
     names = ["db1", "db2", "db3", "lb1"]
     seen = set()

@@ -59,9 +59,13 @@ def lab() -> None:
               help="Also start a real Prometheus in its own namespace that scrapes every node "
                    "with the cluster's scrape configuration and alert rules (`lab alerts`; "
                    "docs/monitoring.md).")
+@click.option("--data-fs", "data_fs", type=click.IntRange(64, 4096), metavar="MB", default=None,
+              help="Put each db node's PostgreSQL data on a file system of its own of MB MiB "
+                   "(a tmpfs with size=; 64-4096), so that `lab soak` can fill a primary's disk "
+                   "(docs/soak.md). Kept for later boots of the lab; `lab down` removes it.")
 @pass_app
 def up(app: App, only: str | None, timeout: int, engine: str | None,
-       with_monitoring: bool) -> None:
+       with_monitoring: bool, data_fs: int | None) -> None:
     """Build what is missing, boot every node from its seed, wait until healthy."""
     from builder.lab.lab import up as lab_up
 
@@ -69,7 +73,7 @@ def up(app: App, only: str | None, timeout: int, engine: str | None,
     names = [n.strip() for n in only.split(",") if n.strip()] if only else None
     for name in names or []:
         lab_.net.node(name)
-    t = lab_up(lab_, names, timeout=timeout, engine=engine)
+    t = lab_up(lab_, names, timeout=timeout, engine=engine, data_fs_mb=data_fs)
     p = lab_.ports()
     click.echo(f"lab '{lab_.cluster.name}' is up: writes after {t['rw_s']:.1f}s, reads after "
                f"{t['ro_s']:.1f}s, able to fail over after {t['ready_s']:.1f}s "
@@ -284,12 +288,13 @@ def soak(app: App, minutes: float, seed: int | None, mode: str | None, kinds: st
     import time
     from pathlib import Path
 
-    from builder.lab.soak import plan, run
+    from builder.lab.soak import nemesis, plan, run
 
     lab_ = lab_of(app)
     seed = seed if seed is not None else int(time.time()) % 100_000
     names = [k.strip() for k in kinds.split(",") if k.strip()] if kinds else None
-    menu = plan.menu_for(names, lab_.vip is not None)
+    has_fs = nemesis.has_data_fs(lab_) or (plan_only and "disk-full" in (names or []))
+    menu = plan.menu_for(names, lab_.vip is not None, has_fs)
     if plan_only:
         click.echo(f"seed {seed}, menu: {', '.join(menu)}")
         for step in plan.first(seed, menu, 12):

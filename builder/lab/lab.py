@@ -34,7 +34,7 @@ from builder.core.errors import PghaError
 from builder.core.log import log
 from builder.core.paths import OutputPaths
 from builder.core.run import Runner
-from builder.lab import artifacts, forward, monitor, net, nodes, vip
+from builder.lab import artifacts, datafs, forward, monitor, net, nodes, vip
 from builder.lab import preflight as lab_preflight
 from builder.lab.health import Sql, tls_context, wait_until
 from builder.lab.hostpath import HOST, our_relay, start_relay, stop_relay
@@ -195,25 +195,28 @@ def preflight(lab: Lab) -> None:
 
 
 def up(lab: Lab, only: list[str] | None = None, timeout: float = 120,
-       engine: str | None = None) -> dict[str, Any]:
+       engine: str | None = None, data_fs_mb: int | None = None) -> dict[str, Any]:
     """Build what is missing, boot the nodes, wait until healthy; return timings.
     engine: "process" (the agents start the services as processes) or "systemd" (each
     node a machine with systemd as PID 1, builder.lab.sysboot); default: the running
-    lab's, else "process".
+    lab's, else "process". data_fs_mb: each db node's data on a tmpfs of that size
+    (builder.lab.datafs; default: the running lab's).
 
     Writes and reads are waited for while the first boots still run: the read-write port
     takes writes as soon as a leader exists and HAProxy routes to it, not when every node's
     first boot (replicas streaming, quorum registered) is done. Failover readiness comes last.
     rw_s, ro_s, boot_s (every first boot done) and ready_s count from the end of the build."""
     t0 = time.monotonic()
+    engine = engine or engine_of(lab)
+    data_fs = datafs.for_engine(data_fs_mb or datafs.recorded(lab.state_file), engine)
     preflight(lab)
     make_dir(lab)
     taken = take_artifacts(lab)
     t_built = time.monotonic()
     net.up(lab.runner, lab.net)
     names = only or [n.name for n in lab.cluster.nodes]
-    engine = engine or engine_of(lab)
-    _write_state(lab, started=time.time(), engine=engine, **taken.as_state())
+    _write_state(lab, started=time.time(), engine=engine, data_fs_mb=data_fs,
+                 **taken.as_state())
     for addr in (lab.net.node(n).address for n in names):
         net.assert_local_route(lab.runner, lab.net, addr)  # the agents' health checks
     booting = _start_boot(lab, names, engine, timeout, taken)
@@ -285,8 +288,11 @@ def _start_processes(lab: Lab, names: list[str], timeout: float,
                      rpms: dict[str, list[Path]]) -> Booting:
     ctx, sec = lab.ctx, lab.secrets()
     all_dirs = {n: lab.node_dirs(n) for n in names}
+    data_fs, dbs = datafs.recorded(lab.state_file), {n.name for n in lab.db_nodes}
     for name, dirs in all_dirs.items():
         nodes.install(lab.runner, dirs, lab.layout, rpms[name])
+        if data_fs and name in dbs:
+            datafs.attach(lab.runner, dirs.root, lab.layout, data_fs)
         nodes.write_seed(ctx, lab.cluster.node(name), sec, dirs)
     agents = {n: nodes.boot(PYTHON, d, lab.net.node(n).netns, timeout)
               for n, d in all_dirs.items()}
@@ -335,6 +341,7 @@ def down(lab: Lab) -> None:
     forward.down(lab.runner, lab.net)
     monitor.down(lab)
     net.down(lab.runner, lab.net)
+    datafs.unmount_all(lab.runner, lab.dir)  # found in /proc: after a crashed run too
     if lab.dir.exists():
         shutil.rmtree(lab.dir)
     if lab.link is not None and lab.link.is_symlink():

@@ -22,7 +22,7 @@ from typing import Any
 
 from builder.core.errors import PghaError
 from builder.core.log import log
-from builder.lab import artifacts, net, nodes
+from builder.lab import artifacts, datafs, net, nodes
 from builder.lab import lab as labmod
 from builder.lab.health import tls_context, wait_until
 from builder.lab.lab import PYTHON, Lab
@@ -105,6 +105,7 @@ def wipe(lab: Lab, name: str) -> None:
             lab.runner.run(["losetup", "--detach", dev], check=False)
     if node.netns in net.namespaces(lab.runner):
         nodes.kill(lab.runner, node)
+    datafs.unmount_all(lab.runner, lab.node_dirs(name).base)  # the disk lost: its mounts too
     shutil.rmtree(lab.node_dirs(name).base, ignore_errors=True)
     log.info("%s: wiped (processes killed, %s removed)", name, lab.node_dirs(name).base)
 
@@ -209,6 +210,7 @@ def remove(lab: Lab, name: str, timeout: float = 180) -> dict[str, Any]:
         nodes.kill(lab.runner, node)
         net.ip(lab.runner, "netns", "del", node.netns)
     net.ip(lab.runner, "link", "del", node.veth, check=False)
+    datafs.unmount_all(lab.runner, lab.dir / name)
     shutil.rmtree(lab.dir / name, ignore_errors=True)
     reload_s = apply_seeds(lab, _booted(lab), timeout=timeout)
     wait_until(f"{name} gone from Patroni's members", lambda: name not in [

@@ -30,6 +30,9 @@ from builder.lab.soak.clients import ID_STRIDE, Op
 
 RPO0_MODES = ("sync", "quorum", "strict")
 RESUME_GAP_S = 1.0
+# Faults after whose heal writes must be back this soon, or the run fails: the cluster must
+# recover from them by itself (disk-full: PostgreSQL takes writes again once space is free).
+RESUME_AFTER_HEAL_S = {"disk-full": 60.0}
 SAMPLE = 20  # ids listed per finding
 
 
@@ -152,6 +155,8 @@ def per_fault(writes: list[Op], faults: list[Fault], end: float) -> list[dict[st
         out.append({"index": f.index, "kind": f.kind, "nodes": f.nodes, "detail": f.detail,
                     "notes": list(f.notes), "start_s": round(f.start, 3),
                     "held_s": round(f.healed - f.start, 3), "writes_resumed_s": resumed,
+                    "writes_after_heal_s": None if resumed is None else
+                    round(max(0.0, f.start + resumed - f.healed), 3),
                     "longest_write_gap_s": gap,
                     "ready_s": None if f.ready is None else round(f.ready - f.start, 3),
                     "ready_after_heal_s": None if f.ready is None else round(f.ready - f.healed,
@@ -178,6 +183,7 @@ def verdict(report: dict[str, Any]) -> list[str]:
     if report["split_brain"]:
         why.append(f"split brain: {len(report['split_brain'])} pair(s) of primaries "
                    "acknowledged writes over the same period")
+    why += _not_resumed(report.get("faults", []))
     if report["stale_reads"]["over_bound"]:
         s = report["stale_reads"]
         why.append(f"{s['over_bound']} reads staler than {s['bound_s']:g}s (max {s['max_s']}s)")
@@ -186,4 +192,19 @@ def verdict(report: dict[str, Any]) -> list[str]:
                    f"{report['final']['reason']}")
     if not report["writes"]["ok"]:
         why.append("no write was acknowledged at all")
+    return why
+
+
+def _not_resumed(faults: list[dict[str, Any]]) -> list[str]:
+    """Faults of RESUME_AFTER_HEAL_S whose writes were not back within the bound after the heal
+    (no acknowledged write before the next fault counts as not back)."""
+    why = []
+    for f in faults:
+        bound = RESUME_AFTER_HEAL_S.get(f["kind"])
+        late = f.get("writes_after_heal_s")
+        if bound is not None and (late is None or late > bound):
+            took = ("no write was acknowledged after the heal" if late is None
+                    else f"writes came back {late:.1f}s after the heal")
+            why.append(f"#{f['index']} {f['kind']} on {'+'.join(f['nodes'])}: {took} "
+                       f"(bound {bound:g}s)")
     return why

@@ -27,7 +27,9 @@ from builder.lab.health import Sql
 TABLE = "pgha_soak"
 ID_STRIDE = 1_000_000_000  # id = writer * ID_STRIDE + seq: unique without coordination
 # SQLSTATEs that say the statement was not applied (anything else after sending: unknown).
-NOT_APPLIED = {"25006", "57P03", "53300", "42P01", "40001", "40P01"}
+# 53100 (disk_full) comes as an ERROR only before the commit record is written: a failed
+# write of that record is a PANIC, the connection drops and the attempt is unknown.
+NOT_APPLIED = {"25006", "57P03", "53300", "53100", "42P01", "40001", "40P01"}
 SCHEMA = f"""
 DROP TABLE IF EXISTS {TABLE};
 CREATE TABLE {TABLE} (

@@ -21,6 +21,7 @@ SIGNALS: dict[str, re.Pattern[str]] = {name: re.compile(pattern) for name, patte
     "timeline_not_in_history": r"is not a child of",
     "crash_recoveries": r"database system was interrupted",
     "reinitialized": r"removing data directory",
+    "disk_full": r"No space left on device",
 }.items()}
 
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from builder.core.errors import PghaError
-from builder.lab import faults, vip
+from builder.lab import datafs, faults, vip
 from builder.lab import lab as labmod
 from builder.lab.lab import Lab
 from builder.lab.readiness import leader
@@ -183,6 +183,28 @@ class Nemesis:
 
         act.during = switch
         return act
+
+
+    def _disk_full(self, step: plan.Step) -> Active:
+        name = self.target(step.target, step.pick)
+        point = data_fs(self.lab, name)
+        if not os.path.ismount(point):
+            raise PghaError(f"{name}: its data is not on a file system of its own ({point})",
+                            hint="pgha-build lab up --data-fs 256 (after lab down)")
+        taken = datafs.fill(point)
+        _, size = datafs.usage(point)
+        return Active(step.kind, [name], f"{taken >> 20} of {size >> 20} MiB taken",
+                      lambda: datafs.free(point))
+
+
+def data_fs(lab: Lab, name: str) -> Path:
+    """Where the node's data file system is (or would be) mounted."""
+    return datafs.mount_point(lab.node_dirs(name).root, lab.layout.pg_data_dir)
+
+
+def has_data_fs(lab: Lab) -> bool:
+    """Whether every db node's data is on a file system of its own (lab up --data-fs)."""
+    return all(os.path.ismount(data_fs(lab, n.name)) for n in lab.db_nodes)
 
 
 def signal_matching(lab: Lab, name: str, matches: Callable[[str], bool], sig: int) -> list[int]:

@@ -26,6 +26,7 @@ class Kind:
     hold: tuple[float, float]  # seconds the fault lasts before it heals (uniform)
     help: str
     needs_vip: bool = False
+    needs_data_fs: bool = False  # the db nodes' data on small file systems (lab up --data-fs)
 
 
 MENU: dict[str, Kind] = {k.name: k for k in (
@@ -56,6 +57,10 @@ MENU: dict[str, Kind] = {k.name: k for k in (
          needs_vip=True),
     Kind("switchover-during", ("replica",), (8, 20),
          "a slow link on a replica, and a switchover to a random replica while it lasts"),
+    # last in the menu: a lab without data file systems draws the same schedules as before
+    Kind("disk-full", ("primary",), (5, 30),
+         "fill the file system of the primary's data (a filler file takes every free "
+         "byte), then free it", needs_data_fs=True),
 )}
 DEFAULT_GAP = (2.0, 10.0)
 
@@ -77,10 +82,12 @@ class Step:
         return asdict(self)
 
 
-def menu_for(kinds: list[str] | None, has_vip: bool) -> list[str]:
+def menu_for(kinds: list[str] | None, has_vip: bool, has_data_fs: bool = False) -> list[str]:
     """The menu a run draws from: the named kinds (all by default), without the VIP fault on a
-    lab with no virtual IP. Unknown names are an error naming the menu."""
-    names = kinds or [k.name for k in MENU.values() if has_vip or not k.needs_vip]
+    lab with no virtual IP and without disk-full on a lab whose data is not on file systems
+    of its own. Unknown names are an error naming the menu."""
+    names = kinds or [k.name for k in MENU.values() if (has_vip or not k.needs_vip)
+                      and (has_data_fs or not k.needs_data_fs)]
     unknown = [n for n in names if n not in MENU]
     if unknown:
         raise PghaError(f"unknown fault kind(s): {', '.join(unknown)}",
@@ -88,6 +95,9 @@ def menu_for(kinds: list[str] | None, has_vip: bool) -> list[str]:
     if not has_vip and any(MENU[n].needs_vip for n in names):
         raise PghaError("move-vip needs a virtual IP and two load balancers",
                         hint="set load_balancer.virtual_ip and add a second load balancer")
+    if not has_data_fs and any(MENU[n].needs_data_fs for n in names):
+        raise PghaError("disk-full needs each db node's data on a small file system of its own",
+                        hint="pgha-build lab down, then pgha-build lab up --data-fs 256")
     return names
 
 

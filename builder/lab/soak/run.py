@@ -91,7 +91,7 @@ class Run:
 
 def soak(lab: Lab, opts: Options, echo: Callable[[str], None]) -> dict[str, Any]:
     """Run the soak; returns the report (report["failures"] empty when it passed)."""
-    kinds = plan.menu_for(opts.kinds, lab.vip is not None)
+    kinds = plan.menu_for(opts.kinds, lab.vip is not None, nemesis.has_data_fs(lab))
     wait_failover_ready(lab, opts.ready_bound_s)
     before = faults.mode_of(faults.current_config(lab))
     mode = opts.mode or before
