@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import time
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
@@ -47,12 +48,16 @@ class Context:
     results: dict[str, object] = field(default_factory=dict)
 
     def put(self, step: str, result: object) -> None:
-        """Record what `step` produced, for the steps after it."""
+        """Record what `step` produced, for the steps after it (a Future while the step still
+        runs in the background: builder.stages.pipeline)."""
         self.results[step] = result
 
     def result(self, step: str, kind: type[T]) -> T:
-        """What `step` produced in this run, as its typed result."""
+        """What `step` produced in this run, as its typed result (waiting for a step that
+        runs in the background)."""
         value = self.results.get(step)
+        if isinstance(value, Future):
+            value = value.result()
         if not isinstance(value, kind):
             raise PghaError(f"internal error: the {step} step has not run before this one",
                             hint="run the steps in pipeline order (builder.stages.pipeline)")

@@ -17,6 +17,7 @@ from typing import Annotated, Literal, Protocol, TypeVar
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from builder.core import fastyaml
 from builder.core.errors import ConfigError
 from builder.core.paths import ROLES_DIR
 
@@ -192,7 +193,7 @@ class Role(_Strict):
 
 def _load(path: Path) -> Role:
     try:
-        data = yaml.safe_load(path.read_text())
+        data = fastyaml.load(path.read_text())
         return Role.model_validate(data)
     except (OSError, yaml.YAMLError, ValidationError) as exc:
         raise ConfigError(

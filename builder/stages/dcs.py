@@ -8,8 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-import yaml
-
+from builder.core import fastyaml
 from builder.core.paths import ROLES_DIR
 from builder.model.cluster import Cluster
 from builder.stages import render
@@ -25,7 +24,7 @@ def template_name() -> str:
 def dynamic_config(cluster: Cluster) -> dict[str, Any]:
     """bootstrap.dcs of the cluster: ttl, loop_wait, retry_timeout, maximum_lag_on_failover,
     synchronous_mode*, failsafe_mode, postgresql.{use_pg_rewind,use_slots,parameters}."""
-    data = yaml.safe_load(render.render_file(TEMPLATE, {"cluster": cluster}))
+    data = fastyaml.load(render.render_file(TEMPLATE, {"cluster": cluster}))
     if not isinstance(data, dict):  # pragma: no cover - the template is ours
         raise TypeError(f"{template_name()} did not render a mapping")
     return data

@@ -23,8 +23,7 @@ import re
 from functools import cache
 from typing import Any
 
-import yaml
-
+from builder.core import fastyaml
 from builder.core.errors import PghaError
 from builder.core.paths import RESOURCES
 from builder.model import roles
@@ -99,7 +98,7 @@ def substitute(text: str, values: dict[str, str]) -> str:
 
 @cache
 def alert_data() -> list[dict[str, Any]]:
-    data = yaml.safe_load(ALERTS.read_text())
+    data = fastyaml.load(ALERTS.read_text())
     assert isinstance(data, list)
     return data
 
@@ -129,7 +128,7 @@ def render_rules(cluster: Cluster) -> str:
     doc = {"groups": [{"name": f"pgha-{cluster.name}",
                        "interval": f"{cluster.monitoring.scrape_interval_s}s",
                        "rules": rules(cluster)}]}
-    return f"# {render.header()}\n" + yaml.safe_dump(doc, sort_keys=False, width=100)
+    return f"# {render.header()}\n" + fastyaml.dump(doc, sort_keys=False, width=100)
 
 
 def _tls(tls_dir: str) -> dict[str, str]:
@@ -183,4 +182,4 @@ def render_scrape(cluster: Cluster) -> str:
     return (f"# {render.header()}\n# Prometheus scrape configuration of cluster "
             f"{cluster.name}: copy pki/ca.crt, pki/prometheus.crt and pki/prometheus.key to "
             f"{cluster.monitoring.prometheus_tls_dir}/ on the Prometheus server.\n"
-            + yaml.safe_dump(scrape_config(cluster), sort_keys=False, width=100))
+            + fastyaml.dump(scrape_config(cluster), sort_keys=False, width=100))

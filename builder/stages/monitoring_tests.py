@@ -15,8 +15,7 @@ import re
 from functools import cache
 from typing import Any
 
-import yaml
-
+from builder.core import fastyaml
 from builder.core.errors import PghaError
 from builder.core.paths import RESOURCES
 from builder.model import roles
@@ -38,7 +37,7 @@ def seconds(duration: str) -> int:
 
 @cache
 def fault_data() -> dict[str, Any]:
-    data = yaml.safe_load(FAULTS.read_text())
+    data = fastyaml.load(FAULTS.read_text())
     assert isinstance(data, dict)
     return data
 
@@ -168,4 +167,4 @@ def render(cluster: Cluster) -> str:
            "evaluation_interval": f"{cluster.monitoring.scrape_interval_s}s",
            "tests": groups}
     note = f"# no test for this cluster's shape: {', '.join(missing)}\n" if missing else ""
-    return f"# {header()}\n{note}" + yaml.safe_dump(doc, sort_keys=False, width=120)
+    return f"# {header()}\n{note}" + fastyaml.dump(doc, sort_keys=False, width=120)

@@ -8,7 +8,7 @@ name starts with its root's.
 
 from __future__ import annotations
 
-from functools import cache
+from functools import cache, lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -72,8 +72,15 @@ def render_file(path: Path, context: dict[str, Any]) -> str:
         raise jinja2.UndefinedError(f"{template_name(path)}: {exc.message}") from exc
 
 
+@lru_cache(maxsize=1024)
+def _compiled(text: str) -> jinja2.Template:
+    """A string template compiled once: role.yaml fields (paths, owners, argv) repeat for every
+    node, and jinja2 does not cache from_string."""
+    return environment().from_string(text)
+
+
 def render_string(text: str, context: dict[str, Any]) -> str:
-    return environment().from_string(text).render(**context)
+    return _compiled(text).render(**context)
 
 
 def base_context(cluster: Cluster) -> dict[str, Any]:
