@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -146,6 +147,9 @@ def test_cold_start_reboot_reimage_and_duplicate(nodes: Nodes):
     three = [1, 2, 3]
     logs = nodes.boot(three, three)  # all at once, no cluster yet
     assert all("bootstrapping" in text for text in logs.values()), logs
+    # Each agent went on only once the new cluster's version was decided (not the initial
+    # 3.0, with which Patroni would pick an API etcd 3.4 does not serve).
+    assert all(re.search(r"etcd: cluster version 3\.([1-9]|\d\d)", t) for t in logs.values()), logs
     assert summary() == [("n1", True, False), ("n2", True, False), ("n3", True, False)]
     ids = {m["name"]: m["ID"] for m in members()}
 

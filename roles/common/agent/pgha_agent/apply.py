@@ -86,6 +86,8 @@ def start_services(root, seed, starter, timeout, changed=()):
                          svc["name"])
         health.wait(svc["name"], health.under_root(seed.checks_for(svc["name"]), root),
                     lambda: starter.check(svc), timeout)
+        if member:  # the services after it (Patroni) read the cluster version at start
+            etcdjoin.wait_version(root, join)
         if prune:
             etcdjoin.prune(root, seed)
     rest = seed.unassigned_checks()

@@ -21,6 +21,11 @@ The decision, in order:
 Adding is retried while etcd refuses it for a passing reason (one learner at a time, a member
 that just went away): two nodes joining at once take turns.
 
+After the start, `wait_version` waits (at most VERSION_WAIT) until the cluster's version is
+decided: a new etcd 3.4 cluster says "3.0" until its leader's version monitor (every 4 s)
+raises it, and a Patroni started in that window picks the /v3alpha API etcd 3.4 no longer
+serves, then sleeps 5 s ("waiting on etcd") before it asks again.
+
 On a changed seed (a node removed from the cluster file), `prune` removes the members the seed
 no longer lists, once nothing answers at their peer URL: a removed node's member goes when its
 VM is off. A member still answering, a learner or a member that never started (a node joining
@@ -43,6 +48,8 @@ RETRY_EVERY = 1.0
 TRANSIENT = ("too many learner members", "unhealthy cluster", "in sync with leader",
              "timed out", "leader changed", "no leader", "not capable")
 CHANGE_TIMEOUT = 10.0  # a membership change goes through raft: slower than a read
+VERSION_WAIT = 10.0  # etcd decides a new cluster's version within its 4 s version monitor
+VERSION_EVERY = 0.2
 
 _NO_PROXY = urllib.request.ProxyHandler({})
 
@@ -77,6 +84,10 @@ class Gateway(object):
             except ValueError:
                 return {"error": "HTTP {}".format(exc.code)}
 
+    def get(self, base, path, timeout=PROBE_TIMEOUT):
+        with self._opener().open(base + path, timeout=timeout) as resp:
+            return json.loads(resp.read().decode("utf-8"))
+
     def answers(self, url, timeout=PROBE_TIMEOUT):
         """Whether anything speaks HTTP(S) at url (a peer URL: GET /version)."""
         try:
@@ -90,6 +101,40 @@ class Gateway(object):
 
 def has_data(root, spec):
     return os.path.isdir(os.path.join(root.path(spec["data_dir"]), "member"))
+
+
+def cluster_version(answer):
+    """The cluster version of a GET /version answer as a tuple, () when not decided."""
+    try:
+        return tuple(int(x) for x in str(answer.get("etcdcluster", "")).split("."))
+    except ValueError:  # "not_decided"
+        return ()
+
+
+def wait_version(root, spec, wait=VERSION_WAIT):
+    """Wait until this member reports a decided cluster version past the initial 3.0 (what
+    Patroni reads to pick its API); at most `wait` seconds, then go on (Patroni copes, 5 s
+    later). Returns the version seen, () if none."""
+    base = next((m["client_url"] for m in spec["members"] if m["name"] == spec["name"]), None)
+    if base is None:
+        return ()
+    gateway = Gateway(spec, root)
+    start = time.monotonic()
+    version, detail = (), "no answer"
+    while True:
+        try:
+            answer = gateway.get(base, "/version")
+            version, detail = cluster_version(answer), answer.get("etcdcluster")
+        except (urllib.error.URLError, OSError, ValueError, ssl.SSLError) as exc:
+            detail = str(getattr(exc, "reason", exc))
+        waited = time.monotonic() - start
+        if version >= (3, 1):
+            LOG.info("etcd: cluster version %s (after %.1fs)", detail, waited)
+            return version
+        if waited >= wait:
+            LOG.info("etcd: cluster version still %s after %.0fs: going on", detail, wait)
+            return version
+        time.sleep(VERSION_EVERY)
 
 
 def find_cluster(gateway, spec):
