@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
 
 # Day-2 commands live in lab_day2_cmds, loaded only when one of them runs (or for --help).
-DAY2 = ("add", "backup", "config", "remove", "replace", "restart", "restore", "upgrade")
+DAY2 = ("add", "backup", "config", "remove", "replace", "restart", "restore", "upgrade", "verify")
 
 
 class LabGroup(click.Group):

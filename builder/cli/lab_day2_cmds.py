@@ -101,15 +101,25 @@ def upgrade(app: App, plan_only: bool, timeout: int) -> None:
 @click.option("--type", "kind", type=click.Choice(["full", "diff", "incr"]), default="full",
               show_default=True, help="full: every file; diff: changed since the last full; "
               "incr: changed since the last backup of any type.")
+@click.option("--restore-point", "point", metavar="NAME",
+              help="Take no backup: mark a named restore point on the primary now "
+              "(pg_create_restore_point) and archive it, for `lab restore --name NAME` "
+              "(e.g. before a migration).")
 @pass_app
-def backup_(app: App, kind: str) -> None:
+def backup_(app: App, kind: str, point: str | None) -> None:
     """Back up the cluster now with pgBackRest, on the repository node (the backup role),
-    from whichever node is the primary, as its systemd timers do (docs/backup.md)."""
+    from whichever node is the primary, as its systemd timers do; or mark a named restore
+    point (docs/backup.md)."""
     import time
 
     from builder.lab import backup
 
     lab_ = running_lab(app)
+    if point is not None:
+        lsn = backup.restore_point(lab_, point)
+        click.echo(f"restore point {point!r} at {lsn}, archived in the repository on "
+                   f"{backup.repo_node(lab_).name}: pgha-build lab restore --name {point}")
+        return
     t0 = time.monotonic()
     last = backup.run_backup(lab_, kind)
     click.echo(f"backup {last['label']} ({last['type']}) done in {time.monotonic() - t0:.1f}s: "
@@ -118,24 +128,61 @@ def backup_(app: App, kind: str) -> None:
                f"{last['wal_start']}..{last['wal_stop']}")
 
 
+def _target(target: str | None, name: str | None, latest: bool,
+            default_latest: bool = False) -> tuple[str, str | None]:
+    """--time T | --name NAME | --latest as (kind, value); exactly one unless a default."""
+    given = [k for k, v in (("time", target), ("name", name), ("latest", latest)) if v]
+    if not given and default_latest:
+        return "latest", None
+    if len(given) != 1:
+        raise click.UsageError("give exactly one of --time TIME, --name NAME or --latest")
+    return given[0], target if given[0] == "time" else name
+
+
+def _target_options(func: Callable[..., None]) -> Callable[..., None]:
+    func = click.option("--latest", is_flag=True, help="The end of the WAL archive.")(func)
+    func = click.option("--name", "name", metavar="NAME",
+                        help="A named restore point (`lab backup --restore-point NAME`).")(func)
+    return click.option("--time", "target", metavar="TIME",
+                        help="This moment, e.g. '2026-12-03 17:00:00+00' (with its time "
+                        "zone).")(func)
+
+
 @click.command()
-@click.option("--time", "target", metavar="TIME",
-              help="Restore to this moment, e.g. '2026-12-03 17:00:00+00' (with its time zone).")
-@click.option("--latest", is_flag=True, help="Restore to the end of the WAL archive.")
+@_target_options
 @click.option("--timeout", default=300, show_default=True, help="Seconds per step.")
 @pass_app
-def restore(app: App, target: str | None, latest: bool, timeout: int) -> None:
-    """Point-in-time restore of the whole cluster from the backup repository: Patroni stopped
-    and its DCS state removed, the restore on one node, Patroni leading from the restored data,
-    a new full backup, the other nodes restored from it (docs/backup.md)."""
+def restore(app: App, target: str | None, name: str | None, latest: bool, timeout: int) -> None:
+    """Point-in-time restore of the whole cluster from the backup repository, to a time, a
+    named restore point or the latest: Patroni stopped and its DCS state removed, the restore
+    on one node, Patroni leading from the restored data, a new full backup, the other nodes
+    restored from it (docs/backup.md)."""
     from builder.lab import restore as restoremod
 
-    if (target is None) == (not latest):
-        raise click.UsageError("give exactly one of --time TIME or --latest")
-    done = restoremod.restore(running_lab(app), None if latest else target, timeout)
+    kind, value = _target(target, name, latest)
+    done = restoremod.restore(running_lab(app), value, timeout, kind=kind)
     click.echo(f"restored to {done['target']} on {done['node']}: data back after "
                f"{done['restore_s']}s, leading after {done['leader_s']}s, new full backup "
                f"{done['backup']}, every node streaming after {done['ready_s']}s")
+
+
+@click.command()
+@_target_options
+@click.option("--query", metavar="SQL",
+              help="Also run this query on the restored copy (database postgres) and print "
+              "its rows, e.g. to read a dropped table as of --time.")
+@pass_app
+def verify(app: App, target: str | None, name: str | None, latest: bool,
+           query: str | None) -> None:
+    """Prove the backup repository restorable without touching the cluster: `pgbackrest
+    verify`, a copy restored on the repository node (default: to the end of the archive),
+    pg_amcheck on every database of it, pg_checksums on every data file, the copy removed.
+    Exits non-zero on any damage (docs/backup.md)."""
+    from builder.lab import verify as verifymod
+
+    kind, value = _target(target, name, latest, default_latest=True)
+    for line in verifymod.lines(verifymod.verify(running_lab(app), kind, value, query)):
+        click.echo(line)
 
 
 @click.command()
@@ -184,4 +231,4 @@ def remove(app: App, node: str, timeout: int) -> None:
 
 
 # The commands the `lab` group adds from this module, by their command names.
-COMMANDS: dict[str, click.Command] = {cmd.name or "": cmd for cmd in (config, restart, upgrade, backup_, restore, replace, add, remove)}
+COMMANDS: dict[str, click.Command] = {cmd.name or "": cmd for cmd in (config, restart, upgrade, backup_, restore, verify, replace, add, remove)}

@@ -10,6 +10,7 @@ each node's agent like any other role service. `lab up` creates the stanza; `lab
 from __future__ import annotations
 
 import json
+import re
 from typing import TYPE_CHECKING, Any
 
 from builder.core.errors import PghaError
@@ -71,6 +72,23 @@ def run_backup(lab: Lab, kind: str = "full") -> dict[str, Any]:
         raise PghaError("pgbackrest reported success but info lists no backup",
                         hint="see the repository node's root/var/log/pgbackrest/")
     return last
+
+
+# A restore point's name: PostgreSQL keeps up to 63 bytes; this keeps it one word that every
+# shell, log and `--target=` reads the same.
+POINT_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,62}")
+
+
+def restore_point(lab: Lab, name: str) -> str:
+    """A named restore point on the primary (pg_create_restore_point), then `pgbackrest check`:
+    the WAL switch archives it at once, so `lab restore --name NAME` can reach it. Its LSN."""
+    if not POINT_RE.fullmatch(name):
+        raise PghaError(f"bad restore point name {name!r}",
+                        hint="1-63 letters, digits and . _ : - (e.g. before-migration-42)")
+    rows = lab.sql().query(lab.ports()["rw"], "SELECT pg_create_restore_point(%s)::text",
+                           (name,))
+    pgbackrest(lab, "check")
+    return str(rows[0][0])
 
 
 def info(lab: Lab) -> dict[str, Any]:

@@ -4,9 +4,9 @@ The steps are the runbook of docs/backup.md, as commands on the lab's nodes:
 1. if a primary still answers, `pgbackrest check` (switches WAL: what was written is archived);
 2. Patroni stopped on every database node (it stops PostgreSQL) and its DCS state removed
    (`patronictl remove`), so nothing promotes or clones while the data is replaced;
-3. on one node: its data directory moved aside, `pgbackrest restore` to the target (a time, or
-   the end of the archive), PostgreSQL started alone to replay and promote, its recovery
-   settings reset, stopped cleanly;
+3. on one node: its data directory moved aside, `pgbackrest restore` to the target (a time, a
+   named restore point, or the end of the archive), PostgreSQL started alone to replay and
+   promote, its recovery settings reset, stopped cleanly;
 4. Patroni started there: it initialises the DCS from the restored data and leads;
 5. a full backup of the new timeline (the old timeline's backups cannot seed its replicas);
 6. the other nodes' data removed and their Patroni started: each is restored from that backup
@@ -72,8 +72,24 @@ def _pg(lab: Lab, name: str, *args: str, check: bool = True) -> str:
     return proc.stdout.decode(errors="replace")
 
 
-def restore_node(lab: Lab, name: str, target: str | None) -> None:
+KINDS = ("time", "name", "latest")
+
+
+def target_args(kind: str, target: str | None) -> list[str]:
+    """pgBackRest restore options for a target: a time ('2026-12-03 17:00:00+00'), a named
+    restore point (pg_create_restore_point), or the end of the archive (latest)."""
+    if kind not in KINDS:
+        raise PghaError(f"unknown restore target kind {kind!r}", hint=f"one of {', '.join(KINDS)}")
+    if kind == "latest":
+        return []
+    if not target:
+        raise PghaError(f"a restore to a {kind} needs its value", hint="--time T or --name NAME")
+    return [f"--type={kind}", f"--target={target}", "--target-action=promote"]
+
+
+def restore_node(lab: Lab, name: str, target: str | None, kind: str = "time") -> None:
     """Steps 3: restore, replay to the target, promote, reset the recovery settings, stop."""
+    args = ["restore", *target_args("latest" if target is None else kind, target)]
     data = _data_dir(lab, name)
     aside = data + ".before-restore"
     shutil.rmtree(aside, ignore_errors=True)
@@ -81,25 +97,44 @@ def restore_node(lab: Lab, name: str, target: str | None) -> None:
         os.rename(data, aside)
     os.makedirs(data, mode=0o700)
     shutil.chown(data, lab.layout.postgres_user, lab.layout.postgres_user)
-    args = ["restore"]
-    if target is not None:
-        args += ["--type=time", f"--target={target}", "--target-action=promote"]
     backup.pgbackrest(lab, *args, node=name)
     log_file = str(lab.node_dirs(name).root / lab.layout.pgbackrest_log.lstrip("/")
                    / "restore-postgres.log")
     sock = _socket(lab, name)
     _pg(lab, name, "pg_ctl", "-D", data, "-l", log_file, "-w", "-t", "600", "-o",
-        _local_settings(lab, name, data, sock), "start")
+        _local_settings(lab, name, data, sock), "start", check=False)
+    wait_promoted(lab, name, data, sock, log_file)
+    _pg(lab, name, "psql", "-h", sock, "-U", lab.layout.postgres_user, "-d", "postgres",
+        "-XAtc", "ALTER SYSTEM RESET ALL")  # pgBackRest's restore_command and target
+    _pg(lab, name, "pg_ctl", "-D", data, "-m", "fast", "-w", "stop")
 
+
+def wait_promoted(lab: Lab, name: str, data: str, sock: str, log_file: str,
+                  timeout: float = 600, after: str | None = None) -> None:
+    """Until the restored copy left recovery; a clear error when PostgreSQL stopped instead
+    (a target the archive does not reach: PostgreSQL refuses to open short of it)."""
     def promoted() -> bool:
+        if "server is running" not in _pg(lab, name, "pg_ctl", "-D", data, "status",
+                                          check=False):
+            tail = _tail(log_file, 3)
+            raise PghaError(f"{name}: PostgreSQL stopped while recovering to the target: {tail}",
+                            hint="check the target (time zone, restore point name: `pgbackrest "
+                            "info`); " + (after or "the data from before the restore is in "
+                                          f"{data}.before-restore; run the restore again"))
         out = _pg(lab, name, "psql", "-h", sock, "-U", lab.layout.postgres_user, "-d",
                   "postgres", "-XAtc", "SELECT pg_is_in_recovery()", check=False)
         return out.strip() == "f"
 
-    wait_until(f"{name}: recovery to the target and promotion", promoted, 600, 0.5)
-    _pg(lab, name, "psql", "-h", sock, "-U", lab.layout.postgres_user, "-d", "postgres",
-        "-XAtc", "ALTER SYSTEM RESET ALL")  # pgBackRest's restore_command and target
-    _pg(lab, name, "pg_ctl", "-D", data, "-m", "fast", "-w", "stop")
+    wait_until(f"{name}: recovery to the target and promotion", promoted, timeout, 0.5)
+
+
+def _tail(path: str, n: int) -> str:
+    try:
+        with open(path, errors="replace") as f:
+            lines = [ln.strip() for ln in f if "FATAL" in ln or "LOG:  recovery" in ln]
+    except OSError:
+        return "(no log)"
+    return " / ".join(lines[-n:]) or "(nothing logged)"
 
 
 def _local_settings(lab: Lab, name: str, data: str, sock: str) -> str:
@@ -114,22 +149,27 @@ def _local_settings(lab: Lab, name: str, data: str, sock: str) -> str:
             f"-c archive_command='{push}'")
 
 
-def restore(lab: Lab, target: str | None, timeout: float = 300) -> dict[str, Any]:
-    """The whole cluster back to `target` (a time pgBackRest reads, e.g. '2026-12-03
-    17:00:00+00'), or to the end of the WAL archive (None). Returns timings and the node that
-    was restored."""
+def restore(lab: Lab, target: str | None, timeout: float = 300,
+            kind: str = "time") -> dict[str, Any]:
+    """The whole cluster back to `target`: a time pgBackRest reads (kind "time", e.g.
+    '2026-12-03 17:00:00+00'), a named restore point (kind "name"), or the end of the WAL
+    archive (None). Returns timings and the node that was restored."""
+    target_args("latest" if target is None else kind, target)  # a bad target stops nothing
     repo = backup.repo_node(lab)
     dbs = [n.name for n in lab.db_nodes]
     t0 = time.monotonic()
-    try:
-        backup.pgbackrest(lab, "check")  # the WAL written so far reaches the archive
-    except PghaError as exc:
-        log.warning("no primary to switch WAL from (%s): restoring what the archive holds",
-                    str(exc).splitlines()[0])
+    if leader(lab) is None:  # pgBackRest would wait for the lost nodes' timeouts
+        log.warning("no primary to switch WAL from: restoring what the archive holds")
+    else:
+        try:
+            backup.pgbackrest(lab, "check")  # the WAL written so far reaches the archive
+        except PghaError as exc:
+            log.warning("no WAL switch archived (%s): restoring what the archive holds",
+                        str(exc).splitlines()[0])
     stop_patroni(lab, dbs)
     clear_dcs(lab, dbs[0])
     first = dbs[0]
-    restore_node(lab, first, target)
+    restore_node(lab, first, target, kind)
     t_restored = time.monotonic()
     nodes.boot(labmod.PYTHON, lab.node_dirs(first), lab.net.node(first).netns, timeout)
     wait_until(f"{first} leading the restored cluster", lambda: leader(lab) == first, timeout)
@@ -140,6 +180,7 @@ def restore(lab: Lab, target: str | None, timeout: float = 300) -> dict[str, Any
         shutil.rmtree(_data_dir(lab, name), ignore_errors=True)
     labmod.up(lab, dbs[1:], timeout=timeout)
     t_ready = time.monotonic()
-    return {"node": first, "repository": repo.name, "target": target or "latest",
+    return {"node": first, "repository": repo.name,
+            "target": "latest" if target is None else f"{kind} {target}",
             "restore_s": round(t_restored - t0, 1), "leader_s": round(t_leader - t0, 1),
             "backup": full["label"], "ready_s": round(t_ready - t0, 1)}
