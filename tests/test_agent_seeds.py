@@ -18,12 +18,19 @@ from test_agent_support import (
     make_cidata_iso,
     make_root,
     make_seed,
-    run_agent,
     seed_file,
     write_seed_dir,
 )
+from test_agent_support import run_agent as _run_agent
 
 MARKER = "var/lib/pgha/done-pgha-db1-3f2a9c1e"
+
+
+def run_agent(*args, **kwargs):
+    """The agent with the lab option --seeds-over-http: these tests exercise URL sources,
+    retries and timeouts against plain-http stand-in servers (HTTPS, the CA pin and the token
+    against the real `serve`: test_agent_seed_https.py)."""
+    return _run_agent(*args, "--seeds-over-http", **kwargs)
 
 
 @pytest.fixture

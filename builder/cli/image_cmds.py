@@ -114,14 +114,22 @@ def pxe(app: App, install_source: str | None, force: bool) -> None:
 @click.option("--bind", metavar="ADDR:PORT",
               help="Default: the host and port of repos.pgha (what the kickstarts use).")
 @click.option("--install-source", metavar="DIR", help="Also serve this install tree at /install/.")
+@click.option("--boot-args", metavar="HOST",
+              help="Print the kernel command line words with which HOST's first-boot agent "
+                   "fetches its seed from serve (pgha.seed=, pgha.seed_token=, pgha.seed_ca=) "
+                   "and exit. They hold the host's token: keep them private.")
 @pass_app
-def serve(app: App, bind: str | None, install_source: str | None) -> None:
+def serve(app: App, bind: str | None, install_source: str | None,
+          boot_args: str | None) -> None:
     """Serve kickstarts, the pgha repository, seeds (each only to its host) and the PXE tree."""
     from builder.core import httpserve
     from builder.pxe import seedauth
     from builder.pxe import serve as servemod
 
     cluster = app.cluster
+    if boot_args is not None:
+        click.echo(servemod.boot_args(cluster, app.context().out, boot_args))
+        return
     try:
         address = servemod.parse_bind(bind) if bind else servemod.default_bind(cluster)
     except ValueError as exc:
@@ -135,7 +143,8 @@ def serve(app: App, bind: str | None, install_source: str | None) -> None:
                                                      servemod.default_bind(cluster)[0])
     try:
         server = httpserve.Server(address, [*mounts, seeds] if plain else mounts)
-        others = [] if plain else [httpserve.Server(seed_bind, [seeds], tls)]
+        others = [] if plain else [httpserve.Server(seed_bind, [seeds, servemod.ca_mount(
+            ctx.out)], tls)]
     except OSError as exc:
         raise PghaError(f"cannot listen on {address[0]}:{address[1]} / {seed_bind[1]}: "
                         f"{exc.strerror}", hint="use --bind with an address of this host and "

@@ -6,6 +6,8 @@ URL layout (under http://ADDR:PORT):
   /seeds/       output/<cluster>/seeds/, on https://ADDR:image.seed_port (builder.pxe.seedauth):
                 /seeds/<host>/... and /seeds/<host>-cidata.iso only to a client whose address
                 is that host's and that presents the host's token (403 otherwise)
+  /pki/ca.crt   on the seed port: the cluster CA certificate (public; nothing else of pki/),
+                which the first-boot agent accepts only if its SHA-256 equals pgha.seed_ca=
   /pxe/         output/<cluster>/pxe/ (the PXE tree: kernel, initrd, boot loader configs)
   /install/     the install tree, when the install source is a local folder
 """
@@ -16,6 +18,7 @@ import ipaddress
 import urllib.parse
 from pathlib import Path
 
+from builder.core.errors import ConfigError
 from builder.core.httpserve import AccessRule, Mount
 from builder.core.paths import OutputPaths
 from builder.model.cluster import Cluster
@@ -57,6 +60,27 @@ def mounts(cluster: Cluster, out: OutputPaths, install_tree: str | None) -> list
 
 def seed_mount(cluster: Cluster, out: OutputPaths) -> Mount:
     return Mount("/seeds/", out.seeds, allow=seed_rule(cluster, seedauth.token_key(out)))
+
+
+def ca_mount(out: OutputPaths) -> Mount:
+    """pki/ca.crt alone (every other file of pki/, the CA key first, answers 403)."""
+    return Mount("/pki/", out.pki, allow=lambda client, rel, authorization: rel == "ca.crt")
+
+
+def boot_args(cluster: Cluster, out: OutputPaths, host: str) -> str:
+    """The kernel command line words that let HOST's first-boot agent fetch its seed from
+    `serve`: the URL, the host's token and (over HTTPS) the CA's fingerprint. Secret."""
+    node = next((n for n in cluster.nodes if n.name == host), None)
+    if node is None:
+        raise ConfigError(f"--boot-args {host}: no such node",
+                        hint="one of: " + ", ".join(n.name for n in cluster.nodes))
+    words = [f"pgha.seed={seed_base(cluster)}/seeds/{node.name}/",
+             f"pgha.seed_token={seedauth.host_token(seedauth.token_key(out), node.name)}"]
+    if cluster.image.seeds_over_http:
+        words.append("pgha.seeds_over_http=1")
+    else:
+        words.append(f"pgha.seed_ca={seedauth.ca_fingerprint(seedauth.ca_pem(out, cluster))}")
+    return " ".join(words)
 
 
 def seed_base(cluster: Cluster) -> str:

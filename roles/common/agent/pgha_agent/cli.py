@@ -10,7 +10,7 @@ import glob
 import os
 import sys
 
-from pgha_agent import __version__, apply, log, rootfs, seed, services, sources
+from pgha_agent import __version__, apply, log, rootfs, seed, services, sources, urltrust
 from pgha_agent.errors import (EXIT_CODES_HELP, EXIT_INTERNAL, EXIT_OK, AgentError,
                                SeedNotFound, SeedUnreadable, UsageError)
 from pgha_agent.log import LOG
@@ -25,8 +25,31 @@ SEED_ORDER = """seed discovery (unless --seed is given), first present source wi
   2. block device labelled cidata (only with --root /), mounted read-only
   3. directory /etc/pgha/seed, then /var/lib/cloud/seed/nocloud (must hold pgha/seed.json)
   4. URL in /etc/pgha/seed-url
-URL seeds fetch <url>/pgha/seed.json.
+URL seeds fetch <url>/pgha/seed.json, over https only, verified against the cluster CA
+(never the system trust store) and sending the host's token, as `pgha-build serve` expects:
+  CA     --seed-ca FILE, else /etc/pgha/seed-ca.crt, else the CA the seed server offers at
+         /pki/ca.crt if its SHA-256 equals pgha.seed_ca= on the kernel command line (with
+         pgha.seed_ca=, a CA file must match it too)
+  token  pgha.seed_token= on the kernel command line, else /etc/pgha/seed-token
+  http   refused unless pgha.seeds_over_http=1 or --seeds-over-http (lab only)
 """
+
+
+def _url_options(p):
+    """How URL seeds are fetched: retries, timeouts, whom to trust (urltrust.py)."""
+    p.add_argument("--url-retries", type=int, default=10, metavar="N",
+                   help="extra attempts when fetching a URL seed (default: 10)")
+    p.add_argument("--url-timeout", type=float, default=10.0, metavar="SECONDS",
+                   help="timeout of each URL attempt (default: 10)")
+    p.add_argument("--url-retry-delay", type=float, default=2.0, metavar="SECONDS",
+                   help="first delay between URL attempts, doubled each time, at most 30 "
+                        "(default: 2)")
+    p.add_argument("--seed-ca", metavar="FILE",
+                   help="the cluster CA (PEM) an https seed server must prove itself with "
+                        "(default: /etc/pgha/seed-ca.crt under --root, else pgha.seed_ca=)")
+    p.add_argument("--seeds-over-http", action="store_true",
+                   help="lab only: allow a plain http seed URL (passwords and keys in clear "
+                        "text); the same as pgha.seeds_over_http=1 on the kernel command line")
 
 
 def parser():
@@ -50,13 +73,7 @@ def parser():
                         "configured the network (default: auto)")
     p.add_argument("--health-timeout", type=float, default=300.0, metavar="SECONDS",
                    help="how long to wait for each service's health checks (default: 300)")
-    p.add_argument("--url-retries", type=int, default=10, metavar="N",
-                   help="extra attempts when fetching a URL seed (default: 10)")
-    p.add_argument("--url-timeout", type=float, default=10.0, metavar="SECONDS",
-                   help="timeout of each URL attempt (default: 10)")
-    p.add_argument("--url-retry-delay", type=float, default=2.0, metavar="SECONDS",
-                   help="first delay between URL attempts, doubled each time, at most 30 "
-                        "(default: 2)")
+    _url_options(p)
     p.add_argument("--check", action="store_true",
                    help="find and validate the seed, print a summary, change nothing")
     p.add_argument("--force", action="store_true",
@@ -75,8 +92,11 @@ def _locate(root, args):
     is already configured (a detached ISO, a seed server that is gone). Such a node does not
     wait on URL retries at every boot: it tries each source once."""
     configured = _done_markers(root) if not (args.check or args.force) else []
-    fetch = sources.FetchOptions(0 if configured else args.url_retries, args.url_timeout,
-                                 args.url_retry_delay)
+    settings = urltrust.Settings(root, sources.read_cmdline(root, args.cmdline),
+                                 args.seed_ca and os.path.abspath(args.seed_ca),
+                                 args.seeds_over_http)
+    fetch = sources.FetchOptions(settings, 0 if configured else args.url_retries,
+                                 args.url_timeout, args.url_retry_delay)
     if args.seed:
         return sources.explicit(args.seed, fetch)
     try:

@@ -1,5 +1,5 @@
 """Reading the bytes of pgha/seed.json from one place: a directory, an ISO file, a block device
-or a URL.
+or a URL (over the opener pgha_agent.urltrust builds).
 
 Boundary: each reader returns the raw bytes (nothing is parsed here) or raises SeedUnreadable
 with one line. Anything mounted or extracted lives in a temporary directory outside --root and
@@ -10,12 +10,12 @@ import os
 import shutil
 import stat
 import socket
+import ssl
 import tempfile
 import threading
 import time
 import urllib.error
 import urllib.parse
-import urllib.request
 
 from pgha_agent import run
 from pgha_agent.errors import ApplyFailed, SeedUnreadable
@@ -134,18 +134,19 @@ def _permanent(exc):
         and exc.code not in (408, 425, 429)
 
 
-def _get_once(url, timeout):
-    """One GET, bounded as a whole (connect, headers and body) by `timeout` seconds: a server
-    that answers a byte at a time cannot stretch an attempt. The request runs in a daemon
-    thread; on timeout the thread is abandoned (it dies with the process, its socket timeout
-    ends it sooner) and the attempt counts as failed."""
+def _get_once(url, timeout, trust, limit):
+    """One GET through trust's opener (pgha_agent.urltrust: TLS context, token, no redirects),
+    bounded as a whole (connect, headers and body) by `timeout` seconds: a server that answers a
+    byte at a time cannot stretch an attempt. The request runs in a daemon thread; on timeout
+    the thread is abandoned (it dies with the process, its socket timeout ends it sooner) and
+    the attempt counts as failed."""
     box = {}
 
     def work():
         try:
-            with urllib.request.urlopen(url, timeout=timeout) as resp:
+            with trust.opener.open(trust.request(url), timeout=timeout) as resp:
                 box["resp"] = resp
-                box["data"] = resp.read(MAX_SEED_BYTES + 1)
+                box["data"] = resp.read(limit + 1)
         except BaseException as exc:  # handed to the caller's thread
             box["error"] = exc
 
@@ -160,19 +161,39 @@ def _get_once(url, timeout):
     return box["data"]
 
 
-def fetch(url, retries, timeout, delay):
+def certificate_failure(reason):
+    """A TLS verification failure (wrong CA, wrong host name): permanent, never retried."""
+    if isinstance(reason, ssl.CertificateError):
+        return True
+    return isinstance(reason, ssl.SSLError) and "CERTIFICATE_VERIFY_FAILED" in str(reason)
+
+
+def _why(exc, trust):
+    """(one-line reason, permanent?) for a failed attempt."""
+    reason = getattr(exc, "reason", None) or exc
+    if isinstance(exc, urllib.error.HTTPError):
+        text = "HTTP {} {}".format(exc.code, exc.reason)
+        if exc.code == 403:
+            text += (" (the seed server hands a seed only to its own host's address with that "
+                     "host's token: check pgha.seed_token= and the URL's host name)")
+        return text, _permanent(exc)
+    if certificate_failure(reason):
+        return ("the server's certificate does not verify against the cluster CA {}: {}".format(
+            trust.origin, reason), True)
+    return reason, False
+
+
+def fetch(url, retries, timeout, delay, trust, limit=MAX_SEED_BYTES):
     """GET url with up to `retries` extra attempts, `timeout` seconds each, backing off."""
     attempts = retries + 1
     for attempt in range(1, attempts + 1):
         try:
-            data = _get_once(url, timeout)
+            data = _get_once(url, timeout, trust, limit)
             LOG.info("fetched %s (attempt %d/%d)", redact(url), attempt, attempts)
             return data
         except (urllib.error.URLError, OSError, ValueError) as exc:
-            reason = getattr(exc, "reason", None) or exc
-            if isinstance(exc, urllib.error.HTTPError):
-                reason = "HTTP {} {}".format(exc.code, exc.reason)
-            if _permanent(exc) or attempt == attempts:
+            reason, permanent = _why(exc, trust)
+            if permanent or attempt == attempts:
                 raise SeedUnreadable("cannot fetch seed {} after {} attempt(s): {}".format(
                     redact(url), attempt, reason))
             wait = min(delay * (2 ** (attempt - 1)), 30.0)

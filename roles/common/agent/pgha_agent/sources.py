@@ -5,13 +5,15 @@ Boundary: decides which source to use and logs it; readers.py does the reading. 
   2. a block device labelled cidata/CIDATA (only when --root is /), mounted read-only;
   3. a seed directory: /etc/pgha/seed, then /var/lib/cloud/seed/nocloud (with pgha/seed.json);
   4. the URL in /etc/pgha/seed-url (first line that is not a comment).
+A URL is fetched over https verified against the cluster CA, with the host's token
+(urltrust.py); plain http only with the lab option.
 The first source that is present wins. A present source that cannot be read is an error (it
 does not fall through to the next one): the node was told where its seed is.
 """
 
 import os
 
-from pgha_agent import readers, run
+from pgha_agent import readers, run, urltrust
 from pgha_agent.errors import SeedNotFound, SeedUnreadable
 from pgha_agent.log import LOG
 
@@ -32,7 +34,10 @@ class Found(object):
 
 
 class FetchOptions(object):
-    def __init__(self, retries=10, timeout=10.0, delay=2.0):
+    """Retries and timeouts of URL seeds, and what decides whom to trust (urltrust.Settings)."""
+
+    def __init__(self, settings, retries=10, timeout=10.0, delay=2.0):
+        self.settings = settings
         self.retries = retries
         self.timeout = timeout
         self.delay = delay
@@ -45,7 +50,8 @@ def _is_url(text):
 def _from_url(base, fetch, label):
     url = readers.seed_url(base)
     LOG.info("seed source: %s %s", label, readers.redact(url))
-    data = readers.fetch(url, fetch.retries, fetch.timeout, fetch.delay)
+    trust = urltrust.for_url(url, fetch.settings, fetch)
+    data = readers.fetch(url, fetch.retries, fetch.timeout, fetch.delay, trust)
     return Found(data, "{} {}".format(label, readers.redact(url)))
 
 
@@ -87,15 +93,20 @@ def cmdline_seed(cmdline):
     return None
 
 
+def read_cmdline(root, cmdline):
+    """The kernel command line: --cmdline if given, else <root>/proc/cmdline ("" if absent)."""
+    if cmdline is not None:
+        return cmdline
+    try:
+        with open(root.path("/proc/cmdline")) as fh:
+            return fh.read()
+    except OSError:
+        LOG.debug("no %s to read", root.path("/proc/cmdline"))
+        return ""
+
+
 def _from_cmdline(root, cmdline, fetch):
-    if cmdline is None:
-        try:
-            with open(root.path("/proc/cmdline")) as fh:
-                cmdline = fh.read()
-        except OSError:
-            LOG.debug("no %s to read", root.path("/proc/cmdline"))
-            return None
-    location = cmdline_seed(cmdline)
+    location = cmdline_seed(read_cmdline(root, cmdline))
     if location is None:
         return None
     if _is_url(location):
