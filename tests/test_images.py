@@ -13,13 +13,14 @@ import pytest
 from test_images_support import make_tree
 
 from builder.core.context import Context
-from builder.core.errors import PghaError
+from builder.core.errors import ConfigError, PghaError
 from builder.core.run import Runner
 from builder.images import imagebuild, ova, preflight, vminstall
 from builder.images.stage import ImageOptions, build_images
 from builder.stages import installsrc, kickstart
 
 Usage = namedtuple("Usage", "total used free")
+KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJslPnSAmYU/kKRD6jsUrKoYsRzD9lF+C7sxQ1O7COLi ops@x"
 
 
 def test_treeinfo_rhel8_tree_is_accepted(tmp_path: Path) -> None:
@@ -75,10 +76,28 @@ def test_preflight_missing_tool_says_which_package(monkeypatch: pytest.MonkeyPat
                                "virt-install`")]
 
 
+def _with_admin(ctx: Context, **admin: str) -> Context:
+    update = ctx.cluster.admin.model_copy(update=admin)
+    return dataclasses.replace(ctx, cluster=ctx.cluster.model_copy(update={"admin": update}))
+
+
 def test_build_images_stops_at_preflight(ctx: Context, tmp_path: Path) -> None:
     opts = ImageOptions(role="db", install_source=str(tmp_path / "missing"), dry_run=True)
     with pytest.raises(preflight.PreflightFailed):
-        build_images(ctx, opts)
+        build_images(_with_admin(ctx, ssh_key=KEY), opts)
+    with pytest.raises(preflight.PreflightFailed):  # no key, no login on purpose: builds
+        build_images(_with_admin(ctx, login="none"), opts)
+
+
+def test_build_images_refuses_an_image_nobody_can_log_in_to(ctx: Context, tmp_path: Path) -> None:
+    opts = ImageOptions(role="db", install_source=str(tmp_path / "missing"), dry_run=True)
+    with pytest.raises(ConfigError) as err:
+        build_images(ctx, opts)  # the default cluster: no admin.ssh_key
+    assert not isinstance(err.value, preflight.PreflightFailed)
+    assert err.value.message == ("images: admin.ssh_key is not set: nobody could log in to a "
+                                 "node built from this image")
+    assert "admin.ssh_key" in (err.value.hint or "") and "admin.login: none" in (err.value.hint
+                                                                                  or "")
 
 
 def test_kvm_status(tmp_path: Path) -> None:
@@ -171,7 +190,9 @@ def test_cli_images_dry_run_and_preflight_exit_code(tmp_path: Path) -> None:
     from builder.cli import cli
 
     tree = make_tree(tmp_path / "tree")
-    base = ["-o", str(tmp_path / "out"), "images", "--role", "db", "--dry-run"]
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(f"admin:\n  ssh_key: {KEY}\n")
+    base = ["-c", str(cfg), "-o", str(tmp_path / "out"), "images", "--role", "db", "--dry-run"]
     ok = CliRunner().invoke(cli, [*base, "--install-source", str(tree), "--format", "qcow2,ova"])
     assert ok.exit_code == 0, ok.output
     assert "virt-install --connect qemu:///system" in ok.output
@@ -182,3 +203,35 @@ def test_cli_images_dry_run_and_preflight_exit_code(tmp_path: Path) -> None:
     assert "does not exist" in bad.output
     fmt = CliRunner().invoke(cli, [*base, "--install-source", str(tree), "--format", "qcow3"])
     assert fmt.exit_code == 2 and "unknown image format" in fmt.output
+
+
+@pytest.mark.parametrize("admin", [None, "login: none", "login: none\n  ssh_key: KEY"])
+def test_cli_images_asks_for_a_way_in(tmp_path: Path, admin: str | None) -> None:
+    """No admin.ssh_key: one line naming the fix, exit 2, no image or blueprint written;
+    admin.login: none builds on purpose; both at once is a cluster file error. `build` and
+    `check` of the default cluster are unaffected (tests/test_cli.py, the README's first line)."""
+    from click.testing import CliRunner
+
+    from builder.cli import cli
+
+    tree = make_tree(tmp_path / "tree")
+    args = ["-o", str(tmp_path / "out")]
+    if admin is not None:
+        (tmp_path / "c.yaml").write_text("admin:\n  " + admin.replace("KEY", KEY) + "\n")
+        args += ["-c", str(tmp_path / "c.yaml")]
+    res = CliRunner().invoke(cli, [*args, "images", "--role", "db", "--dry-run", "--blueprint",
+                                   "--install-source", str(tree)])
+    if admin is None:
+        assert res.exit_code == 2
+        lines = res.output.strip().splitlines()
+        assert lines[0] == ("error: images: admin.ssh_key is not set: nobody could log in to a "
+                            "node built from this image")
+        assert lines[1].startswith("hint: set admin.ssh_key") and len(lines) == 2
+        assert not list((tmp_path / "out").rglob("*.blueprint.toml"))
+        assert not (tmp_path / "out" / "pgha" / "images").exists()
+    elif "ssh_key" in admin:
+        assert res.exit_code == 2 and "admin.login" in res.output
+        assert "remove one of them" in res.output
+    else:
+        assert res.exit_code == 0, res.output
+        assert "virt-install --connect qemu:///system" in res.output

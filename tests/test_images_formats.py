@@ -28,13 +28,17 @@ from builder.stages.rpms import RpmsResult
 
 pytestmark = pytest.mark.integration
 GIB = 1 << 30
+KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJslPnSAmYU/kKRD6jsUrKoYsRzD9lF+C7sxQ1O7COLi ops@x"
 
 
 @pytest.fixture
 def ctx(ctx: Context) -> Context:
-    """The default cluster with the smallest image disk (10 GiB)."""
+    """The default cluster with the smallest image disk (10 GiB) and an admin key (images
+    refuse to build without a way in)."""
     image = ctx.cluster.image.model_copy(update={"disk_gb": 10})
-    return dataclasses.replace(ctx, cluster=ctx.cluster.model_copy(update={"image": image}))
+    admin = ctx.cluster.admin.model_copy(update={"ssh_key": KEY})
+    return dataclasses.replace(ctx, cluster=ctx.cluster.model_copy(
+        update={"image": image, "admin": admin}))
 
 
 @pytest.fixture

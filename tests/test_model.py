@@ -130,6 +130,10 @@ def test_missing_file_and_non_mapping(tmp_path: Path) -> None:
          "load_balancer.check", "demoted primary"),
         ({"ports__patroni_rest": 5432}, "ports.patroni_rest", "also used by ports.postgres"),
         ({"load_balancer__virtual_ip": "10.77.0.11"}, "load_balancer.virtual_ip", "address of node db1"),
+        ({"admin__login": "none", "admin__ssh_key": ("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJslPn"
+                                                     "SAmYU/kKRD6jsUrKoYsRzD9lF+C7sxQ1O7COLi x")},
+         "admin.login", "remove one of them"),
+        ({"admin__login": "password"}, "admin.login", "'ssh_key' or 'none'"),
     ],
 )
 def test_cross_field_rules(changes: dict, path: str, fragment: str) -> None:

@@ -62,8 +62,11 @@ def images(app: App, role: str, formats: str | None, backend: str, install_sourc
            cloud_image: str | None, deps_repo: str | None, kvm: bool | None,
            qcow2_compression: str, blueprint: bool, depsolve: bool, dry_run: bool,
            force: bool) -> None:
-    """Build a bootable RHEL 8 disk image of one role, in each format, cached on its inputs."""
-    from builder.images import cloudimage
+    """Build a bootable RHEL 8 disk image of one role, in each format, cached on its inputs.
+
+    The image must let someone in: it needs admin.ssh_key in the cluster file, or admin.login:
+    none to build an image without any login on purpose (build, pxe and lab do not ask)."""
+    from builder.images import cloudimage, preflight
     from builder.images import stage as imagemod
     from builder.model import roles
     from builder.stages import pipeline
@@ -71,6 +74,7 @@ def images(app: App, role: str, formats: str | None, backend: str, install_sourc
     roles.get(role)
     _warn_if_unbooted(app, role)
     ctx = app.context(force)
+    preflight.require_login(ctx.cluster)
     opts = imagemod.ImageOptions(
         role=role, formats=_formats(formats, app), backend=backend,
         install_source=install_source, cloud_image=cloud_image, deps_repo=deps_repo, kvm=kvm,

@@ -40,6 +40,17 @@ class Report:
                                   hint="fix the lines above, then run the command again")
 
 
+def require_login(cluster: Cluster) -> None:
+    """An image nobody can log in to is refused unless the cluster file says so on purpose
+    (admin.login: none); `build`, `pxe` and the lab do not ask."""
+    if cluster.admin.login == "ssh_key" and cluster.admin.ssh_key is None:
+        raise ConfigError("images: admin.ssh_key is not set: nobody could log in to a node "
+                          "built from this image",
+                          hint="set admin.ssh_key to your OpenSSH public key in the cluster "
+                               "file (or admin.login: none to build images without any login, "
+                               "on purpose)")
+
+
 def check_tools(report: Report, tools: list[str]) -> None:
     for tool in tools:
         if shutil.which(tool) is None:

@@ -113,6 +113,7 @@ def _dry_run_lines(ctx: Context, opts: ImageOptions, plan: Plan, todo: list[Form
 def build_images(ctx: Context, opts: ImageOptions) -> Result:
     """Build (or reuse) the role's images in every requested format."""
     roles.get(opts.role)
+    preflight.require_login(ctx.cluster)
     report = run_preflight(ctx, opts)
     plan = plan_for(ctx, opts, report)
     rpms = rpm_digests(ctx)

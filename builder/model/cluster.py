@@ -202,6 +202,10 @@ class Tls(Strict):
 class Admin(Strict):
     user: UnixName = "pgha"
     ssh_key: SshPublicKey | None = Field(default=None, description="OpenSSH public key line")
+    login: Literal["ssh_key", "none"] = Field(
+        default="ssh_key", description="how the admin gets into an installed node: ssh_key "
+        "(admin.ssh_key; `images` refuses to build without it) or none (no login at all, on "
+        "purpose: nodes are managed only through seeds and re-imaging)")
 
 
 class Image(Strict):

@@ -123,8 +123,11 @@ def _roles(c: Cluster, r: Report) -> None:
         r.error("patroni.synchronous_mode", "needs at least two database nodes")
     if c.load_balancer.kind == "haproxy" and not roles.nodes_with(c.nodes, "load_balancer"):
         r.warn("nodes", "no load balancer node: clients need an external load balancer")
-    if c.admin.ssh_key is None:
-        r.warn("admin.ssh_key", "not set: nobody can log in over SSH to the installed nodes")
+    if c.admin.login == "none" and c.admin.ssh_key is not None:
+        r.error("admin.login", "none, but admin.ssh_key is set: remove one of them")
+    elif c.admin.ssh_key is None and c.admin.login == "ssh_key":
+        r.warn("admin.ssh_key", "not set: nobody can log in over SSH to the installed nodes, "
+               "and `images` refuses to build (set it, or admin.login: none on purpose)")
 
 
 def _etcd(c: Cluster, r: Report) -> None:
