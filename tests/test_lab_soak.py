@@ -4,12 +4,14 @@ restarted, then as far as the time goes: Patroni paused, a network split) agains
 writers and readers; the checker must pass, and no fault may outlive the run (no qdisc, nft
 table or blackhole route left in any namespace). Then half a minute of disk-full on the same lab
 (booted with --data-fs): writes fail for certain while the primary's file system is full and
-come back once it is freed. Needs root; the lab runs on its own name, network and ports."""
+come back once it is freed. And a replica cut off from the primary alone leaves the read-only
+port within seconds (no read older than 10 s through it). Needs root; the lab runs on its own name, network and ports."""
 
 from __future__ import annotations
 
 import json
 import os
+import time
 from collections.abc import Iterator
 
 import labclusters
@@ -17,7 +19,8 @@ import pytest
 
 from builder.lab import datafs
 from builder.lab import lab as labmod
-from builder.lab.soak import links, nemesis, plan, run
+from builder.lab.readiness import leader, wait_failover_ready
+from builder.lab.soak import checker, clients, links, nemesis, plan, run
 
 pytestmark = [pytest.mark.lab, pytest.mark.skipif(os.geteuid() != 0, reason="the lab needs root")]
 
@@ -26,6 +29,7 @@ SEED = 59  # pause-etcd, kill (18.3 s), restart-lb, pause-patroni, split, ...
 DISK_SEED = 1  # disk-full held 7.9 s, then (time allowing) 7.3 s
 # the menu of a lab without data file systems: seed 59 draws the same faults as before
 CLASSIC = plan.menu_for(None, has_vip=False)
+CUT_S = 20.0
 
 
 @pytest.fixture(scope="module")
@@ -72,6 +76,41 @@ def test_disk_full_fails_writes_for_certain_and_they_come_back_once_freed(
         point = nemesis.data_fs(lab, node.name)
         assert not (point / datafs.FILLER).exists()
         assert datafs.usage(point)[0] > 32 << 20
+
+
+def test_a_replica_cut_off_from_the_primary_leaves_the_read_only_port_in_seconds(
+        lab: labmod.Lab) -> None:
+    """The soak's stale reads (docs/soak.md, finding 7): a replica that lost its upstream but
+    still answers the load balancer kept serving reads as old as the cut (25 s of 25 s before
+    the fix). HAProxy now asks Patroni for /replica?lag=<replica_max_lag>: the leader's
+    position in the DCS moves on, the replica falls behind it and leaves the pool."""
+    wait_failover_ready(lab, 120)
+    sql = lab.sql()
+    clients.setup(sql)
+    t0 = time.monotonic()
+    writers = [clients.Writer(sql, i, t0) for i in range(2)]
+    readers = [clients.Reader(sql, i, 2, t0) for i in range(2)]
+    primary = leader(lab)
+    cut = next(n for n in lab.db_nodes if n.name != primary)
+    for c in [*writers, *readers]:
+        c.start()
+    try:
+        time.sleep(3)
+        start = time.monotonic() - t0
+        heal = links.split(lab.runner, lab.net, [str(primary)], [cut.name])
+        time.sleep(CUT_S)
+        heal()
+        end = time.monotonic() - t0
+    finally:
+        for c in [*writers, *readers]:
+            c.stop()
+    writes = [op for w in writers for op in w.ops]
+    reads = [op for r in readers for op in r.ops]
+    stale = checker.stale(writes, reads, CUT_S / 2)
+    assert stale["over_bound"] == 0, stale  # fast profile: about 7 s measured at load 13
+    served = [op.start for op in reads if op.outcome == "ok" and op.server == cut.address]
+    assert served and not [t for t in served if start + CUT_S / 2 < t < end], served[-5:]
+    wait_failover_ready(lab, 120)  # the cut replica streams again
 
 
 def _leftover_faults(lab: labmod.Lab) -> list[str]:

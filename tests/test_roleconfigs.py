@@ -88,14 +88,16 @@ def test_etcd_env_without_tls(tmp_path):
 
 def test_haproxy_cfg(tmp_path):
     check = {"inter_ms": 1500, "fall": 2, "rise": 3, "fastinter_ms": 500, "downinter_ms": 700}
-    ctx = _ctx(tmp_path, load_balancer={"check": check})
+    ctx = _ctx(tmp_path, load_balancer={"check": check, "replica_max_lag": 4096})
     text = _file(seeds.render_seed(ctx, ctx.cluster.node("lb1"), _sec(ctx)), "haproxy.cfg")
     sections = text.split("\nlisten ")
     primary = next(s for s in sections if s.startswith("primary"))
     replicas = next(s for s in sections if s.startswith("replicas"))
     stats = next(s for s in sections if s.startswith("stats"))
     assert "bind *:5000" in primary and "option httpchk GET /primary" in primary
-    assert "bind *:6000" in replicas and "option httpchk GET /replica" in replicas
+    assert "bind *:6000" in replicas
+    # a replica more than 4096 bytes behind the leader's last position in the DCS takes no reads
+    assert "option httpchk GET /replica?lag=4096\n" in replicas
     # /primary's 200 is authoritative: rise 1; a refused connection takes the primary out
     fast_out = " observe layer4 error-limit 1 on-error mark-down"
     for s, rise, extra in ((primary, 1, fast_out), (replicas, 3, "")):

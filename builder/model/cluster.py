@@ -141,6 +141,12 @@ class LoadBalancer(Strict):
     virtual_ip: IPv4 | None = Field(
         default=None, description="keepalived VIP (2+ LB nodes), or the BIG-IP virtual address")
     check: HealthCheck = Field(default_factory=HealthCheck)
+    replica_max_lag: Int = Field(
+        default=65536, ge=0, le=1 << 40,
+        description="bytes a replica may be behind the leader's last WAL position in the DCS "
+                    "and still take reads (Patroni's /replica?lag=): bounds how stale the "
+                    "read-only port gets (docs/soak.md)",
+    )
     f5: F5 = Field(default_factory=F5, description="BIG-IP names and settings (kind f5)")
 
 
