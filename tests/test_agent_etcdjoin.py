@@ -65,7 +65,8 @@ class Nodes:
     def root(self, i: int) -> Path:
         return self.base / f"n{i}" / "root"
 
-    def start(self, i: int, members: list[int], fresh: bool = True) -> subprocess.Popen:
+    def start(self, i: int, members: list[int], fresh: bool = True,
+              health_timeout: int = 60) -> subprocess.Popen:
         """Boot node i's agent (a fresh disk unless told otherwise); returns the process."""
         root = self.root(i)
         if fresh:
@@ -76,7 +77,7 @@ class Nodes:
         out = (root.parent / "agent.log").open("a")
         return subprocess.Popen(
             ["python3", str(AGENT), "--root", str(root), "--seed", str(seed), "--services", "process", "--force",
-             "--health-timeout", "60"], stdout=out, stderr=subprocess.STDOUT, text=True)
+             "--health-timeout", str(health_timeout)], stdout=out, stderr=subprocess.STDOUT, text=True)
 
     def boot(self, members: list[int], which: list[int], fresh: bool = True) -> dict[int, str]:
         """Boot the nodes at once; each agent's log of this boot."""
@@ -199,3 +200,30 @@ def test_two_nodes_added_at_the_same_moment(nodes: Nodes):
     log = nodes.boot([1, 2, 3], [1], fresh=False)[1]
     assert "removing member n4" in log and "removing member n5" not in log, log
     assert summary() == [("n1", True, False), ("n2", True, False), ("n3", True, False)]
+
+
+def test_reimaged_node_whose_peers_are_all_down(nodes: Nodes):
+    """n3 was replaced once (its member ID is etcd's, not the one a bootstrap computes), then
+    its peers all go down and n3 is re-imaged again: no member answers, so it bootstraps as on
+    a cold start, and its first boot fails with one line naming the cause and the way out
+    (exit 6, no marker). Doing what the line says joins it: peers up, member/ removed, again."""
+    three = [1, 2, 3]
+    nodes.boot(three, three)
+    nodes.stop(3)
+    nodes.boot(three, [3])  # replaced: the stale n3 removed, a new member added
+    for i in three:
+        nodes.stop(i)
+    code = nodes.start(3, three, health_timeout=6).wait(timeout=60)
+    log = nodes.log(3)
+    assert code == 6, log
+    line = next(x for x in log.splitlines() if "error:" in x)
+    assert "etcd: no quorum 6s after bootstrapping on an empty data dir" in line, log
+    assert f"remove {DATA}/member on this node and run pgha-firstboot again" in line
+    assert not list((nodes.root(3) / "var/lib/pgha").glob("done-*"))
+    nodes.stop(3)
+    assert all(nodes.start(i, three, fresh=False).wait(timeout=90) == 0 for i in (1, 2))
+    shutil.rmtree(nodes.root(3) / DATA.lstrip("/") / "member")
+    log = nodes.boot(three, [3], fresh=False)[3]
+    assert "removing the stale member n3" in log and "is a voting member" in log, log
+    assert summary() == [("n1", True, False), ("n2", True, False), ("n3", True, False)]
+    assert all(healthy(i) for i in three)

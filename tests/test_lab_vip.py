@@ -1,8 +1,9 @@
 """The virtual IP, for real: two load balancers with keepalived in their namespaces (started by
 their agents from the seeds), clients on the VIP through the host path (127.0.0.1 forwarded by
 the kernel), and the VIP moving under a writer when the holder's HAProxy dies or hangs, when
-the holder dies, and when it is cut off. Nothing acknowledged may be lost, and the VIP must
-stay where it went when the old holder comes back (nopreempt).
+the holder dies, and when it is cut off; and the holder replaced (`lab replace`: its disk
+wiped, booted again from the same RPMs and seed). Nothing acknowledged may be lost, and the
+VIP must stay where it went when the old holder comes back (nopreempt).
 
 One lab on its own name, network and ports (VIP_CLUSTER), fast timing profile; needs root.
 The last test takes it down and checks nothing is left (the fixture does too, on failure).
@@ -11,16 +12,19 @@ The last test takes it down and checks nothing is left (the fixture does too, on
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterator
 
+import changekit
 import labclusters
 import pytest
 from labkit import lbscenarios
 from labkit.scenarios import Outcome, healthy
 
-from builder.lab import forward, vip
+from builder.lab import forward, lifecycle, vip
 from builder.lab import lab as labmod
-from builder.lab.status import collect, table
+from builder.lab.readiness import leader, wait_failover_ready
+from builder.lab.status import collect, lbs_ready, table
 
 pytestmark = [pytest.mark.lab, pytest.mark.skipif(os.geteuid() != 0, reason="the lab needs root")]
 
@@ -80,6 +84,33 @@ def test_kill_the_vip_holder(lab: labmod.Lab) -> None:
 
 def test_partition_the_vip_holder(lab: labmod.Lab) -> None:
     check(lbscenarios.partition_holder(lab))
+
+
+def test_replace_the_load_balancer_holding_the_vip(lab: labmod.Lab) -> None:
+    """`lab replace` of the VIP holder under a writer through the VIP: the VIP moves to the
+    other load balancer (keepalived), the replaced one boots from the same RPMs and seed and
+    serves again as the backup (nopreempt: the VIP stays), nothing acknowledged is lost."""
+    holder = vip.wait_holder(lab)
+    primary = leader(lab)
+    marks: dict[str, float] = {}
+
+    def replace() -> dict:
+        marks["t0"] = time.monotonic()
+        return lifecycle.replace(lab, holder, 120)
+
+    with vip.VipWatch(lab) as watch:
+        figures = changekit.measure(lab, replace)
+    done = figures.pop("result")
+    moved = watch.moved(marks["t0"], holder)
+    print(f"\nreplace VIP holder {holder}: VIP on {done['vip_holder']} after {moved}s, both load "
+          f"balancers serving {done['wipe_s'] + done['ready_s']:.1f}s after the wipe began "
+          f"({done['ready_s']}s after the boot), {figures}")
+    assert figures["lost"] == [] and figures["primary_changes"] == 0
+    assert moved is not None and not watch.split(marks["t0"])
+    assert done["vip_holder"] not in (None, holder) and vip.holder(lab) == done["vip_holder"]
+    assert lbs_ready(lab) and leader(lab) == primary
+    assert (lab.node_dirs(holder).root / "run" / "keepalived.pid").is_file()
+    wait_failover_ready(lab, 60)
 
 
 def test_down_leaves_nothing_behind(lab: labmod.Lab) -> None:

@@ -190,13 +190,20 @@ def verify(app: App, target: str | None, name: str | None, latest: bool,
 @pass_app
 def replace(app: App, node: str, timeout: int) -> None:
     """Re-image NODE: kill it, wipe its disk (folder) and boot it again from the same RPMs and
-    seed. Its agent rejoins etcd (the stale member removed, added as a learner, promoted) and
-    Patroni clones it (docs/lifecycle.md)."""
+    seed. A db node's agent rejoins etcd (the stale member removed, added as a learner,
+    promoted) and Patroni clones it; a load balancer serves again (the virtual IP, if it held
+    it, moved to the other one and stays there). Process and systemd engines
+    (docs/lifecycle.md)."""
     from builder.lab import lifecycle
 
-    done = lifecycle.replace(running_lab(app), node, timeout)
-    click.echo(f"{node} replaced: wiped in {done['wipe_s']:.1f}s, streaming and the cluster "
-               f"able to fail over {done['ready_s']:.1f}s after its boot started")
+    lab_ = running_lab(app)
+    done = lifecycle.replace(lab_, node, timeout)
+    what = "streaming and the cluster able to fail over"
+    if node in (n.name for n in lab_.lb_nodes):
+        what = "every load balancer serving" + (
+            f", the virtual IP on {done['vip_holder']}" if done["vip_holder"] else "")
+    click.echo(f"{node} replaced: wiped in {done['wipe_s']:.1f}s, {what} "
+               f"{done['ready_s']:.1f}s after its boot started")
     click.echo(f"  etcd members: {lifecycle.etcd_line(done['etcd'])}")
 
 

@@ -4,7 +4,8 @@ In builder/ processes are started here and in seven other places only, each for 
 - builder/lab/hostpath.py: subprocess.Popen of the lab's relay, which must outlive the command
   (own session, pid file);
 - builder/lab/nodes.py: subprocess.Popen of each lab node's first-boot agent, all at once (one
-  per node, waited for together); the agents start the node's services;
+  per node, waited for together; with the systemd engine, a changed seed's agent run inside
+  a machine through nsenter); the agents start the node's services;
 - builder/cli/lab_cmds.py: os.execve of psql (`lab psql`), so the terminal is psql's, and
   subprocess.run of `lab exec`'s command, whose exit status and terminal are the user's;
 - builder/lab/machine.py: subprocess.Popen of each systemd-engine machine's supervisor, which

@@ -22,7 +22,7 @@ from typing import Any
 
 from builder.core.errors import PghaError
 from builder.core.log import log
-from builder.lab import artifacts, datafs, net, nodes
+from builder.lab import artifacts, datafs, net, nodes, vip
 from builder.lab import lab as labmod
 from builder.lab.health import tls_context, wait_until
 from builder.lab.lab import PYTHON, Lab
@@ -92,10 +92,10 @@ def etcd_line(members: list[dict[str, Any]]) -> str:
                      f"{'healthy' if m['healthy'] else 'unhealthy'}" for m in members)
 
 
-def wipe(lab: Lab, name: str) -> None:
-    """The node's disk lost: every process of it killed (its machine powered off with the
-    systemd engine), its folder removed."""
-    node = lab.net.node(name)
+def power_off(lab: Lab, name: str, node: net.NodeNet) -> None:
+    """Every process of the node killed: with the systemd engine its machine powered off (PID 1
+    killed, its disk unmounted, its seed's loop device detached); a virtual IP its kernel held
+    dropped."""
     if labmod.engine_of(lab) == "systemd":
         from builder.lab import machine
 
@@ -105,6 +105,13 @@ def wipe(lab: Lab, name: str) -> None:
             lab.runner.run(["losetup", "--detach", dev], check=False)
     if node.netns in net.namespaces(lab.runner):
         nodes.kill(lab.runner, node)
+        vip.forget_addresses(lab, node)
+
+
+def wipe(lab: Lab, name: str) -> None:
+    """The node's disk lost: every process of it killed (its machine powered off with the
+    systemd engine), its folder removed."""
+    power_off(lab, name, lab.net.node(name))
     datafs.unmount_all(lab.runner, lab.node_dirs(name).base)  # the disk lost: its mounts too
     shutil.rmtree(lab.node_dirs(name).base, ignore_errors=True)
     log.info("%s: wiped (processes killed, %s removed)", name, lab.node_dirs(name).base)
@@ -112,7 +119,11 @@ def wipe(lab: Lab, name: str) -> None:
 
 def replace(lab: Lab, name: str, timeout: float = 120) -> dict[str, Any]:
     """Wipe NODE and boot it again from the same RPMs and seed; returns the seconds until the
-    cluster was failover-ready with the new node streaming, and the etcd member list."""
+    cluster was failover-ready with the new node streaming (a load balancer: every load
+    balancer serving and one holding the virtual IP), the VIP's holder, and the etcd member
+    list."""
+    from builder.lab.status import lbs_ready
+
     if not lab.running():
         raise PghaError(f"lab '{lab.cluster.name}' is not running", hint="pgha-build lab up")
     lab.cluster.node(name)  # a node of the cluster file, or a clear error
@@ -120,10 +131,14 @@ def replace(lab: Lab, name: str, timeout: float = 120) -> dict[str, Any]:
     wipe(lab, name)
     t_wiped = time.monotonic()
     labmod.up(lab, [name], timeout=timeout)
+    if name in (n.name for n in lab.lb_nodes):
+        wait_until("every load balancer serving, one holding the virtual IP",
+                   lambda: lbs_ready(lab), timeout, 0.25)
     t_ready = time.monotonic()
     members = etcd_members(lab)
     return {"node": name, "wipe_s": round(t_wiped - t0, 2),
-            "ready_s": round(t_ready - t_wiped, 2), "etcd": members}
+            "ready_s": round(t_ready - t_wiped, 2), "etcd": members,
+            "vip_holder": vip.holder(lab) if lab.vip else None}
 
 
 def start_seeds(lab: Lab, names: list[str], secrets: Secrets | None = None,
@@ -132,6 +147,10 @@ def start_seeds(lab: Lab, names: list[str], secrets: Secrets | None = None,
     (--force); returns the running agents and the nodes' folders (nodes.wait_booted)."""
     sec = secrets or lab.secrets()
     dirs = {n: lab.node_dirs(n) for n in names}
+    if labmod.engine_of(lab) == "systemd":  # the agent inside each machine, as on a VM
+        from builder.lab import sysboot
+
+        return {n: sysboot.apply_seed(lab, n, sec, timeout) for n in names}, dirs
     for name, d in dirs.items():
         nodes.write_seed(lab.ctx, lab.cluster.node(name), sec, d)
     agents = {name: nodes.boot(PYTHON, d, lab.net.node(name).netns, timeout)
@@ -206,8 +225,8 @@ def remove(lab: Lab, name: str, timeout: float = 180) -> dict[str, Any]:
         raise PghaError(f"{name} is the primary", hint="pgha-build lab switchover first")
     t0 = time.monotonic()
     node = _former(lab, name)
+    power_off(lab, name, node)
     if node.netns in net.namespaces(lab.runner):
-        nodes.kill(lab.runner, node)
         net.ip(lab.runner, "netns", "del", node.netns)
     net.ip(lab.runner, "link", "del", node.veth, check=False)
     datafs.unmount_all(lab.runner, lab.dir / name)

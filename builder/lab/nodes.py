@@ -109,10 +109,17 @@ def boot(python: str, dirs: NodeDirs, netns: str, timeout: float) -> subprocess.
     argv = [python, str(agent), "--root", str(dirs.root), "--seed", str(dirs.seed),
             "--services", "process", "--netns", netns, "--force",
             "--health-timeout", str(int(timeout))]
+    return start_agent(argv, dirs.base / "agent.log")
+
+
+def start_agent(argv: list[str], log_file: Path,
+                env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    """A node's first-boot agent (as a process, or inside a systemd-engine machine through
+    nsenter), its output appended to log_file; runs while the caller goes on."""
     log.debug("$ %s", quote(argv))
-    with (dirs.base / "agent.log").open("ab") as out:
+    with log_file.open("ab") as out:
         return subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out,
-                                stderr=subprocess.STDOUT, start_new_session=True)
+                                stderr=subprocess.STDOUT, start_new_session=True, env=env)
 
 
 def wait_booted(agents: dict[str, subprocess.Popen[bytes]], dirs: dict[str, NodeDirs]) -> None:

@@ -8,20 +8,27 @@ root prefix: the machine's / is the node's /), then builder.lab.machine for each
 
 from __future__ import annotations
 
+import os
+import shutil
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from builder.core.errors import PghaError
 from builder.core.log import log
-from builder.lab import machine, provides, rootfs
+from builder.lab import machine, nodes, provides, rootfs
 from builder.lab.machine import Machine
 from builder.stages import seeds
 
 if TYPE_CHECKING:
+    import subprocess
+
     from builder.lab.lab import Lab
+    from builder.model.secrets import Secrets
 
 FIRSTBOOT = "pgha-firstboot.service"
+AGENT = "/usr/libexec/pgha/pgha-firstboot"
+NEXT_SEED = "var/lib/pgha/seed-next.json"  # on the machine's disk, 0600 in a 0700 folder
 
 
 def machines(lab: Lab, names: list[str] | None = None) -> list[Machine]:
@@ -86,3 +93,28 @@ def wait_first_boot(lab: Lab, names: list[str], started: dict[str, float],
                             hint=f"pgha-build lab exec {m.name} -- journalctl -b")
         log.info("%s: %s after %.1f s", m.name, state, took[m.name])
     return took
+
+
+def apply_seed(lab: Lab, name: str, secrets: Secrets,
+               timeout: float) -> subprocess.Popen[bytes]:
+    """A changed seed on a running machine, as an operator applies it on a VM: the node's seed
+    rendered again, its seed.json copied onto the machine's disk, and `pgha-firstboot --seed`
+    run inside the machine (its agent writes the files and reloads the running services
+    through systemd). Returns the running agent; its output goes to <node>/agent.log."""
+    m = Machine(lab.dir / name, lab.net.node(name).netns)
+    pid = machine.pid1(m)
+    if pid is None:
+        raise PghaError(f"{name}: the machine is not running",
+                        hint=f"pgha-build lab up --nodes {name}")
+    seeds.write_seed(lab.ctx, lab.cluster.node(name), secrets)
+    dest = m.root / NEXT_SEED
+    dest.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    tmp = dest.with_name(dest.name + ".tmp")
+    shutil.copyfile(lab.ctx.out.seeds / name / "pgha" / "seed.json", tmp)
+    os.chmod(tmp, 0o600)
+    os.replace(tmp, dest)
+    argv = ["nsenter", "-t", str(pid), "-a", "-r", "-w", AGENT, "--seed", "/" + NEXT_SEED,
+            "--force", "--health-timeout", str(int(timeout))]
+    log.debug("%s: applying its changed seed inside the machine", name)
+    return nodes.start_agent(argv, m.base / "agent.log",
+                             env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8"})

@@ -74,10 +74,13 @@ def start_services(root, seed, starter, timeout, changed=()):
         member = join and join["service"] == svc["name"]
         # a running member, or one restarted on its data: a changed seed may drop members
         prune = member and (was_running or etcdjoin.has_data(root, join))
+        fresh = member and not was_running and not etcdjoin.has_data(root, join)
         learner = etcdjoin.prepare(root, seed, timeout) if member and not was_running else None
         starter.start(svc)
         if learner is not None:
             etcdjoin.promote(root, seed, learner, timeout, lambda: starter.check(svc))
+        elif fresh:
+            etcdjoin.wait_quorum(root, seed, timeout, lambda: starter.check(svc))
         if was_running and changed:
             if svc.get("reload"):
                 starter.reload(svc)

@@ -274,6 +274,37 @@ def promote(root, seed, member_id, timeout, alive=lambda: None):
              time.monotonic() - start, answer.get("note", ""))
 
 
+def _has_quorum(gateway, url):
+    try:
+        with gateway._opener().open(url.rstrip("/") + "/health", timeout=PROBE_TIMEOUT) as resp:
+            return json.loads(resp.read().decode("utf-8")).get("health") == "true"
+    except (urllib.error.URLError, OSError, ValueError, ssl.SSLError):
+        return False
+
+
+def wait_quorum(root, seed, timeout, alive=lambda: None):
+    """After etcd bootstrapped on an empty data dir (no other member answered, or a cold start
+    in progress): wait until this member has a leader (GET /health). A re-imaged node whose
+    peers are all down cannot tell that from a first cold start: it bootstraps alone, and
+    this says so, with the way out, instead of a later, vaguer failure."""
+    spec = seed.etcd_join
+    gateway = Gateway(spec, root)
+    own = [m["client_url"] for m in spec["members"] if m["name"] == spec["name"]]
+    start = time.monotonic()
+    while not (own and _has_quorum(gateway, own[0])):
+        alive()
+        if time.monotonic() - start >= timeout:
+            raise ServiceFailed(
+                "etcd: no quorum {:.0f}s after bootstrapping on an empty data dir (no other member "
+                "answered at first boot): if the cluster already exists (a re-imaged node whose "
+                "peers were down), start a majority of the other db nodes, then remove {}/member "
+                "on this node and run pgha-firstboot again (it joins as a new member); on a "
+                "first cold start, boot the other db nodes".format(timeout, spec["data_dir"]))
+        time.sleep(RETRY_EVERY)
+    LOG.info("etcd: %s has a leader (%.1fs after its start)", spec["name"],
+             time.monotonic() - start)
+
+
 def _promote_once(gateway, base, member_id):
     answer = gateway.post(base, "/v3/cluster/member/promote", {"ID": member_id},
                           CHANGE_TIMEOUT)
