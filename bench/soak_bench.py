@@ -5,9 +5,10 @@ profile. Figures, not timed assertions. Needs root; run it alone (one long bench
 time on a shared machine).
 
     python3 bench/soak_bench.py [--minutes 12] [--seeds 101,202] [--modes quorum,async]
-                                [--profile default]
+                                [--profile default] [--data-fs 512]
 
-One lab per mode (booted, soaked once per seed, taken down, also on failure). Each run's
+One lab per mode (booted with each db node's data on a 512 MiB file system of its own, so
+disk-full is in the menu; soaked once per seed; taken down, also on failure). Each run's
 report is merged into bench/results/soak.json (keyed by mode and seed) and
 bench/results/soak.md is rewritten from it: per mode and fault kind the count and the
 p50/p95/max time until writes resumed and until failover-ready after the heal, the checker's
@@ -48,18 +49,21 @@ CLUSTER: dict[str, Any] = {
 }
 
 
-def soak_mode(mode: str, seeds: list[int], minutes: float, profile: str) -> dict[str, Any]:
+def soak_mode(mode: str, seeds: list[int], minutes: float, profile: str,
+              data_fs: int | None) -> dict[str, Any]:
     lab = labmod.Lab.of(labmod.lab_cluster(Cluster.model_validate({**CLUSTER,
                                                                   "profile": profile})), OUTPUT)
     labmod.down(lab)
     out = {}
     try:
-        labmod.up(lab, timeout=180)
+        labmod.up(lab, timeout=180, data_fs_mb=data_fs)
         for seed in seeds:
             t = time.monotonic()
+            load = os.getloadavg()[0]
             report = run.soak(lab, run.Options(minutes=minutes, seed=seed, mode=mode),
                               lambda line: print(line, flush=True))
             report["wall_s"] = round(time.monotonic() - t, 1)
+            report["load"] = [round(load, 1), round(os.getloadavg()[0], 1)]
             print(run.summary(report), flush=True)
             out[f"{mode}/{seed}"] = report
             merge({f"{mode}/{seed}": report})
@@ -75,6 +79,12 @@ def merge(new: dict[str, Any]) -> dict[str, Any]:
     path.write_text(json.dumps(data, indent=1) + "\n")
     (RESULTS / "soak.md").write_text(markdown(data))
     return data
+
+
+def notes() -> list[str]:
+    """What the figures alone do not say (bench/results/soak-notes.md, written by hand)."""
+    path = RESULTS / "soak-notes.md"
+    return [*path.read_text().rstrip().splitlines(), ""] if path.exists() else []
 
 
 def _f(value: float | None) -> str:
@@ -102,13 +112,14 @@ def fault_table(reports: list[dict[str, Any]]) -> list[str]:
 def totals_table(data: dict[str, Any]) -> list[str]:
     rows = [("| mode / seed | minutes | faults | writes ok / error / unknown | lost | "
             "unknown present | duplicates | phantom | split brain | stale max (s) | "
-            "ready after last heal (s) | verdict |"), "|---" * 12 + "|"]
+            "ready after last heal (s) | load at start / end | verdict |"), "|---" * 13 + "|"]
     for key, r in sorted(data.items()):
         w, d = r["writes"], r["data"]
         rows.append(f"| {key} | {r['minutes']:g} | {len(r['faults'])} | {w['ok']} / "
                     f"{w['error']} / {w['unknown']} | {d['lost']} | {d['unknown_present']} | "
                     f"{d['duplicates']} | {d['phantom']} | {len(r['split_brain'])} | "
                     f"{r['stale_reads']['max_s']} | {_f(r['final'].get('ready_after_heal_s'))}"
+                    f" | {' / '.join(f'{x:g}' for x in r.get('load', [])) or '-'}"
                     f" | {'; '.join(r['failures']) or 'pass'} |")
     return rows
 
@@ -121,7 +132,7 @@ def markdown(data: dict[str, Any]) -> str:
              f"Machine: {platform.machine()}, {os.cpu_count()} cores, shared with other "
              f"engineers' work while it ran. Versions: {versions}. Profile: "
              f"{first.get('profile', '?')}; cluster: 3 db nodes, 2 load balancers with a VIP."),
-             "", "## Checker totals", "", *totals_table(data), ""]
+             "", *notes(), "## Checker totals", "", *totals_table(data), ""]
     for mode in sorted({k.split("/")[0] for k in data}):
         reports = [r for k, r in data.items() if k.split("/")[0] == mode]
         minutes = sum(r["minutes"] for r in reports)
@@ -144,6 +155,9 @@ def main() -> int:
     p.add_argument("--seeds", default="101,202")
     p.add_argument("--modes", default="quorum,async")
     p.add_argument("--profile", default="default", choices=["default", "fast"])
+    p.add_argument("--data-fs", type=int, default=512,
+                   help="MiB of each db node's data file system (lab up --data-fs: disk-full "
+                        "joins the menu); 0: on the host's file system, no disk-full")
     p.add_argument("--render", action="store_true", help="only rewrite soak.md from soak.json")
     args = p.parse_args()
     if args.render:
@@ -157,7 +171,7 @@ def main() -> int:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
     seeds = [int(s) for s in args.seeds.split(",")]
     for mode in args.modes.split(","):
-        soak_mode(mode, seeds, args.minutes, args.profile)
+        soak_mode(mode, seeds, args.minutes, args.profile, args.data_fs or None)
     print(f"wrote {RESULTS / 'soak.md'}")
     return 0
 
