@@ -3,13 +3,18 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
 
 from builder.cli import cli
 from builder.core.errors import PghaError
+from builder.core.run import Runner
 from builder.lab.soak import checker, plan
 from builder.lab.soak.clients import ID_STRIDE, Op
 
@@ -219,3 +224,77 @@ def test_log_signals_count_only_what_the_run_added(tmp_path: Path) -> None:
     assert logscan.count([node], start)["pg_rewind_runs"] == 0
     log.write_text("pg_rewind exit code=0\n")
     assert logscan.count([node], start)["pg_rewind_runs"] == 1
+
+
+class _TcRunner(Runner):
+    """Records every command; `tc ... netem` fails as on a kernel without sch_netem unless
+    `netem`."""
+
+    def __init__(self, netem: bool) -> None:
+        super().__init__()
+        self.netem, self.argvs = netem, []  # type: list[list[str]]
+
+    def run(self, argv: Sequence[str | Path], **_: Any) -> subprocess.CompletedProcess[bytes]:
+        args = [str(a) for a in argv]
+        self.argvs.append(args)
+        refused = "tc" in args and "netem" in args and not self.netem
+        return subprocess.CompletedProcess(args, 2 if refused else 0, b"",
+                                           b"Error: Specified qdisc kind is unknown." if refused
+                                           else b"")
+
+
+@pytest.mark.parametrize("netem", [True, False])
+def test_link_faults_take_tc_netem_where_the_kernel_has_it(
+        netem: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    from builder.lab.net import NodeNet
+    from builder.lab.soak import links
+
+    monkeypatch.setattr(links, "_NETEM", {})
+    runner = _TcRunner(netem)
+    node = NodeNet("db1", "soakx-db1", "vsoakx-db1", "10.87.3.11")
+    slow, _ = links.slow(runner, node, 3)
+    lossy, _ = links.lossy(runner, node, 3)
+    assert links.netem_known() is netem
+    probes = [a for a in runner.argvs if "netem" in a and "1ms" in a]
+    assert len(probes) == 1 and links.PROBE_LINK in probes[0]  # once, never on eth0
+    tc_adds = [a for a in runner.argvs if "tc" in a and "add" in a and a not in probes]
+    if netem:
+        assert slow.startswith("netem delay") and "reorder" in slow and lossy == "netem loss 8%"
+        assert sum("netem" in a for a in tc_adds) == 4  # both ways, both faults
+        assert not [a for a in runner.argvs if "nft" in a]
+    else:
+        assert slow.startswith("tbf rate 128kbit") and lossy == "nft random drop 8%"
+        assert not [a for a in tc_adds if "netem" in a]
+        assert [a for a in runner.argvs if "nft" in a]
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="a network namespace needs root")
+def test_the_netem_probe_tells_this_kernel_the_truth(monkeypatch: pytest.MonkeyPatch) -> None:
+    from builder.lab.net import NodeNet
+    from builder.lab.soak import links
+
+    ns = "soak-netem-probe"
+    run = Runner().run
+    run(["ip", "netns", "add", ns])
+    try:
+        ns_exec = ["ip", "netns", "exec", ns]
+        run([*ns_exec, "ip", "link", "add", "truth0", "type", "veth", "peer", "name", "truth1"])
+        truth = run([*ns_exec, "tc", "qdisc", "add", "dev", "truth0", "root", "netem", "delay",
+                     "1ms"], check=False).returncode == 0
+        monkeypatch.setattr(links, "_NETEM", {})
+        seen: list[tuple[list[str], int]] = []
+
+        class Recording(Runner):
+            def run(self, argv: Sequence[str | Path], **kw: Any
+                    ) -> subprocess.CompletedProcess[bytes]:
+                proc = super().run(argv, **kw)
+                seen.append(([str(a) for a in argv], proc.returncode))
+                return proc
+
+        assert links.netem_available(Recording(), NodeNet("x", ns, "unused", "10.87.9.9")) is truth
+        assert [code for argv, code in seen if "tc" in argv] == [0 if truth else 2]
+        assert all(code == 0 for argv, code in seen if "tc" not in argv)  # the veth came and went
+        links_left = run([*ns_exec, "ip", "-o", "link"]).stdout.decode()
+        assert links.PROBE_LINK not in links_left
+    finally:
+        run(["ip", "netns", "del", ns], check=False)

@@ -26,15 +26,30 @@ def _tc(runner: Runner, node: NodeNet, inside: bool, *args: str, check: bool = T
 
 
 _NETEM: dict[str, bool] = {}
+PROBE_LINK = "pgha-np0"  # and its peer pgha-np1 (interface names: 15 characters at most)
 
 
 def netem_available(runner: Runner, node: NodeNet) -> bool:
-    """Whether the kernel has sch_netem (tried once on a node's eth0, removed at once)."""
+    """Whether the kernel has sch_netem: a netem qdisc tried once per process on a veth pair
+    made for it in the node's namespace, then removed (the node's own eth0, which may carry
+    a fault's qdisc already, is never touched; veth, not dummy: some kernels, this machine's,
+    have no dummy driver). The kernel loads sch_netem on demand where it is a module."""
     if "netem" not in _NETEM:
-        _NETEM["netem"] = _tc(runner, node, True, "add", "netem", "delay", "1ms",
-                              check=False) == 0
-        _tc(runner, node, True, "del", check=False)
+        ns = ["ip", "netns", "exec", node.netns]
+        runner.run([*ns, "ip", "link", "add", PROBE_LINK, "type", "veth", "peer", "name",
+                    PROBE_LINK[:-1] + "1"])
+        try:
+            tried = runner.run([*ns, "tc", "qdisc", "add", "dev", PROBE_LINK, "root", "netem",
+                                "delay", "1ms"], check=False)
+        finally:
+            runner.run([*ns, "ip", "link", "del", PROBE_LINK], check=False)
+        _NETEM["netem"] = tried.returncode == 0
     return _NETEM["netem"]
+
+
+def netem_known() -> bool | None:
+    """What the probe found (None: no link fault asked yet)."""
+    return _NETEM.get("netem")
 
 
 def _clear_qdisc(runner: Runner, node: NodeNet) -> None:

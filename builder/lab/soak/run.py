@@ -22,7 +22,7 @@ from builder.lab import faults
 from builder.lab.health import http
 from builder.lab.lab import Lab
 from builder.lab.readiness import failover_readiness, leader, wait_failover_ready
-from builder.lab.soak import checker, clients, logscan, nemesis, plan
+from builder.lab.soak import checker, clients, links, logscan, nemesis, plan
 
 TAIL_S = 5.0  # clients keep going this long after the final readiness
 REPLICA_CATCHUP_S = 30.0  # replicas must hold the primary's rows this soon after the end
@@ -180,6 +180,7 @@ def report(run: Run, mode: str, writers: list[clients.Writer], readers: list[cli
         "stale_reads": checker.stale(writes, reads, run.opts.stale_bound_s),
         "faults": checker.per_fault(writes, run.faults, end),
         "logs": logscan.count(run.log_folders, run.logs_at),
+        "netem": links.netem_known(),  # link faults by tc netem (True) or tbf/nftables
         "final": final or {"ready": False, "reason": "interrupted", "bound_s": 0},
     }
     out["failures"] = checker.verdict(out)
@@ -248,6 +249,9 @@ def summary(r: dict[str, Any]) -> str:
         lines.append(f"  {f['start_s']:7.1f}s #{f['index']} {f['kind']} {'+'.join(f['nodes'])}"
                      f" held {f['held_s']:.1f}s: writes resumed {_s(f['writes_resumed_s'])}, "
                      f"failover-ready {_s(f['ready_s'])} {' '.join(f['notes'])}".rstrip())
+    if r.get("netem") is not None:
+        lines.append("  link faults: " + ("tc netem" if r["netem"] else
+                                          "tbf rate limits and nftables drops (no sch_netem)"))
     lines.append("  in the logs: " + ", ".join(f"{k.replace('_', ' ')} {v}"
                                              for k, v in r.get("logs", {}).items()))
     fin = r["final"]
