@@ -290,3 +290,17 @@ def test_check_warns_about_plain_http_seeds_only_with_the_lab_option(tmp_path: P
     warned = "image.seeds_over_http: seeds (passwords, private keys) cross the install network " \
              "in clear text: lab only"
     assert (warned in result.output) is over_http
+
+
+@pytest.mark.parametrize("python", PYTHONS)
+def test_a_certificate_for_another_name_is_refused(served: Served, root: Path,
+                                                  python: str) -> None:
+    """serve's certificate names 127.0.0.1; reached as localhost, the name does not match."""
+    (root / "etc/pgha/seed-ca.crt").write_bytes(served.ca.read_bytes())
+    before = listing(root)
+    url = served.url("db1").replace("127.0.0.1", "localhost")
+    res = _agent(root, f"pgha.seed={url} pgha.seed_token={served.token('db1')}", python=python)
+    assert res.returncode == 3, res.stderr
+    assert "after 1 attempt(s): the server's certificate does not verify against the " \
+           "cluster CA" in res.stderr
+    assert listing(root) == before

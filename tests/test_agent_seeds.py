@@ -380,3 +380,30 @@ def test_url_timeout_is_per_attempt_against_a_slow_server(root):
         server.httpd.server_close()
     assert res.returncode == 3, res.stderr
     assert "after 2 attempt(s): no complete answer within 1 s" in res.stderr
+
+
+def test_a_redirect_is_refused_not_followed(root, served, tmp_path):
+    """The token would follow a redirect (to another host, or from https to http): the agent
+    refuses any, in one line, without retrying."""
+    server = served(make_seed())
+    (tmp_path / "www" / "moved.json").mkdir()  # a folder: the server answers 301 to "/"
+    before = listing(root)
+    res = run_agent("--root", root, "--seed", server.url + "moved.json", "--services", "process",
+                    "--url-retry-delay", "0.01")
+    assert res.returncode == 3, res.stderr
+    assert "answered 301" in res.stderr and "refused, a seed is fetched only from the URL " \
+        "given" in res.stderr
+    assert server.requests == ["/moved.json"]  # neither retried nor followed
+    assert listing(root) == before
+
+
+def test_proxy_settings_are_ignored(root, served):
+    """A seed never goes through a proxy from the environment (http_proxy would otherwise take
+    even 127.0.0.1 when no_proxy is empty)."""
+    server = served(make_seed())
+    dead = f"http://127.0.0.1:{free_port()}"
+    res = run_agent("--root", root, "--seed", server.url + "db1/", "--services", "process",
+                    "--url-retries", "0", env={"http_proxy": dead, "https_proxy": dead, "HTTP_PROXY": dead,
+                         "no_proxy": "", "NO_PROXY": ""})
+    assert res.returncode == 0, res.stderr
+    assert server.requests == ["/db1/pgha/seed.json"]
