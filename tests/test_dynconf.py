@@ -20,8 +20,13 @@ def test_patroni_yml_carries_the_same_dynamic_configuration(ctx) -> None:
     seed = seeds.render_seed(ctx, ctx.cluster.node("db1"),
                              tlsplan.load_secrets(ctx.out, ctx.cluster))
     patroni = next(f for f in seed["files"] if f["path"] == "/etc/patroni/patroni.yml")
-    assert yaml.safe_load(patroni["content"])["bootstrap"]["dcs"] == dcs.dynamic_config(
-        ctx.cluster)
+    boot = yaml.safe_load(patroni["content"])["bootstrap"]["dcs"]
+    want = dcs.dynamic_config(ctx.cluster)
+    # The one difference: the first boot runs Patroni's shortest HA loop; the agents PATCH the
+    # cluster file's loop_wait once the cluster can fail over (the seed's failover check).
+    assert boot == {**want, "loop_wait": dcs.BOOT_LOOP_WAIT} and want["loop_wait"] == 5
+    check = next(c for c in seed["health"] if c["kind"] == "failover")
+    assert check["settle_loop_wait"] == 5 and check["username"] == "patroni"
 
 
 def test_dynamic_config_follows_the_cluster_file() -> None:

@@ -93,6 +93,18 @@ def test_no_answer_is_not_ready() -> None:
 
 class _Patroni(BaseHTTPRequestHandler):
     answers: ClassVar[dict[str, Any]] = {}
+    patches: ClassVar[list[tuple[str | None, Any]]] = []
+
+    def do_PATCH(self) -> None:
+        """Patroni's PATCH /config: basic auth, the body merged into /config, the result."""
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        _Patroni.patches.append((self.headers.get("Authorization"), body))
+        if self.headers.get("Authorization") != "Basic cGF0cm9uaTpzM2NyZXQ=":  # patroni:s3cret
+            self.send_response(401)
+            self.end_headers()
+            return
+        self.answers["/config"] = {**self.answers.get("/config", {}), **body}
+        self.do_GET()
 
     def do_GET(self) -> None:
         body = json.dumps(self.answers.get(self.path, {})).encode()
@@ -153,6 +165,30 @@ def test_agent_failover_probe_asks_the_member_itself(patroni_api: str) -> None:
     assert health.probe(check)[0] is True
 
 
+def test_agent_settles_loop_wait_once_ready(patroni_api: str, caplog) -> None:
+    """The boot's 1 s HA loop ends: the agent PATCHes the cluster file's loop_wait with the REST
+    API's credentials, once; a value already right is left alone; a refused PATCH is a
+    warning (the cluster runs), and no password reaches the log."""
+    import importlib
+
+    from test_agent_units import health  # noqa: F401  (puts the agent package on sys.path)
+
+    settle = importlib.import_module("pgha_agent.settle")
+
+    check = {"kind": "failover", "url": patroni_api, "settle_loop_wait": 5,
+             "username": "patroni", "password": "s3cret"}
+    _Patroni.answers = {"/config": {"loop_wait": 1, "ttl": 30}}
+    _Patroni.patches.clear()
+    assert settle.loop_wait(check) is True
+    assert _Patroni.answers["/config"] == {"loop_wait": 5, "ttl": 30}
+    assert _Patroni.patches == [("Basic cGF0cm9uaTpzM2NyZXQ=", {"loop_wait": 5})]
+    assert settle.loop_wait(check) is True and len(_Patroni.patches) == 1  # already 5
+    assert settle.loop_wait({**check, "settle_loop_wait": None}) is True
+    _Patroni.answers["/config"]["loop_wait"] = 1
+    assert settle.loop_wait({**check, "password": "wrong"}) is False
+    assert "HTTP 401" in caplog.text and "s3cret" not in caplog.text and "wrong" not in caplog.text
+
+
 def test_db_seed_waits_for_failover_readiness(tmp_path) -> None:
     cluster = config.load(None)
     ctx = Context.create(cluster, tmp_path)
@@ -167,9 +203,16 @@ def test_db_seed_waits_for_failover_readiness(tmp_path) -> None:
     plain = config.from_data({"tls": {"enabled": False}})
     ctx = Context.create(plain, tmp_path / "plain")
     seed = seeds.render_seed(ctx, plain.node("db1"), tlsplan.load_secrets(ctx.out, plain))
-    check = next(c for c in seed["health"] if c["kind"] == "failover")
+    sec = tlsplan.load_secrets(ctx.out, plain)
+    check = next(c for c in seeds.render_seed(ctx, plain.node("db1"), sec)["health"]
+                 if c["kind"] == "failover")
     assert check == {"kind": "failover", "url": "http://10.77.0.11:8008", "service": "patroni",
-                     "members": NAMES}
+                     "members": NAMES, "settle_loop_wait": 5, "username": "patroni",
+                     "password": sec.restapi.password}
+    fast = config.from_data({"profile": "fast"})  # loop_wait 1 already: nothing to settle
+    ctx = Context.create(fast, tmp_path / "fast")
+    seed = seeds.render_seed(ctx, fast.node("db1"), tlsplan.load_secrets(ctx.out, fast))
+    assert "settle_loop_wait" not in next(c for c in seed["health"] if c["kind"] == "failover")
 
 
 def test_status_table_shows_readiness_and_watchdog() -> None:

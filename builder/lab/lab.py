@@ -23,8 +23,10 @@ import json
 import os
 import shutil
 import ssl
+import subprocess
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -286,16 +288,21 @@ def _start_boot(lab: Lab, names: list[str], engine: str, timeout: float,
 
 def _start_processes(lab: Lab, names: list[str], timeout: float,
                      rpms: dict[str, list[Path]]) -> Booting:
+    """Each node's agent starts as soon as its own root and seed are ready: the RPM installs
+    (child processes) run at once, the seeds are rendered meanwhile, one node after the other."""
     ctx, sec = lab.ctx, lab.secrets()
     all_dirs = {n: lab.node_dirs(n) for n in names}
     data_fs, dbs = datafs.recorded(lab.state_file), {n.name for n in lab.db_nodes}
-    for name, dirs in all_dirs.items():
-        nodes.install(lab.runner, dirs, lab.layout, rpms[name])
-        if data_fs and name in dbs:
-            datafs.attach(lab.runner, dirs.root, lab.layout, data_fs)
-        nodes.write_seed(ctx, lab.cluster.node(name), sec, dirs)
-    agents = {n: nodes.boot(PYTHON, d, lab.net.node(n).netns, timeout)
-              for n, d in all_dirs.items()}
+    agents: dict[str, subprocess.Popen[bytes]] = {}
+    with ThreadPoolExecutor(max_workers=len(names) or 1, thread_name_prefix="install") as pool:
+        installs = {n: pool.submit(nodes.install, lab.runner, d, lab.layout, rpms[n])
+                    for n, d in all_dirs.items()}
+        for name, dirs in all_dirs.items():
+            nodes.write_seed(ctx, lab.cluster.node(name), sec, dirs)
+            installs[name].result()
+            if data_fs and name in dbs:
+                datafs.attach(lab.runner, dirs.root, lab.layout, data_fs)
+            agents[name] = nodes.boot(PYTHON, dirs, lab.net.node(name).netns, timeout)
     return Booting(lambda: any(p.poll() not in (None, 0) for p in agents.values()),
                    lambda: nodes.wait_booted(agents, all_dirs))
 

@@ -59,6 +59,7 @@ def node_context(ctx: Context, node: Node, secrets: Secrets, lay: Layout,
         "lb_index": names.index(node.name) if node.name in names else 0,
         "vrrp_router_id": zlib.crc32(ctx.cluster.name.encode()) % 254 + 1,
         "dcs_template": dcs.template_name(),
+        "boot_loop_wait": dcs.BOOT_LOOP_WAIT,
     }
 
 
@@ -108,17 +109,30 @@ def _health(role: Role, node: Node, context: dict[str, Any], services: set[str])
             out.append({"kind": "tcp", "host": str(node.address), "port": port,
                         "service": probe.service})
             continue
-        tls = seedtls.https_fields(role, probe.tls, probe.client_cert, sec, lay,
-                                   context["cluster"].tls.restapi_verify_client)
+        verify = context["cluster"].tls.restapi_verify_client
+        if probe.kind == "failover" and verify == "optional" and _settle(context["cluster"], sec):
+            verify = "required"  # the settling PATCH is a change: Patroni wants the certificate
+        tls = seedtls.https_fields(role, probe.tls, probe.client_cert, sec, lay, verify)
         scheme = "https" if tls else "http"
         if probe.kind == "failover":
             out.append({"kind": "failover", "url": f"{scheme}://{node.address}:{port}",
                         "service": probe.service,
-                        "members": [n.name for n in context["db_nodes"]], **tls})
+                        "members": [n.name for n in context["db_nodes"]], **tls,
+                        **_settle(context["cluster"], sec)})
             continue
         out.append({"kind": "http", "url": f"{scheme}://{node.address}:{port}{probe.path}",
                     "service": probe.service, "expect": list(probe.expect), **tls})
     return out
+
+
+def _settle(cluster: Any, sec: Secrets) -> dict[str, Any]:
+    """The failover check's PATCH of loop_wait once ready (the boot runs a 1 s HA loop), with
+    the REST API's credentials Patroni wants for a change."""
+    wanted = dcs.settle_loop_wait(cluster)
+    if wanted is None:
+        return {}
+    return {"settle_loop_wait": wanted, "username": sec.restapi.username,
+            "password": sec.restapi.password}
 
 
 def _etcd_join(role: Role, node: Node, context: dict[str, Any]) -> dict[str, Any] | None:

@@ -13,7 +13,7 @@ protected_dirs are never created, written or emptied (Root.guard).
 import json
 import time
 
-from pgha_agent import __version__, etcdjoin, health, preflight, selinux, system
+from pgha_agent import __version__, etcdjoin, health, preflight, selinux, settle, system
 from pgha_agent.log import LOG
 
 MARKER_DIR = "/var/lib/pgha"
@@ -87,8 +87,11 @@ def start_services(root, seed, starter, timeout, changed=()):
             else:
                 LOG.info("%s: running; it reads its new files itself (no reload declared)",
                          svc["name"])
-        health.wait(svc["name"], health.under_root(seed.checks_for(svc["name"]), root),
-                    lambda: starter.check(svc), timeout)
+        checks = health.under_root(seed.checks_for(svc["name"]), root)
+        health.wait(svc["name"], checks, lambda: starter.check(svc), timeout)
+        for check in checks:
+            if check["kind"] == "failover":
+                settle.loop_wait(check)
         if member:  # the services after it (Patroni) read the cluster version at start
             etcdjoin.wait_version(root, join)
         if prune:
