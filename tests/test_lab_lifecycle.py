@@ -1,20 +1,26 @@
 """A re-imaged VM joins again from the same RPMs and seed (issue 19), on a real lab with a
 writer through the read-write port: `lab replace` of a replica (no write outage, nothing
 lost) and of the primary after it was killed (a failover, nothing lost); db4 added to the
-cluster file and `lab add`ed, then deleted and `lab remove`d (no outage, nothing lost). After
-each, the etcd member list shows the cluster file's db nodes, every one healthy and voting,
-and the cluster can fail over. Its own cluster name, network and ports; needs root. The
-figures are printed (pytest -s)."""
+cluster file and `lab add`ed, then deleted and `lab remove`d (no outage, nothing lost), with
+`check` refusing, while db4 is in, a file that removes the primary the running lab names.
+After each, the etcd member list shows the cluster file's db nodes, every one healthy and
+voting, and the cluster can fail over. Its own cluster name, network and ports; needs root.
+The load balancer holding the virtual IP is replaced in tests/test_lab_vip.py (its lab has
+two). The figures are printed (pytest -s)."""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from pathlib import Path
 
 import changekit
 import labclusters
 import pytest
+import yaml
+from click.testing import CliRunner
 
+from builder.cli import cli
 from builder.lab import faults, lifecycle
 from builder.lab import lab as labmod
 from builder.lab.readiness import leader, wait_failover_ready
@@ -97,6 +103,7 @@ def test_add_db4_then_remove_it_under_writes(lab: labmod.Lab) -> None:
         _whole(bigger, [*DBS, "db4"])
         cfg = (bigger.node_dirs("lb1").root / "etc/haproxy/haproxy.cfg").read_text()
         assert "10.81.1.14" in cfg
+        _check_knows_the_primary(output, {**DATA, "nodes": [*DATA["nodes"], db4]}, primary)
 
         figures = changekit.measure(lab, lambda: lifecycle.remove(lab, "db4", 180))
         done = figures.pop("result")
@@ -113,3 +120,21 @@ def test_add_db4_then_remove_it_under_writes(lab: labmod.Lab) -> None:
     hba = (lab.node_dirs(primary).root / "etc/patroni/patroni.yml").read_text()
     assert "10.81.1.14" not in cfg and "10.81.1.14" not in hba
     assert not (lab.dir / "db4").exists()
+
+
+def _check_knows_the_primary(output: Path, four: dict, primary: str | None) -> None:
+    """`check` without --leader asks the running lab: a file that drops the primary (db1-db4
+    built) is refused, one that drops db4 passes without a warning."""
+    def check(data: dict, name: str, *args: str):
+        path = output / f"{name}.yaml"
+        path.write_text(yaml.safe_dump(data))
+        return CliRunner().invoke(cli, ["-c", str(path), "-o", str(output), *args])
+
+    assert check(four, "four", "seeds").exit_code == 0  # the last build: db1-db4
+    res = check({**four, "nodes": [n for n in four["nodes"] if n["name"] != primary]},
+                "noprimary", "check")
+    assert res.exit_code == 2, res.output
+    assert f"{primary} is the current primary (the running lab says so)" in res.output
+    res = check(DATA, "nodb4", "check")
+    assert res.exit_code == 0 and "current primary" not in res.output, res.output
+

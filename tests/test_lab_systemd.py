@@ -1,6 +1,7 @@
 """`lab up --engine systemd`, for real: every node a machine with systemd as PID 1, booted from
 the Debian image with the role RPMs installed with their scriptlets, and its seed ISO as the
-cidata disk. One cluster boot, then a reboot, a unit failure and `lab down`, in file order.
+cidata disk. One cluster boot, then a reboot, a unit failure, a replica machine replaced
+(`lab replace`) and `lab down`, in file order.
 
 The image is built on first use (debootstrap, about a minute with a warm .deb cache, several
 with a cold one) and cached in /var/cache/pgha-lab (PGHA_LAB_CACHE). Needs root.
@@ -13,13 +14,14 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
+import changekit
 import labclusters
 import pytest
 from labkit import engine_faults, scenarios
 
 from builder.core.errors import PghaError
 from builder.lab import lab as labmod
-from builder.lab import machine, sysboot
+from builder.lab import lifecycle, machine, sysboot
 from builder.lab.status import cluster_view
 
 pytestmark = [pytest.mark.lab, pytest.mark.skipif(os.geteuid() != 0, reason="the lab needs root")]
@@ -130,6 +132,30 @@ def test_patroni_killed_is_restarted_by_systemd(lab: labmod.Lab) -> None:
     assert out.lost == []
     restarts = machine.unit_property(lab.runner, _m(lab, out.old), "patroni.service", "NRestarts")
     assert int(restarts) >= 1
+
+
+def test_replace_a_replica_machine(lab: labmod.Lab) -> None:
+    """`lab replace` on the systemd engine: the machine powered off, its disk (overlay) and
+    seed disk gone, a new machine from the same image, RPMs and seed ISO; its first boot
+    rejoins etcd (the stale member removed, a learner promoted) and Patroni clones it, under
+    a writer: nothing acknowledged lost, no primary change."""
+    primary = scenarios.healthy(lab)
+    node = next(n.name for n in lab.db_nodes if n.name != primary)
+    old_pid = machine.pid1(_m(lab, node))
+    figures = changekit.measure(lab, lambda: lifecycle.replace(lab, node, 240))
+    done = figures.pop("result")
+    print(f"\nsystemd: replace {node}: ready {done['ready_s']}s after boot, "
+          f"etcd {lifecycle.etcd_line(done['etcd'])}, {figures}")
+    assert figures["lost"] == [] and figures["primary_changes"] == 0
+    assert [(m["name"], m["learner"], m["healthy"]) for m in done["etcd"]] == [
+        (n, False, True) for n in ("db1", "db2", "db3")]
+    assert machine.pid1(_m(lab, node)) not in (None, old_pid)
+    journal = _in(lab, node, "journalctl", "-u", FIRSTBOOT, "-o", "cat", "--no-pager")
+    assert "seed source: block device /dev/sr0 (label cidata)" in journal
+    assert f"removing the stale member {node}" in journal and "is a voting member" in journal
+    assert len(re.findall(r"\b[0-9a-f]{32}\b", _in(lab, node, "journalctl", "--list-boots",
+                                                   "--no-pager"))) == 1  # a new disk
+    scenarios.healthy(lab, 120)
 
 
 def test_down_leaves_no_mount_namespace_or_process(lab: labmod.Lab) -> None:
