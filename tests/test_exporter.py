@@ -1,7 +1,9 @@
 """pgha-exporter run for real on 127.0.0.1 with certificates from a cluster CA: it serves
 /metrics over HTTPS only to clients with a certificate from that CA, reads a HAProxy stats
 socket (a stand-in speaking HAProxy's `show stat` CSV), certificate expiry, a watchdog sysfs
-folder and free disk; it stays within Python 3.6 (vermin), as RHEL 8's platform-python."""
+folder and free disk; with no PostgreSQL to ask it says so (the WAL archiver and backup metrics
+are proven against the real ones in tests/test_lab_monitoring.py); it stays within Python 3.6
+(vermin), as RHEL 8's platform-python."""
 
 from __future__ import annotations
 
@@ -105,6 +107,29 @@ def test_a_client_without_a_certificate_is_refused(served: tuple[Path, pki.Issue
     root, _ = served
     with pytest.raises((ssl.SSLError, ConnectionError, OSError)):
         _get(root, with_cert=False)
+
+
+def test_database_metrics_when_postgresql_does_not_answer(tmp_path: Path) -> None:
+    """--psql given and nothing answers (no such socket): pgha_postgres_query_ok 0, no
+    archiver or backup series (no false "archiving works"), and the scrape still succeeds."""
+    port = PORT + 1
+    proc = subprocess.Popen([sys.executable, str(EXPORTER), "--listen", f"127.0.0.1:{port}",
+                             "--psql", "/usr/lib/postgresql/15/bin/psql", "--pg-socket",
+                             str(tmp_path), "--pg-port", "1", "--pgbackrest-config",
+                             str(tmp_path / "pgbackrest.conf"), "--stanza", "t"])
+    try:
+        deadline = time.monotonic() + 20
+        while socket.socket().connect_ex(("127.0.0.1", port)) != 0:
+            assert time.monotonic() < deadline and proc.poll() is None
+            time.sleep(0.1)
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as resp:
+            text = resp.read().decode()
+    finally:
+        proc.kill()
+        proc.wait()
+    assert "pgha_postgres_query_ok 0" in text
+    assert "pgha_archiver" not in text and "pgha_backup" not in text
+    assert "pgha_exporter_scrape_seconds" in text
 
 
 def test_python36_only() -> None:

@@ -28,9 +28,9 @@ from builder.stages import (
     pipeline,
 )
 
-FULL: dict[str, Any] = {  # every alert applies: 3 db, 2 load balancers with a VIP, watchdog on
+FULL: dict[str, Any] = {  # every alert applies: 3 db, 2 LBs with a VIP, watchdog, backups
     "nodes": [{"name": f"db{i}", "roles": ["db"], "address": f"10.77.0.1{i}"} for i in (1, 2, 3)]
-    + [{"name": "lb1", "roles": ["haproxy"], "address": "10.77.0.10"},
+    + [{"name": "lb1", "roles": ["haproxy", "backup"], "address": "10.77.0.10"},
        {"name": "lb2", "roles": ["haproxy"], "address": "10.77.0.9"}],
     "load_balancer": {"virtual_ip": "10.77.0.100"},
     "monitoring": {"sources": ["10.77.0.5/32", "10.88.0.0/24"]},
@@ -105,7 +105,8 @@ def test_every_alert_has_a_runbook_and_a_fault_test() -> None:
                      "PghaEtcdQuorumAtRisk", "PghaHaproxyNoPrimary", "PghaHaproxyTwoPrimaries",
                      "PghaSplitBrain", "PghaVipNotHeld", "PghaVipOnTwoNodes",
                      "PghaCertificateExpiresSoon", "PghaWatchdogNotActive",
-                     "PghaReplicationLag", "PghaPendingRestart", "PghaDiskSpaceLow"):
+                     "PghaReplicationLag", "PghaPendingRestart", "PghaDiskSpaceLow",
+                     "PghaWalArchiveFailing", "PghaBackupTooOld"):
         assert required in names
 
 
@@ -118,6 +119,24 @@ def test_rules_follow_the_cluster() -> None:
                                                     "watchdog": "off"}})
     names = {r["alert"] for r in monitoring.rules(async_off)}
     assert not names & {"PghaNoSyncStandby", "PghaWatchdogNotActive"}
+
+
+def test_backup_alerts_follow_the_backup_section() -> None:
+    """On with the default cluster (lb1 is the repository), gone without a repository; the age
+    threshold is monitoring.backup_max_age_s, shown in the summary."""
+    default = {r["alert"]: r for r in monitoring.rules(Cluster())}
+    assert default["PghaBackupTooOld"]["expr"].endswith("> 93600")
+    assert "older than 26h" in default["PghaBackupTooOld"]["annotations"]["summary"]
+    assert "--stanza=pgha check" in default["PghaWalArchiveFailing"]["annotations"]["runbook"]
+    assert "ssh lb1 " in default["PghaBackupTooOld"]["annotations"]["first_command"]
+    short = Cluster.model_validate({"monitoring": {"backup_max_age_s": 5400}})
+    too_old = next(r for r in monitoring.rules(short) if r["alert"] == "PghaBackupTooOld")
+    assert too_old["expr"].endswith("> 5400") and "90m" in too_old["annotations"]["summary"]
+    no_repo = Cluster.model_validate({"nodes": FULL["nodes"][:3] + [
+        {"name": "lb1", "roles": ["haproxy"], "address": "10.77.0.10"}]})
+    names = {r["alert"] for r in monitoring.rules(no_repo)}
+    assert not names & {"PghaWalArchiveFailing", "PghaBackupTooOld", "PghaNoBackup",
+                        "PghaBackupRepositoryUnreadable"}
 
 
 def test_scrape_config_is_tls_with_the_cluster_ca() -> None:

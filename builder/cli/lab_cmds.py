@@ -58,7 +58,8 @@ def lab() -> None:
 @click.option("--monitoring", "with_monitoring", is_flag=True,
               help="Also start a real Prometheus in its own namespace that scrapes every node "
                    "with the cluster's scrape configuration and alert rules (`lab alerts`; "
-                   "docs/monitoring.md).")
+                   "docs/monitoring.md), at lab-only intervals (2 s scrapes, 6 s `for:`; a real "
+                   "cluster keeps its file's values). Again on a running lab: it re-reads them.")
 @click.option("--data-fs", "data_fs", type=click.IntRange(64, 4096), metavar="MB", default=None,
               help="Put each db node's PostgreSQL data on a file system of its own of MB MiB "
                    "(a tmpfs with size=; 64-4096), so that `lab soak` can fill a primary's disk "

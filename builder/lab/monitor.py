@@ -115,14 +115,18 @@ def _net_up(lab: Lab) -> None:
 
 
 def up(lab: Lab, timeout: float = 60) -> str:
-    """Start the lab's Prometheus (idempotent); returns its URL once it is ready."""
+    """Start the lab's Prometheus, or make the running one re-read its configuration and
+    rules (SIGHUP); returns its URL once it is ready."""
     if not lab.cluster.monitoring.enabled:
         raise PghaError("monitoring is off in the cluster file",
                         hint="set monitoring.enabled: true (the default)")
     require("prometheus")
     _net_up(lab)
     config = _write_config(lab)
-    if _pid(lab) is None:
+    pid = _pid(lab)
+    if pid is not None:  # running: it re-reads the configuration and rules just written
+        os.kill(pid, signal.SIGHUP)
+    else:
         log = (folder(lab) / "prometheus.log").open("ab")
         proc = subprocess.Popen(
             ["ip", "netns", "exec", netns(lab), "prometheus", f"--config.file={config}",

@@ -45,3 +45,7 @@ class Monitoring(BaseModel):
                            description="page when a node certificate expires within this many days")
     disk_free_percent: Int = Field(default=10, ge=1, le=90,
                                    description="page when a node's file system has less free")
+    backup_max_age_s: Int = Field(
+        default=93600, ge=10, le=45 * 86400,
+        description="page when the newest backup (full, diff or incr) is older, seconds; "
+                    "default 26 h: the daily differential backup plus 2 h for it to run")

@@ -26,7 +26,7 @@ from typing import Any
 from builder.core import fastyaml
 from builder.core.errors import PghaError
 from builder.core.paths import RESOURCES
-from builder.model import roles
+from builder.model import backup, roles
 from builder.model.cluster import Cluster, Node
 from builder.stages import render
 
@@ -60,6 +60,7 @@ def tokens(cluster: Cluster) -> dict[str, str]:
     db = roles.nodes_with(cluster.nodes, "postgres")
     etcd = roles.nodes_with(cluster.nodes, "etcd_member")
     lbs = roles.nodes_with(cluster.nodes, "load_balancer")
+    repos = roles.nodes_with(cluster.nodes, "backup_repo")
     mon = cluster.monitoring
     lag = mon.lag_bytes or cluster.patroni.maximum_lag_on_failover
     j = jobs(cluster)
@@ -71,7 +72,17 @@ def tokens(cluster: Cluster) -> dict[str, str]:
         "cert_s": str(mon.cert_days * 86400), "cert_days": str(mon.cert_days), "disk_pct": str(mon.disk_free_percent),
         "vip": str(cluster.load_balancer.virtual_ip or ""),
         "lb_first": lbs[0].name if lbs else "",
+        "repo": repos[0].name if repos else "", "stanza": backup.stanza(cluster),
+        "backup_age_s": str(mon.backup_max_age_s), "backup_age": human(mon.backup_max_age_s),
     }
+
+
+def human(seconds: int) -> str:
+    """26h, 90m, 45s: the largest unit that divides exactly."""
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
 
 
 def conditions(cluster: Cluster) -> dict[str, bool]:
@@ -85,6 +96,7 @@ def conditions(cluster: Cluster) -> dict[str, bool]:
         "lb": bool(lbs),
         "vip": cluster.load_balancer.virtual_ip is not None and len(lbs) >= 2,
         "watchdog": cluster.patroni.watchdog != "off",
+        "backup": backup.enabled(cluster),
     }
 
 

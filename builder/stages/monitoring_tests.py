@@ -70,6 +70,7 @@ def _exporter_series(cluster: Cluster, j: dict[str, str], n: str) -> dict[str, s
     db = roles.nodes_with(cluster.nodes, "postgres")
     vip = cluster.load_balancer.virtual_ip
     cert_ok = (cluster.monitoring.cert_days + 30) * 86400
+    interval = cluster.monitoring.scrape_interval_s
     for node in monitoring.exporter_nodes(cluster):
         lab = f'job="{j["pgha"]}", node="{node.name}"'
         out[f"up{{{lab}}}"] = f"1x{n}"
@@ -77,6 +78,17 @@ def _exporter_series(cluster: Cluster, j: dict[str, str], n: str) -> dict[str, s
         fs = f'{lab}, mountpoint="/var/lib/pgsql"'
         out[f"pgha_filesystem_avail_bytes{{{fs}}}"] = f"50000000000x{n}"
         out[f"pgha_filesystem_size_bytes{{{fs}}}"] = f"100000000000x{n}"
+    for i, node in enumerate(db):
+        lab = f'job="{j["pgha"]}", node="{node.name}"'
+        # every archive attempt succeeds (the newest success moves with time)
+        out[f"pgha_archiver_last_archived_time_seconds{{{lab}}}"] = f"0+{interval}x{n}"
+        out[f"pgha_archiver_last_failed_time_seconds{{{lab}}}"] = f"0x{n}"
+        out[f"pgha_postgres_in_recovery{{{lab}}}"] = f"{int(i != 0)}x{n}"
+        if i == 0 and monitoring.conditions(cluster)["backup"]:  # the primary reads backups
+            out[f"pgha_backup_info_ok{{{lab}}}"] = f"1x{n}"
+            out[f"pgha_backup_count{{{lab}}}"] = f"3x{n}"
+            out[f'pgha_backup_last_completion_time_seconds{{{lab}, type="full"}}'] = \
+                f"0+{interval}x{n}"
     for k, node in enumerate(roles.nodes_with(cluster.nodes, "load_balancer")):
         lab = f'job="{j["pgha"]}", node="{node.name}"'
         out[f"pgha_haproxy_up{{{lab}}}"] = f"1x{n}"
@@ -96,7 +108,8 @@ def _values(cluster: Cluster, n: int) -> dict[str, str]:
     names = {f"db{i + 1}": name for i, name in enumerate(db)}
     names.update({f"lb{i + 1}": name for i, name in enumerate(lbs)})
     return {**monitoring.tokens(cluster), **names, "n": str(n),
-            "behind": str(WAL_BASE - 2 * lag)}
+            "behind": str(WAL_BASE - 2 * lag),
+            "stale": str(2 * cluster.monitoring.backup_max_age_s)}
 
 
 def _subst(data: Any, values: dict[str, str]) -> Any:
@@ -145,12 +158,11 @@ def tests(cluster: Cluster) -> tuple[list[dict[str, Any]], list[str]]:
     interval = cluster.monitoring.scrape_interval_s
     groups, missing = [], []
     for rule in rules:
-        fault = fault_data().get(rule["alert"])
-        case = _case(cluster, rule, fault) if fault else None
-        if case is None:
+        fault = fault_data().get(rule["alert"]) or []
+        cases = [_case(cluster, rule, f) for f in (fault if isinstance(fault, list) else [fault])]
+        if not cases or None in cases:
             missing.append(rule["alert"])
-        else:
-            groups.append(case)
+        groups += [c for c in cases if c is not None]
     longest = max(seconds(r["for"]) for r in rules) + 2 * interval
     healthy = _healthy(cluster, longest // interval + 2)
     quiet = [{"eval_time": f"{longest}s", "alertname": r["alert"], "exp_alerts": []}
