@@ -3,10 +3,12 @@ lab scrapes the real nodes over TLS (Patroni, etcd, pgha-exporter) with the clus
 configuration and rules at the lab's short intervals. Each test injects a fault, asserts that
 its alerts fire within the stated bound (monitoring.fires_within: `for:` + 4 scrapes + 2 s) and
 that they resolve after the heal. Every dashboard expression returns data against the lab's
-series. lb1 is also the backup repository; the cluster lowers monitoring.backup_max_age_s to
+series. lb1 is also the backup repository, each db node's data is on a 256 MiB file system
+of its own (lab up --data-fs); the cluster lowers monitoring.backup_max_age_s to
 20 s so the backup age alert can be proven in the lab. The faults live in tests/labkit/monfaults
 (bench/monitoring_bench.py runs the heavier ones: split brain, the VIP). Root only; one lab for
-the module; the backup age test runs last (its 20 s threshold fires again 20 s after a heal).
+the module; the backup age test runs last but for the dashboard check (its 20 s
+threshold fires again 20 s after a heal).
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ CLUSTER["monitoring"] = {"backup_max_age_s": 20}
 
 @pytest.fixture(scope="module")
 def lab() -> Iterator[labmod.Lab]:
-    with labclusters.booted(CLUSTER, timeout=180) as the_lab:
+    with labclusters.booted(CLUSTER, timeout=180, data_fs_mb=256) as the_lab:
         monitor.up(the_lab)
         yield the_lab
 
@@ -87,19 +89,6 @@ def test_every_target_is_scraped_over_tls_and_nothing_fires(lab: labmod.Lab) -> 
         time.sleep(1)
     assert up >= expected
     wait_quiet(lab, 30)
-
-
-def test_dashboard_expressions_return_data(lab: labmod.Lab) -> None:
-    """Every panel's expression as is; rates need two samples in their window, so an empty
-    answer is asked again for up to 60 s."""
-    panels = {title: expr for title, _, expr, _ in dashboard.panels(lab.cluster)}
-    deadline = time.monotonic() + 60
-    while True:
-        empty = [title for title, expr in panels.items() if not monitor.query(lab, expr)]
-        if not empty or time.monotonic() > deadline:
-            break
-        time.sleep(2)
-    assert empty == []
 
 
 def test_lab_alerts_command_lists_what_fires(lab: labmod.Lab, tmp_path: Path) -> None:
@@ -175,6 +164,12 @@ def test_haproxy_no_primary(lab: labmod.Lab) -> None:
     report("HAProxy with no primary", monfaults.prove(lab, monfaults.haproxy_no_primary))
 
 
+def test_disk_space_low(lab: labmod.Lab) -> None:
+    """A replica's data file system (a 256 MiB tmpfs: lab up --data-fs) filled; its `for:` is
+    5 minutes: pending here, firing in the bench."""
+    report("disk space low", monfaults.prove(lab, monfaults.disk_space), "pending")
+
+
 def test_pending_restart(lab: labmod.Lab) -> None:
     """Its `for:` is 30 minutes: the lab shows it pending (its expression holds on the real
     series); promtool proves the 30 minutes."""
@@ -196,3 +191,17 @@ def test_replica_killed(lab: labmod.Lab) -> None:
 def test_backup_too_old(lab: labmod.Lab) -> None:
     """Last: a full backup, then none for longer than the cluster's 20 s; heal: another."""
     report("backup too old", monfaults.prove(lab, monfaults.backup_age))
+
+
+def test_dashboard_expressions_return_data(lab: labmod.Lab) -> None:
+    """Every panel's expression as is, after the faults (the newest backup's age needs a
+    backup: the backup age test took two); rates need two samples in their window, so an
+    empty answer is asked again for up to 60 s."""
+    panels = {title: expr for title, _, expr, _ in dashboard.panels(lab.cluster)}
+    deadline = time.monotonic() + 60
+    while True:
+        empty = [title for title, expr in panels.items() if not monitor.query(lab, expr)]
+        if not empty or time.monotonic() > deadline:
+            break
+        time.sleep(2)
+    assert empty == []

@@ -159,6 +159,28 @@ def test_dashboard_panels_have_expressions() -> None:
     assert all("$" not in e for e in exprs)  # runnable as is against Prometheus
 
 
+def test_dashboard_panels_follow_the_cluster_and_do_not_overlap() -> None:
+    """The VIP panel only with a VIP, the archive and backup panels only with backups (so the
+    lab's check that every panel returns data holds for every shape); no two panels share a
+    grid cell."""
+    full, default = Cluster.model_validate(FULL), Cluster()
+    no_repo = Cluster.model_validate({"nodes": FULL["nodes"][:3] + [
+        {"name": "lb1", "roles": ["haproxy"], "address": "10.77.0.10"}]})
+    titles = {name: [t for t, *_ in dashboard.panels(c)]
+              for name, c in (("full", full), ("default", default), ("no_repo", no_repo))}
+    assert "VIP holder" in titles["full"] and "VIP holder" not in titles["default"]
+    assert "Newest backup age (hours)" in titles["default"]
+    assert not [t for t in titles["no_repo"] if "backup" in t.lower() or "archive" in t]
+    for cluster in (full, default, no_repo):
+        cells = set()
+        for panel in dashboard.dashboard(cluster)["panels"]:
+            g = panel["gridPos"]
+            mine = {(x, y) for x in range(g["x"], g["x"] + g["w"])
+                    for y in range(g["y"], g["y"] + g["h"])}
+            assert not cells & mine, panel["title"]
+            cells |= mine
+
+
 def test_build_step_writes_the_files_into_the_manifest(ctx: Context) -> None:
     assert pipeline.MONITORING in pipeline.BUILD
     tlsplan.load_or_create(ctx.out, ctx.cluster)

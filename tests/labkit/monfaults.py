@@ -4,8 +4,10 @@ Prometheus (builder.lab.monitor), names the alerts it must fire, and heals it. T
 and writes each alert's fire and resolve times to bench/results/monitoring.md.
 
 A fault function returns a Fault: the (alert, node) pairs that must fire ("" for alerts with
-no node label), the alert whose `for:` states the bound (monitoring.fires_within), extra
-seconds before the fault is in place (a leader key that must expire first), and the heal.
+no node label), the alert whose `for:` states the bound (monitoring.fires_within), seconds
+added to that bound (a backup that must first grow older than the threshold), and the heal.
+Each bound counts from the moment `inject` returns with the fault in place (the split brain:
+once the replica is promoted; the VIP on two nodes: once the second node holds it).
 """
 
 from __future__ import annotations
@@ -15,9 +17,9 @@ import os
 import signal
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-from builder.lab import backup, faults, monitor
+from builder.lab import backup, datafs, faults, monitor, net, vip
 from builder.lab.health import wait_until
 from builder.lab.lab import Lab
 from builder.lab.readiness import leader
@@ -31,9 +33,8 @@ class Fault:
     expected: set[Pair]
     bound_alert: str
     heal: Callable[[], None]
-    state: str = "firing"  # "pending": an alert whose literal `for:` (30m) the lab cannot wait
-    delay_s: float = 0.0  # added to the stated bound: the fault needs this long to exist
-    notes: dict[str, str] = field(default_factory=dict)
+    state: str = "firing"  # "pending": an alert whose literal `for:` (5m, 30m) the lab skips
+    delay_s: float = 0.0  # added to the stated bound (the backup age: the threshold to cross)
 
 
 def alerts_in(lab: Lab, state: str = "firing") -> set[Pair]:
@@ -185,6 +186,44 @@ def pending_restart(lab: Lab) -> Fault:
                  heal, state="pending")
 
 
+def _postgres_pids(lab: Lab, name: str) -> list[int]:
+    """The node's PostgreSQL processes (the postmaster and its children)."""
+    out = []
+    for pid in faults.pids_matching(lab, name, "postgres"):
+        argv0 = faults._comm(pid).split(" ")[0]
+        if argv0.startswith("postgres") or argv0.endswith("/postgres"):
+            out.append(pid)
+    return out
+
+
+def no_sync_standby(lab: Lab) -> Fault:
+    """Both replicas' PostgreSQL hang (every process SIGSTOPped): they stop acknowledging WAL,
+    the primary's walsenders give up after wal_sender_timeout and Patroni registers no quorum
+    or synchronous standby (commits wait meanwhile). In place once the primary lists no
+    streaming standby. Heal: SIGCONT, they stream again and Patroni registers them."""
+    primary = _primary(lab)
+    pids = [pid for n in lab.db_nodes if n.name != primary for pid in _postgres_pids(lab, n.name)]
+    assert pids, "no replica PostgreSQL"
+    for pid in pids:
+        os.kill(pid, signal.SIGSTOP)
+
+    def heal() -> None:
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
+
+    def no_standby() -> bool:
+        rows = lab.sql().query(lab.ports()["rw"], "SELECT count(*) FROM pg_stat_replication "
+                               "WHERE state = 'streaming'")
+        return bool(rows[0][0] == 0)
+    try:
+        wait_until("no streaming standby", no_standby, 180, 1)
+    except BaseException:
+        heal()
+        raise
+    return Fault({("PghaNoSyncStandby", "")}, "PghaNoSyncStandby", heal)
+
+
 def split_brain(lab: Lab) -> Fault:
     """Patroni on the primary hangs (SIGSTOP) while its PostgreSQL runs on: the leader key
     expires after ttl, a replica is promoted, and two PostgreSQL servers are out of recovery
@@ -210,6 +249,62 @@ def split_brain(lab: Lab) -> Fault:
     return Fault({("PghaSplitBrain", "")}, "PghaSplitBrain", heal)
 
 
+def disk_space(lab: Lab) -> Fault:
+    """A replica's data file system (`lab up --data-fs MB`: a tmpfs of its own) filled until
+    half the threshold (monitoring.disk_free_percent) is left. The alert's `for:` is 5 minutes:
+    the lab test checks that it is pending, the bench waits for it to fire. Heal: the filler
+    removed."""
+    victim = next(n.name for n in lab.db_nodes if n.name != _primary(lab))
+    point = datafs.mount_point(lab.node_dirs(victim).root, lab.layout.pg_data_dir)
+    assert os.path.ismount(point), f"{victim}: no data file system of its own (lab up --data-fs)"
+    avail, size = datafs.usage(point)
+    keep = size * lab.cluster.monitoring.disk_free_percent // 200
+    with (point / datafs.FILLER).open("ab") as filler:
+        os.posix_fallocate(filler.fileno(), 0, max(avail - keep, 1))
+    return Fault({("PghaDiskSpaceLow", victim)}, "PghaDiskSpaceLow",
+                 lambda: datafs.free(point), state="pending")
+
+
+def vip_on_two_nodes(lab: Lab) -> Fault:
+    """VRRP between the load balancers cut (an nft rule in the backup's namespace drops VRRP):
+    the backup hears no advertisement, becomes MASTER too, and both hold the VIP. Heal: the
+    rule removed; the two masters hear each other and one steps back."""
+    holder = vip.wait_holder(lab)
+    other = next(n for n in lab.lb_nodes if n.name != holder)
+    nft = ["ip", "netns", "exec", other.netns, "nft"]
+    lab.runner.run([*nft, "add", "table", "inet", NFT_TABLE])
+    lab.runner.run([*nft, "add", "chain", "inet", NFT_TABLE, "in",
+                    "{ type filter hook input priority 0 ; }"])
+    lab.runner.run([*nft, "add", "rule", "inet", NFT_TABLE, "in", "ip", "protocol", "vrrp",
+                    "drop"])
+
+    def heal() -> None:
+        lab.runner.run([*nft, "delete", "table", "inet", NFT_TABLE], check=False)
+        vip.wait_holder(lab, 60)
+    try:  # in place once the second holder has it
+        wait_until("the VIP on two nodes", lambda: len(vip.holders(lab)) == 2, 30)
+    except BaseException:
+        heal()
+        raise
+    return Fault({("PghaVipOnTwoNodes", "")}, "PghaVipOnTwoNodes", heal)
+
+
+def vip_on_no_node(lab: Lab) -> Fault:
+    """The VIP removed from its holder's interface behind keepalived's back (what a network
+    service that re-applies the interface's configuration does): keepalived still thinks it
+    is MASTER, so no node holds it. Heal: keepalived reloaded (SIGHUP), which sets the
+    addresses of its MASTER instance again."""
+    holder = vip.wait_holder(lab)
+    node = lab.net.node(holder)
+    net.ip(lab.runner, "-n", node.netns, "addr", "del", f"{lab.vip}/{lab.net.prefix}", "dev",
+           vip.NIC)
+    pid = int((lab.node_dirs(holder).root / "run" / "keepalived.pid").read_text())
+
+    def heal() -> None:
+        os.kill(pid, signal.SIGHUP)
+    return Fault({("PghaVipNotHeld", "")}, "PghaVipNotHeld", heal)
+
+
 def backup_age(lab: Lab) -> Fault:
     """The newest backup gets older than monitoring.backup_max_age_s (the lab test's cluster
     lowers it to seconds): a full backup is taken and no other follows, as when the backup
@@ -226,5 +321,7 @@ def backup_age(lab: Lab) -> Fault:
 FAULTS: dict[str, Callable[[Lab], Fault]] = {
     "wal_archive": wal_archive, "replication_lag": replication_lag,
     "haproxy_no_primary": haproxy_no_primary, "pending_restart": pending_restart,
-    "split_brain": split_brain, "backup_age": backup_age,
+    "split_brain": split_brain, "disk_space": disk_space, "backup_age": backup_age,
+    "no_sync_standby": no_sync_standby,
+    "vip_on_two_nodes": vip_on_two_nodes, "vip_on_no_node": vip_on_no_node,
 }
