@@ -391,8 +391,8 @@ def test_a_redirect_is_refused_not_followed(root, served, tmp_path):
     res = run_agent("--root", root, "--seed", server.url + "moved.json", "--services", "process",
                     "--url-retry-delay", "0.01")
     assert res.returncode == 3, res.stderr
-    assert "answered 301" in res.stderr and "refused, a seed is fetched only from the URL " \
-        "given" in res.stderr
+    assert f"answered 301 Moved Permanently (a redirect to {server.url}moved.json/): refused, " \
+        "a seed is fetched only from the URL given" in res.stderr
     assert server.requests == ["/moved.json"]  # neither retried nor followed
     assert listing(root) == before
 

@@ -8,8 +8,8 @@ A seed holds the node's passwords and private keys, so:
   store) and name the URL's host. The CA comes from --seed-ca FILE, else
   /etc/pgha/seed-ca.crt (the PXE host kickstart writes it), else, when the kernel command line
   pins it (pgha.seed_ca=<SHA-256 of the CA's DER>), from <server>/pki/ca.crt (`pgha-build
-  serve`), fetched untrusted and accepted only if its fingerprint equals the pin. With a pin,
-  a CA file must match it too.
+  serve`), fetched untrusted (and without the token) and accepted only if its fingerprint
+  equals the pin. With a pin, a CA file must match it too.
 - the host's token (pgha.seed_token=, else /etc/pgha/seed-token) goes as
   `Authorization: Bearer <token>`, as `pgha-build serve` expects; it is never logged.
 - plain http only with the explicit lab option (pgha.seeds_over_http=1 or --seeds-over-http).
@@ -69,8 +69,10 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
 
 
 def _strip_query(url):
+    """The URL without user:password@, query or fragment: fit for a log line."""
     parts = urllib.parse.urlsplit(url)
-    return urllib.parse.urlunsplit((parts.scheme, parts.hostname or "", parts.path, "", ""))
+    host = parts.netloc.rpartition("@")[2]
+    return urllib.parse.urlunsplit((parts.scheme, host, parts.path, "", ""))
 
 
 def cmdline_value(cmdline, key):
