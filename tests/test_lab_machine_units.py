@@ -14,7 +14,8 @@ from test_agent_support import AGENT_DIR, make_cidata_iso, make_seed, write_seed
 
 from builder.core.context import Context
 from builder.core.run import Runner
-from builder.lab import machine_init, provides, rootfs
+from builder.images import provides, rootfs
+from builder.lab import machine_init
 from builder.lab.lab import lab_cluster
 from builder.model.cluster import Cluster
 from builder.model.platform import layout

@@ -51,7 +51,8 @@ def test_every_format_of_the_model_has_exactly_one_class_and_the_stage_names_non
 def test_backend_table_drives_the_cli_and_the_stage() -> None:
     option = _option("images", "backend")
     assert isinstance(option.type, click.Choice)
-    assert tuple(option.type.choices) == backends.NAMES == ("virt-install", "cloud-image")
+    assert tuple(option.type.choices) == backends.NAMES == ("virt-install", "cloud-image",
+                                                           "debian12")
     assert typing.get_args(backends.BackendName) == backends.NAMES
     assert common.ImageOptions(role="db").backend == backends.NAMES[0]
     for backend in backends.TABLE:

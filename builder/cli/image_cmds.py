@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from builder.cli import App, cli, pass_app
+from builder.core.context import Context
 from builder.core.errors import ConfigError, PghaError
 from builder.core.log import log
 from builder.images import backends
@@ -35,6 +36,21 @@ def _warn_if_unbooted(app: App, role: str) -> None:
                     "/".join(sorted({n.roles[0] for n in hosts})), role, role)
 
 
+def _backend_context(own: Context, backend: str) -> Context:
+    """The context the backend builds in: the user's, or for the lab's platform (debian12) the
+    cluster exactly as `lab up --engine vm` runs it, with its artifacts under
+    output/<cluster>/debian12/ (where the lab builds its RPMs and images), listed in the same
+    manifest: the image built here is the one the lab boots."""
+    platform = backends.get(backend).platform
+    if platform is None or platform == own.cluster.platform:
+        return own
+    from builder.lab.lab import lab_cluster
+
+    return Context(cluster=lab_cluster(own.cluster, engine="vm"),
+                   out=own.out.for_platform(platform), runner=own.runner, epoch=own.epoch,
+                   force=own.force)
+
+
 @cli.command()
 @click.option("--role", required=True, metavar="ROLE",
               help="The role image to bake: a role that nodes have first (db, haproxy in the "
@@ -62,7 +78,8 @@ def images(app: App, role: str, formats: str | None, backend: str, install_sourc
            cloud_image: str | None, deps_repo: str | None, kvm: bool | None,
            qcow2_compression: str, blueprint: bool, depsolve: bool, dry_run: bool,
            force: bool) -> None:
-    """Build a bootable RHEL 8 disk image of one role, in each format, cached on its inputs.
+    """Build a bootable disk image of one role (RHEL 8, or the lab's Debian 12 with --backend
+    debian12), in each format, cached on its inputs.
 
     The image must let someone in: it needs admin.ssh_key in the cluster file, or admin.login:
     none to build an image without any login on purpose (build, pxe and lab do not ask)."""
@@ -73,26 +90,30 @@ def images(app: App, role: str, formats: str | None, backend: str, install_sourc
 
     roles.get(role)
     _warn_if_unbooted(app, role)
-    ctx = app.context(force)
-    preflight.require_login(ctx.cluster)
+    own = app.context(force)
+    preflight.require_login(own.cluster)
+    ctx = _backend_context(own, backend)
     opts = imagemod.ImageOptions(
         role=role, formats=_formats(formats, app), backend=backend,
         install_source=install_source, cloud_image=cloud_image, deps_repo=deps_repo, kvm=kvm,
         compression=qcow2_compression, dry_run=dry_run,  # type: ignore[arg-type]
         depsolve=depsolve)
     if blueprint:
-        for path in cloudimage.write_blueprint(ctx, role):
+        for path in cloudimage.write_blueprint(own, role):
             click.echo(f"wrote {path}")
-        pipeline.run_steps(ctx, [pipeline.MANIFEST])
+        pipeline.run_steps(own, [pipeline.MANIFEST])
     if not dry_run:
         # the manifest now too: SHA256SUMS stays right if the image build then fails
-        pipeline.run_steps(ctx, [pipeline.SPECS, pipeline.RPMS, pipeline.MANIFEST])
+        pipeline.run_steps(ctx, [pipeline.SPECS, pipeline.RPMS])
+        pipeline.run_steps(own, [pipeline.MANIFEST])
         ctx.messages.clear()
     result = imagemod.build_images(ctx, opts)
     if dry_run:
         click.echo("\n".join(result.dry_run) or "# nothing to do: every image is up to date")
         return
-    pipeline.run_steps(ctx, [pipeline.MANIFEST])
+    if ctx is not own:
+        own.messages.extend(ctx.messages)
+    pipeline.run_steps(own, [pipeline.MANIFEST])
     for art in result.artifacts:
         click.echo(f"{ctx.out.root / art.path}")
 

@@ -50,11 +50,13 @@ def lab() -> None:
 @click.option("--nodes", "only", metavar="NODE[,NODE...]",
               help="Boot only these nodes (e.g. bring a killed node back). Default: all.")
 @click.option("--timeout", default=120, show_default=True, help="Seconds to wait for health.")
-@click.option("--engine", type=click.Choice(["process", "systemd"]), default=None,
+@click.option("--engine", type=click.Choice(["process", "systemd", "vm"]), default=None,
               help="process: the agents start the services as processes (default); systemd: "
                    "each node a machine with systemd as PID 1, booted from a Debian image with "
-                   "the role RPMs and its seed ISO (docs/lab-systemd.md). Default: the running "
-                   "lab's engine.")
+                   "the role RPMs and its seed ISO (docs/lab-systemd.md); vm: each node a QEMU "
+                   "machine booted from its role's disk image (images --backend debian12) with "
+                   "its seed ISO as a CD-ROM (docs/lab-vm.md). Default: the running lab's "
+                   "engine.")
 @click.option("--monitoring", "with_monitoring", is_flag=True,
               help="Also start a real Prometheus in its own namespace that scrapes every node "
                    "with the cluster's scrape configuration and alert rules (`lab alerts`; "
@@ -70,7 +72,7 @@ def up(app: App, only: str | None, timeout: int, engine: str | None,
     """Build what is missing, boot every node from its seed, wait until healthy."""
     from builder.lab.lab import up as lab_up
 
-    lab_ = lab_of(app)
+    lab_ = lab_of(app, engine)
     names = [n.strip() for n in only.split(",") if n.strip()] if only else None
     for name in names or []:
         lab_.net.node(name)
@@ -219,6 +221,13 @@ def down(app: App) -> None:
     click.echo(f"lab '{lab_.cluster.name}' is down: no process, namespace, route or file left")
 
 
+def _vm_lab(app: App) -> Lab | None:
+    from builder.lab.lab import engine_of
+
+    lab_ = running_lab(app)
+    return lab_ if engine_of(lab_) == "vm" else None
+
+
 def _machine(app: App, node: str) -> tuple[Lab, Machine]:
     from builder.lab import machine, sysboot
 
@@ -236,9 +245,17 @@ def _machine(app: App, node: str) -> tuple[Lab, Machine]:
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
 @pass_app
 def exec_(app: App, node: str, command: tuple[str, ...]) -> None:
-    """Run COMMAND inside NODE's machine, e.g. `lab exec db1 -- systemctl status patroni`."""
+    """Run COMMAND inside NODE's machine, e.g. `lab exec db1 -- systemctl status patroni`
+    (a VM's through its QEMU guest agent)."""
     from builder.lab import machine
 
+    if _vm_lab(app) is not None:
+        from builder.lab import vmboot
+
+        code, out, err = vmboot.exec_in(running_lab(app), node, list(command))
+        click.echo(out, nl=False)
+        click.echo(err, nl=False, err=True)
+        sys.exit(code)
     _lab, m = _machine(app, node)
     pid = machine.pid1(m)
     argv = ["nsenter", "-t", str(pid), "-a", "-r", "-w", *command]
@@ -251,6 +268,13 @@ def exec_(app: App, node: str, command: tuple[str, ...]) -> None:
 def reboot(app: App, node: str) -> None:
     """Reboot NODE's machine (`systemctl reboot` inside; it boots again)."""
     from builder.lab import machine
+
+    if _vm_lab(app) is not None:
+        from builder.lab import vmboot
+
+        state = vmboot.reboot(running_lab(app), node)
+        click.echo(f"{node} rebooted: a new kernel boot, system {state}")
+        return
 
     lab_, m = _machine(app, node)
     pid = machine.reboot(lab_.runner, m)

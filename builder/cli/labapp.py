@@ -14,10 +14,16 @@ if TYPE_CHECKING:
     from builder.lab.lab import Lab
 
 
-def lab_of(app: App) -> Lab:
-    from builder.lab.lab import Lab, lab_cluster
+def lab_of(app: App, engine: str | None = None) -> Lab:
+    """The lab of the cluster file; its engine (given, else the running lab's) decides the
+    lab cluster (Patroni's watchdog is kept only on the vm engine)."""
+    from builder.lab.lab import Lab, engine_of, lab_cluster
 
-    return Lab.of(lab_cluster(app.cluster), app.output, app.runner, source=app.cluster)
+    lab_ = Lab.of(lab_cluster(app.cluster), app.output, app.runner, source=app.cluster)
+    if (engine or engine_of(lab_)) == "vm":
+        lab_ = Lab.of(lab_cluster(app.cluster, engine="vm"), app.output, app.runner,
+                      source=app.cluster)
+    return lab_
 
 
 def running_lab(app: App) -> Lab:

@@ -29,6 +29,8 @@ class Backend:
     tools: tuple[str, ...]
     check_sources: SourceCheck
     plan_module: str  # defines plan(ctx, opts, report) -> Plan
+    platform: str | None = None  # the platform whose RPMs it installs (None: the cluster's)
+    depsolve: bool = True  # the dnf depsolve gate applies (RHEL repositories)
 
     def check(self, report: Report, ctx: Context, opts: ImageOptions) -> None:
         from builder.images import preflight
@@ -57,11 +59,21 @@ def _guest_image(report: Report, ctx: Context, opts: ImageOptions) -> None:
                          "Image qcow2)")
 
 
+def _lab_platform(report: Report, ctx: Context, opts: ImageOptions) -> None:
+    from builder.images import debianimage
+
+    debianimage.check(report, ctx, opts)
+
+
 TABLE: tuple[Backend, ...] = (
     Backend("virt-install", "install from RHEL 8 media (ISO, tree or URL)",
             ("virt-install", "virsh", "qemu-img"), _install_media, "builder.images.imagebuild"),
     Backend("cloud-image", "customise a RHEL 8 KVM Guest Image",
             ("virt-customize", "qemu-img"), _guest_image, "builder.images.cloudimage"),
+    Backend("debian12", "the lab's platform: Debian 12 (debootstrap) with the role RPMs built "
+            "for it, direct kernel boot (lab up --engine vm)",
+            ("debootstrap", "mke2fs", "qemu-img", "rpm", "rpmbuild", "mount"), _lab_platform,
+            "builder.images.debianimage", platform="debian12", depsolve=False),
 )
 BY_NAME = {b.name: b for b in TABLE}
 NAMES: tuple[str, ...] = tuple(BY_NAME)

@@ -35,6 +35,9 @@ class Plan:
     commands: list[list[str]]
     build: Callable[[], None]
     notes: list[str] = field(default_factory=list)
+    # Files the build leaves beside the base disk that ship with every format (a kernel and
+    # initramfs for direct kernel boot): name -> path; published as <cluster>-<role>.<name>.
+    boot_files: dict[str, Path] = field(default_factory=dict)
 
 
 @dataclass
@@ -46,7 +49,8 @@ class Result:
 
 
 def work_dir(ctx: Context, role: str) -> Path:
-    return ctx.out.work / "images" / role
+    """Scratch of one role's image (per platform: the lab's debian12 images have their own)."""
+    return ctx.out.work / "images" / (f"{ctx.out.platform}-{role}" if ctx.out.platform else role)
 
 
 def base_disk(ctx: Context, role: str) -> Path:

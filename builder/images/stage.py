@@ -10,13 +10,14 @@ artifact (manifest.json, SHA256SUMS). `dry_run` prints the commands instead of r
 
 from __future__ import annotations
 
+import shutil
 import time
 from pathlib import Path
 
 from builder import __version__
 from builder.core.context import Context
 from builder.core.errors import PghaError
-from builder.core.fsutil import sha256_file
+from builder.core.fsutil import replacing, sha256_file
 from builder.core.log import log
 from builder.core.run import quote
 from builder.core.state import Artifact, cached_stage, input_key, load, owners, up_to_date
@@ -49,7 +50,8 @@ def rpm_digests(ctx: Context) -> list[tuple[str, str]]:
 def run_preflight(ctx: Context, opts: ImageOptions) -> preflight.Report:
     report = preflight.Report()
     image = ctx.cluster.image
-    backends.get(opts.backend).check(report, ctx, opts)
+    backend = backends.get(opts.backend)
+    backend.check(report, ctx, opts)
     built = built_rpms(ctx) if not opts.dry_run else None
     for package in (r.package for r in roles.carried(ctx.cluster.nodes, opts.role)):
         if built is not None and package not in built:
@@ -59,6 +61,8 @@ def run_preflight(ctx: Context, opts: ImageOptions) -> preflight.Report:
                          preflight.space_needed(image.disk_gb, list(opts.formats)))
     if opts.deps_repo:
         report.notes.append("depsolve: skipped, --deps-repo installs from a local repository")
+    elif not backend.depsolve:
+        report.notes.append(f"depsolve: not needed by the {backend.name} backend")
     elif opts.depsolve:
         preflight.check_depsolve(report, ctx, opts.role)
     else:
@@ -110,6 +114,26 @@ def _dry_run_lines(ctx: Context, opts: ImageOptions, plan: Plan, todo: list[Form
     return lines
 
 
+def boot_file_path(ctx: Context, role: str, name: str) -> Path:
+    return image_path(ctx, role, name)
+
+
+def _boot_files(ctx: Context, role: str, plan: Plan, base_key: str,
+                base: list[Path]) -> list[Artifact]:
+    """The kernel and initramfs the base disk was made with, beside the images."""
+    dests = {name: boot_file_path(ctx, role, name) for name in plan.boot_files}
+
+    def copy() -> None:
+        base.append(ensure_base(ctx, role, plan, base_key))
+        for name, src in plan.boot_files.items():
+            with replacing(dests[name]) as tmp:
+                shutil.copyfile(src, tmp)
+
+    arts = [Artifact("boot-file", d.relative_to(ctx.out.root).as_posix(), role=role)
+            for d in dests.values()]
+    return cached_stage(ctx, _stage(role, "boot"), base_key, arts, copy)
+
+
 def build_images(ctx: Context, opts: ImageOptions) -> Result:
     """Build (or reuse) the role's images in every requested format."""
     roles.get(opts.role)
@@ -132,6 +156,8 @@ def build_images(ctx: Context, opts: ImageOptions) -> Result:
             result.artifacts += load(ctx.out, _stage(opts.role, fmt))[1]  # type: ignore[index]
         return result
     base: list[Path] = []  # built (or reused) on the first format that needs it
+    if plan.boot_files:
+        result.artifacts += _boot_files(ctx, opts.role, plan, base_key, base)
     for fmt in opts.formats:
         dest = image_path(ctx, opts.role, fmt)
 

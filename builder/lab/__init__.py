@@ -9,6 +9,7 @@ Modules: `lab` (up/down orchestration, the engine choice), `net` (bridge, namesp
 safety checks), `relay` and `forward` (the host's ways into the lab), `nodes` (RPM install,
 seeds, the agent), `preflight`, `health` (clients and waits), `readiness` and `status`, `faults`
 (kill, partition, heal, switchover, ...), `vip`, `tlsops` (certificate rotation); the systemd
-engine's `machine`, `machine_init`, `rootfs`, `sysboot` and `provides`. Test-only code (fault
+engine's `machine`, `machine_init` and `sysboot` (its image: builder.images.rootfs and
+builder.images.provides). Test-only code (fault
 scenarios with a counting writer, throughput) lives in tests/labkit/, not here.
 """

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from builder.core.errors import PghaError
+from builder.lab import lab as labmod
 from builder.lab import net, nodes, vip
 from builder.lab.health import http, wait_until
 from builder.lab.lab import Lab
@@ -24,6 +25,10 @@ def kill(lab: Lab, name: str) -> int:
     """SIGKILL every process of the node (a crashed host), and drop what its kernel held that
     a reboot would not bring back (a virtual IP); returns how many processes."""
     node = lab.net.node(name)
+    if labmod.engine_of(lab) == "vm":
+        from builder.lab import vmboot
+
+        return vmboot.kill(lab, name)  # QEMU killed: the VM is powered off hard
     count = nodes.kill(lab.runner, node)
     vip.forget_addresses(lab, node)
     return count

@@ -57,14 +57,16 @@ def lab_root() -> Path:
 
 
 def lab_cluster(cluster: Cluster, profile: str | None = None,
-                synchronous: bool | None = None, tls: bool | None = None) -> Cluster:
+                synchronous: bool | None = None, tls: bool | None = None,
+                engine: str | None = None) -> Cluster:
     """The cluster as the lab runs it: platform debian12 with Debian's PostgreSQL 15.
     `profile` re-applies a timing profile (dropping explicit timings); `synchronous` sets
-    Patroni's synchronous_mode."""
+    Patroni's synchronous_mode. Patroni's watchdog is kept only on the vm engine."""
     data = cluster.model_dump(mode="json")
     data.update(platform="debian12", postgres_version=LAB_PG)
-    # Namespaces share this machine's kernel: a watchdog reset would reboot the host.
-    data["patroni"]["watchdog"] = "off"
+    if engine != "vm":
+        # Namespaces share this machine's kernel: a watchdog reset would reboot the host.
+        data["patroni"]["watchdog"] = "off"
     data["repos"].pop("pgdg", None)
     if profile is not None:
         data["profile"] = profile
@@ -199,9 +201,10 @@ def preflight(lab: Lab) -> None:
 def up(lab: Lab, only: list[str] | None = None, timeout: float = 120,
        engine: str | None = None, data_fs_mb: int | None = None) -> dict[str, Any]:
     """Build what is missing, boot the nodes, wait until healthy; return timings.
-    engine: "process" (the agents start the services as processes) or "systemd" (each
-    node a machine with systemd as PID 1, builder.lab.sysboot); default: the running
-    lab's, else "process". data_fs_mb: each db node's data on a tmpfs of that size
+    engine: "process" (the agents start the services as processes), "systemd" (each
+    node a machine with systemd as PID 1, builder.lab.sysboot) or "vm" (each node a QEMU
+    machine booted from its role's image, builder.lab.vmboot); default: the running lab's,
+    else "process". data_fs_mb: each db node's data on a tmpfs of that size
     (builder.lab.datafs; default: the running lab's).
 
     Writes and reads are waited for while the first boots still run: the read-write port
@@ -215,7 +218,7 @@ def up(lab: Lab, only: list[str] | None = None, timeout: float = 120,
     make_dir(lab)
     taken = take_artifacts(lab)
     t_built = time.monotonic()
-    net.up(lab.runner, lab.net)
+    net.up(lab.runner, lab.net, taps=engine == "vm")
     names = only or [n.name for n in lab.cluster.nodes]
     _write_state(lab, started=time.time(), engine=engine, data_fs_mb=data_fs,
                  **taken.as_state())
@@ -277,6 +280,12 @@ def take_artifacts(lab: Lab) -> artifacts.Taken:
 def _start_boot(lab: Lab, names: list[str], engine: str, timeout: float,
                 taken: artifacts.Taken) -> Booting:
     rpms = {n: artifacts.node_rpms(taken, lab.cluster.node(n)) for n in names}
+    if engine == "vm":
+        from builder.lab import vmboot
+
+        powered = vmboot.power_on(lab, names)
+        return Booting(lambda: False,
+                       lambda: vmboot.wait_first_boot(lab, names, powered, timeout))
     if engine == "systemd":
         from builder.lab import sysboot
 
@@ -339,8 +348,9 @@ def down(lab: Lab) -> None:
     """Stop every lab process, remove namespaces, links, routes and the lab folder."""
     if lab.dir.exists():
         stop_relay(lab)
-    from builder.lab import machine
+    from builder.lab import machine, vmboot
 
+    vmboot.down(lab)
     machine.down(lab.runner, lab.dir, {n.name: n.netns for n in lab.net.nodes})
     for node in lab.net.nodes:
         if node.netns in net.namespaces(lab.runner):

@@ -2,7 +2,7 @@
 
 Boundary: the host side of a machine's life (disk, seed disk, power, commands inside it,
 clean-up). builder.lab.lab decides when; builder.lab.machine_init is the process that runs a
-machine; builder.lab.rootfs makes the image; builder.lab.provides the dependency stand-ins.
+machine; builder.images.rootfs makes the image; builder.images.provides the dependency stand-ins.
 
 A node's folder (<lab>/<node>/) holds `upper/` and `work/` (the machine's own writable layer:
 its "disk"), `root/` (the overlay of upper/ on the cached image: the machine's /, mounted in

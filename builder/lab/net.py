@@ -6,7 +6,9 @@ Safety (lab traffic must never leave this machine), in this order:
 2. the bridge, up, with the cluster's gateway address, before anything sends;
 3. one veth pair per node: the host end on the bridge, the other end (eth0) in the node's
    namespace with the node's address. Namespaces get no default route, so nothing inside them
-   can reach any address outside the lab network;
+   can reach any address outside the lab network. With the vm engine (`taps=True`) a node is a
+   QEMU machine instead: its NIC is a tap device on the bridge (no namespace, no veth), and
+   the address is the guest's own, set by its agent from the seed;
 4. whoever sends from the root namespace calls `assert_local_route()` first: `ip route get`
    must show the bridge.
 `down()` removes namespaces, veths, the bridge and the blackhole route; it is idempotent.
@@ -43,6 +45,7 @@ class NodeNet:
     netns: str
     veth: str
     address: str
+    tap: str = ""  # the vm engine's NIC on the bridge
 
 
 @dataclass(frozen=True)
@@ -58,7 +61,8 @@ class LabNet:
     def of(cls, cluster: Cluster) -> LabNet:
         nodes = tuple(
             NodeNet(name=n.name, netns=f"{cluster.name}-{n.name}",
-                    veth=_ifname("vp", f"{cluster.name}-{n.name}"), address=str(n.address))
+                    veth=_ifname("vp", f"{cluster.name}-{n.name}"), address=str(n.address),
+                    tap=_ifname("p", f"{cluster.name}-{n.name}"))
             for n in cluster.nodes
         )
         return cls(cluster=cluster.name, cidr=str(cluster.network.cidr),
@@ -103,8 +107,9 @@ def _blackhole_present(runner: Runner, net: LabNet) -> bool:
     return any(f"metric {BLACKHOLE_METRIC}" in line for line in out.splitlines())
 
 
-def up(runner: Runner, net: LabNet) -> None:
-    """Create the blackhole route, the bridge and every node's namespace (idempotent)."""
+def up(runner: Runner, net: LabNet, taps: bool = False) -> None:
+    """Create the blackhole route, the bridge and every node's namespace, or with `taps` every
+    node's tap device (idempotent)."""
     require("ip")
     if not _blackhole_present(runner, net):
         ip(runner, "route", "add", "blackhole", net.cidr, "metric", str(BLACKHOLE_METRIC))
@@ -117,7 +122,10 @@ def up(runner: Runner, net: LabNet) -> None:
     ip(runner, "link", "set", net.bridge, "up")
     existing = namespaces(runner)
     for node in net.nodes:
-        _node_up(runner, net, node, node.netns in existing, node.veth in links)
+        if taps:
+            _tap_up(runner, net, node, node.tap in links)
+        else:
+            _node_up(runner, net, node, node.netns in existing, node.veth in links)
     log.debug("lab network %s up on %s (%s)", net.cidr, net.bridge, net.gateway)
 
 
@@ -134,6 +142,14 @@ def _node_up(runner: Runner, net: LabNet, node: NodeNet, have_ns: bool, have_vet
         ip(runner, "-n", node.netns, "addr", "add", addr, "dev", "eth0")
     ip(runner, "-n", node.netns, "link", "set", "lo", "up")
     ip(runner, "-n", node.netns, "link", "set", "eth0", "up")
+
+
+def _tap_up(runner: Runner, net: LabNet, node: NodeNet, have_tap: bool) -> None:
+    """A persistent tap on the bridge; QEMU opens it by name (script=no)."""
+    if not have_tap:
+        ip(runner, "tuntap", "add", "dev", node.tap, "mode", "tap")
+    ip(runner, "link", "set", node.tap, "master", net.bridge)
+    ip(runner, "link", "set", node.tap, "up")
 
 
 def assert_local_route(runner: Runner, net: LabNet, address: str) -> None:
@@ -154,8 +170,8 @@ def pids_in(runner: Runner, netns: str) -> list[int]:
 
 
 def set_link(runner: Runner, node: NodeNet, state: str) -> None:
-    """Take a node's link down (a partition) or up (heal)."""
-    ip(runner, "link", "set", node.veth, state)
+    """Take a node's link down (a partition) or up (heal): its veth, or a VM's tap."""
+    ip(runner, "link", "set", node.veth if node.veth in _links(runner) else node.tap, state)
 
 
 def down(runner: Runner, net: LabNet) -> None:
@@ -165,8 +181,9 @@ def down(runner: Runner, net: LabNet) -> None:
     for node in net.nodes:
         if node.netns in existing:
             ip(runner, "netns", "del", node.netns)
-        if node.veth in links:
-            ip(runner, "link", "del", node.veth, check=False)
+        for link in (node.veth, node.tap):
+            if link and link in links:
+                ip(runner, "link", "del", link, check=False)
     if net.bridge in links:
         ip(runner, "link", "del", net.bridge)
     if _blackhole_present(runner, net):
@@ -177,8 +194,8 @@ def leftovers(runner: Runner, net: LabNet) -> list[str]:
     """What of the lab network still exists (empty after a clean `down`)."""
     found = [f"netns {n.netns}" for n in net.nodes if n.netns in namespaces(runner)]
     links = _links(runner)
-    found += [f"link {name}" for name in [net.bridge, *(n.veth for n in net.nodes)]
-              if name in links]
+    found += [f"link {name}" for name in [net.bridge, *(n.veth for n in net.nodes),
+                                          *(n.tap for n in net.nodes)] if name in links]
     if _blackhole_present(runner, net):
         found.append(f"route blackhole {net.cidr}")
     routes = ip(runner, "route", "show", "match", net.cidr)

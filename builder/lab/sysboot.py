@@ -1,8 +1,8 @@
 """`lab up --engine systemd`: boot the nodes as machines and wait until their first boot is done.
 
 Boundary: the order of things for the systemd engine (builder.lab.lab calls `boot` where the
-process engine starts agents). Image (builder.lab.rootfs), dependency stand-ins
-(builder.lab.provides), the node's seed as `pgha-build seeds` writes it (platform debian12, no
+process engine starts agents). Image (builder.images.rootfs), dependency stand-ins
+(builder.images.provides), the node's seed as `pgha-build seeds` writes it (platform debian12, no
 root prefix: the machine's / is the node's /), then builder.lab.machine for each node.
 """
 
@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING
 
 from builder.core.errors import PghaError
 from builder.core.log import log
-from builder.lab import machine, nodes, provides, rootfs
+from builder.images import provides, rootfs
+from builder.lab import machine, nodes
 from builder.lab.machine import Machine
 from builder.stages import seeds
 

@@ -1,8 +1,9 @@
-"""The systemd engine's machine image: a Debian 12 root filesystem made once with debootstrap.
+"""The lab platform's root filesystem: Debian 12, made once with debootstrap, in two flavours.
 
-Boundary: builds, seals and caches the image that every machine of `lab up --engine systemd`
-boots from (each node gets its own overlay on top of it, see builder.lab.machine). It never
-touches a node.
+Boundary: builds, seals and caches the tree that every machine of `lab up --engine systemd`
+boots from (each node gets its own overlay on top of it, see builder.lab.machine), and the base
+of the `debian12` image backend (builder.images.debianimage: the VM flavour, which adds a
+kernel, udev, NetworkManager, firewalld and the QEMU guest agent). It never touches a node.
 
 What the image holds: Debian's minbase plus systemd (as PID 1), dbus, python3 (the agent's
 interpreter), rpm (the role RPMs are installed with it), xorriso and util-linux (the agent reads
@@ -52,6 +53,17 @@ PACKAGES = (
     "systemd", "systemd-sysv", "dbus", "python3", "rpm", "xorriso", "util-linux", "iproute2",
     "procps", "postgresql-15", "etcd-server", "haproxy", "keepalived", "pgbackrest",
 )
+# A VM's tree adds what a real machine needs and a machine sharing this host's kernel must not
+# have: a kernel and initramfs, udev, NetworkManager and firewalld (the agent drives them), the
+# QEMU guest agent (the lab's way in), e2fsprogs (fsck of the root disk).
+VM_PACKAGES = PACKAGES + (
+    "linux-image-cloud-amd64", "initramfs-tools", "udev", "kmod", "network-manager",
+    "firewalld", "qemu-guest-agent", "e2fsprogs", "iputils-ping", "nftables", "libpam-systemd",
+)
+# NetworkManager's defaults for a VM image: no "Wired connection 1" with DHCP on every NIC
+# (RHEL's cloud images do the same); the seed's keyfile is the only connection.
+NM_CONF = "[main]\nno-auto-default=*\n"
+FSTAB = "/dev/vda / ext4 defaults,errors=remount-ro 0 1\n"
 # Enabled by Debian's maintainer scripts, shipped disabled on RHEL 8.
 DEBIAN_ENABLED = ("etcd.service", "haproxy.service", "keepalived.service", "postgresql.service",
                   "pgbackrest.service")
@@ -68,14 +80,16 @@ def mirror() -> str:
     return os.environ.get("PGHA_LAB_MIRROR") or DEFAULT_MIRROR
 
 
-def key() -> str:
-    recipe = {"suite": SUITE, "packages": sorted(PACKAGES), "recipe": RECIPE,
+def key(packages: tuple[str, ...] = PACKAGES) -> str:
+    recipe = {"suite": SUITE, "packages": sorted(packages), "recipe": RECIPE,
               "disabled": DEBIAN_ENABLED, "macros": RPM_MACROS}
+    if packages != PACKAGES:
+        recipe.update(nm=NM_CONF, fstab=FSTAB)
     return sha256_bytes(json.dumps(recipe, sort_keys=True).encode())[:16]
 
 
-def image_dir() -> Path:
-    return cache_root() / "rootfs" / key()
+def image_dir(packages: tuple[str, ...] = PACKAGES) -> Path:
+    return cache_root() / "rootfs" / key(packages)
 
 
 @contextmanager
@@ -89,9 +103,10 @@ def _locked(path: Path) -> Iterator[None]:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
-def ensure(runner: Runner) -> Path:
-    """The sealed image, built now if the cache has none; returns its folder."""
-    final = image_dir()
+def ensure(runner: Runner, packages: tuple[str, ...] = PACKAGES) -> Path:
+    """The sealed tree with `packages` (PACKAGES: the systemd engine's, VM_PACKAGES: a VM's),
+    built now if the cache has none; returns its folder."""
+    final = image_dir(packages)
     if (final / ".pgha-sealed").is_file():
         return final
     with _locked(cache_root() / "rootfs.lock"):
@@ -101,21 +116,21 @@ def ensure(runner: Runner) -> Path:
         t0 = time.monotonic()
         tmp = final.with_name(f".build-{final.name}")
         shutil.rmtree(tmp, ignore_errors=True)
-        _debootstrap(runner, tmp)
-        seal(runner, tmp)
+        _debootstrap(runner, tmp, packages)
+        seal(runner, tmp, packages)
         final.parent.mkdir(parents=True, exist_ok=True)
         tmp.rename(final)
         log.info("rootfs: built %s in %.0f s", final, time.monotonic() - t0)
     return final
 
 
-def _debootstrap(runner: Runner, target: Path) -> None:
+def _debootstrap(runner: Runner, target: Path, packages: tuple[str, ...]) -> None:
     debs = cache_root() / "debs"
     debs.mkdir(parents=True, exist_ok=True)
-    log.info("rootfs: debootstrap %s (%d packages) into %s", SUITE, len(PACKAGES), target)
+    log.info("rootfs: debootstrap %s (%d packages) into %s", SUITE, len(packages), target)
     try:
         runner.run(["debootstrap", "--variant=minbase", f"--cache-dir={debs}",
-                    "--include=" + ",".join(PACKAGES), SUITE, target, mirror()],
+                    "--include=" + ",".join(packages), SUITE, target, mirror()],
                    timeout=1800)
     except PghaError as exc:
         shutil.rmtree(target, ignore_errors=True)
@@ -124,7 +139,7 @@ def _debootstrap(runner: Runner, target: Path) -> None:
                              f"see {target}/debootstrap/debootstrap.log") from exc
 
 
-def seal(runner: Runner, root: Path) -> None:
+def seal(runner: Runner, root: Path, packages: tuple[str, ...] = PACKAGES) -> None:
     """Make the installed tree a generic role image (see the module docstring)."""
     if (root / f"etc/postgresql/{PG_VERSION}/main").exists():
         runner.run(["chroot", root, "pg_dropcluster", str(PG_VERSION), "main"])
@@ -139,8 +154,12 @@ def seal(runner: Runner, root: Path) -> None:
     for folder in (root / "var/lib/apt/lists", root / "var/cache/apt/archives"):
         for item in folder.glob("*.deb") if folder.name == "archives" else folder.glob("*_*"):
             item.unlink()
-    (root / ".pgha-sealed").write_text(json.dumps({"key": key(), "suite": SUITE,
-                                                   "packages": list(PACKAGES)}) + "\n")
+    if packages != PACKAGES:
+        (root / "etc/NetworkManager/conf.d").mkdir(parents=True, exist_ok=True)
+        (root / "etc/NetworkManager/conf.d/90-pgha-image.conf").write_text(NM_CONF)
+        (root / "etc/fstab").write_text(FSTAB)
+    (root / ".pgha-sealed").write_text(json.dumps({"key": key(packages), "suite": SUITE,
+                                                   "packages": list(packages)}) + "\n")
 
 
 def remove_cache() -> None:
