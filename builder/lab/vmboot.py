@@ -19,6 +19,7 @@ from builder.core.context import Context, source_date_epoch
 from builder.core.errors import PghaError
 from builder.core.log import log
 from builder.lab import qemu
+from builder.model.imageformats import Compression
 from builder.stages import pipeline, seeds
 
 if TYPE_CHECKING:
@@ -27,6 +28,9 @@ if TYPE_CHECKING:
 FIRSTBOOT = "pgha-firstboot.service"
 PLATFORM = "debian12"
 SETTLED = ("running", "degraded")
+# zstd: about four times faster to write than zlib, and this host's QEMU reads it (>= 5.1).
+# `images --backend debian12 --qcow2-compression zstd` makes the same file.
+COMPRESSION: Compression = "zstd"
 
 
 def vm(lab: Lab, name: str) -> qemu.Vm:
@@ -60,7 +64,8 @@ def ensure_images(lab: Lab, role_names: set[str]) -> dict[str, qemu.Boot]:
     for role in sorted(role_names):
         t0 = time.monotonic()
         imagestage.build_images(ctx, ImageOptions(role=role, formats=("qcow2",),
-                                                  backend=PLATFORM, depsolve=False))
+                                                  backend=PLATFORM, compression=COMPRESSION,
+                                                  depsolve=False))
         log.info("vm: %s image ready in %.1f s", role, time.monotonic() - t0)
         out[role] = qemu.Boot(
             image=imagestage.image_path(ctx, role, "qcow2"),

@@ -43,6 +43,7 @@ class Outcome:
     late_acks: int = 0  # rows a demoted primary acknowledged after the new one had
     mode: str = ""  # replication mode (faults.MODES) the scenario ran in
     vip_moved_s: float | None = None  # fault to another load balancer alone holding the VIP
+    reset_s: float | None = None  # fault to the old primary's VM resetting (watchdog)
 
 
 def serving(status: str) -> bool:
