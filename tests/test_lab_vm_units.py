@@ -24,7 +24,7 @@ DATA = {"name": "vmu", "network": {"cidr": "10.90.7.0/24", "gateway": "10.90.7.1
         "nodes": [*({"name": f"db{i}", "roles": ["db"], "address": f"10.90.7.1{i}"}
                     for i in (1, 2, 3)),
                   {"name": "lb1", "roles": ["haproxy"], "address": "10.90.7.10"}],
-        "patroni": {"watchdog": "required"}}
+        "patroni": {"watchdog": "required"}, "admin": {"login": "none"}}
 
 
 def _boot(tmp_path: Path) -> qemu.Boot:

@@ -5,7 +5,8 @@ image, on a Debian 12 base instead of RHEL media. Steps of the base disk:
 1. the VM flavour of the cached Debian tree (builder.images.rootfs: debootstrap with a kernel,
    udev, NetworkManager, firewalld, the QEMU guest agent and the HA stack; made once);
 2. an overlay on it (nothing is written to the cached tree) into which pgha-lab-provides and
-   the role's RPMs (pgha-common + pgha-role-<role>) are installed with `rpm --root`, scriptlets
+   the image's RPMs (pgha-common + pgha-role-<role> + the roles it carries, roles.carried) are
+   installed with `rpm --root`, scriptlets
    included (pgha-common's %post enables pgha-firstboot); Patroni's venv
    (/opt/pgha-lab/venv, scripts/setup) is copied in at the same path;
 3. `mke2fs -t ext4 -d <tree>`: the file system is written from the folder into a sparse raw
@@ -35,6 +36,11 @@ from builder.stages.rpms import RpmsResult
 PLATFORM = "debian12"
 ROOT_LABEL = "pgha-root"
 BOOT_FILES = ("vmlinuz", "initrd")
+# Under software emulation (TCG) on a loaded host, firewalld's Python start-up took more than
+# its unit's 90 s (5 min seen): the lab platform's images give it longer. RHEL images do not
+# carry this file.
+SLOW_START = {"etc/systemd/system/firewalld.service.d/90-pgha-emulated.conf":
+              "[Service]\nTimeoutStartSec=20min\n"}
 
 
 def check(report: preflight.Report, ctx: Context, opts: images.ImageOptions) -> None:
@@ -49,7 +55,8 @@ def check(report: preflight.Report, ctx: Context, opts: images.ImageOptions) -> 
 def role_rpms(ctx: Context, role: str) -> list[Path]:
     result = ctx.results.get("rpms")
     built = result.rpms if isinstance(result, RpmsResult) else {}
-    names = [roles.get(roles.COMMON).package, roles.get(role).package]
+    names = [roles.get(roles.COMMON).package,
+             *(r.package for r in roles.carried(ctx.cluster.nodes, role))]
     missing = [n for n in names if n not in built]
     if missing:
         raise PghaError(f"images: no {', '.join(missing)} RPM for platform {PLATFORM}",
@@ -80,6 +87,9 @@ def _install(ctx: Context, tree: Path, rpms: list[Path]) -> None:
                         hint="add it to builder/resources/lab/provides.yaml")
     ctx.runner.run(["rpm", "--root", tree, "--dbpath", "/var/lib/rpm", "-i", *[extra, *rpms]],
                    env={"HOME": str(tree.parent), "LC_ALL": "C"})
+    for rel, text in SLOW_START.items():
+        (tree / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tree / rel).write_text(text)
     dest = tree / LAB_VENV.lstrip("/")
     shutil.rmtree(dest, ignore_errors=True)
     shutil.copytree(LAB_VENV, dest, symlinks=True)
@@ -152,6 +162,7 @@ def plan(ctx: Context, opts: images.ImageOptions, report: preflight.Report) -> i
         inputs={"rootfs": rootfs.key(rootfs.VM_PACKAGES),
                 "provides": sha256_bytes(provides.render_spec(lay).encode())[:16],
                 "venv": venv_identity(), "disk_gb": ctx.cluster.image.disk_gb,
+                "files": SLOW_START,
                 "mke2fs": mke2fs_argv(Path("T"), Path("R"), ctx.cluster.image.disk_gb)},
         commands=commands, build=build,
         boot_files={name: boot_file(ctx, role, name) for name in BOOT_FILES},
