@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
-"""The lab's two engines side by side, in one run: boot time, memory, and the faults whose
+"""The lab's engines side by side, in one run: boot time, memory, and the faults whose
 outcome depends on what supervises the services (labkit.engine_faults): a host crash and
-Patroni killed on the primary; on the systemd engine also `systemctl stop patroni`.
+Patroni killed on the primary; on the systemd engine also `systemctl stop patroni`; on the vm
+engine (`--engines process,systemd,vm`: QEMU, minutes per boot under TCG) the host crash is a
+hard power-off and Patroni frozen on the primary is fenced by the watchdog (labkit.vm_faults).
 
     flock -o /work/coord/lab.lock python3 bench/engine_bench.py [--profile fast] [--engines ...]
 
@@ -25,7 +27,7 @@ from builder.lab import lab as labmod
 from builder.model.cluster import Cluster
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from labkit import engine_faults, scenarios
+from labkit import engine_faults, scenarios, vm_faults
 
 RESULTS = Path(__file__).resolve().parent / "results"
 OUTPUT = Path("/var/tmp/pgha-engine-bench")
@@ -41,28 +43,32 @@ CLUSTER: dict[str, Any] = {
     "load_balancer": {"primary_port": 25016, "replica_port": 26016, "stats_port": 27016},
 }
 FAULTS = {"host crash": engine_faults.host_crash, "Patroni killed": engine_faults.patroni_killed,
-          "unit stopped": engine_faults.unit_stopped}
-ONLY_SYSTEMD = {"unit stopped"}
+          "unit stopped": engine_faults.unit_stopped, "watchdog": vm_faults.watchdog_fence}
+ENGINES_OF = {"unit stopped": {"systemd"}, "Patroni killed": {"process", "systemd"},
+              "watchdog": {"vm"}}
 SECTION = "## The lab's engines: process vs systemd (bench/engine_bench.py)"
 
 
 def run_engine(engine: str, profile: str) -> dict[str, Any]:
-    lab = labmod.Lab.of(labmod.lab_cluster(Cluster.model_validate(
-        {**CLUSTER, "profile": profile})), OUTPUT)
+    data = {**CLUSTER, "profile": profile}
+    if engine == "vm":
+        data["patroni"] = {"watchdog": "required"}
+    lab = labmod.Lab.of(labmod.lab_cluster(Cluster.model_validate(data), engine=engine), OUTPUT)
     labmod.down(lab)
     res: dict[str, Any] = {}
     try:
-        t = labmod.up(lab, timeout=300, engine=engine)
+        t = labmod.up(lab, timeout=3600 if engine == "vm" else 300, engine=engine)
         res["boot"] = {k: round(v, 1) for k, v in t.items()}
         scenarios.healthy(lab)
         res["memory_mb"] = round(scenarios.memory_mb(lab))
         for name, fault in FAULTS.items():
-            if name in ONLY_SYSTEMD and engine != "systemd":
+            if engine not in ENGINES_OF.get(name, {engine}):
                 continue
             out = fault(lab)
             res[name] = {"rto": round(out.rto, 1), "lost": len(out.lost), "acked": out.acked,
                          "failover": out.new != out.old, "back_s": _r(out.rejoin_s),
-                         "notes": out.notes}
+                         "notes": out.notes, "reset_s": _r(out.reset_s),
+                         "late_acks": out.late_acks}
             print(f"{engine:8} {name}: RTO {out.rto:.1f}s lost {len(out.lost)}/{out.acked} "
                   f"{out.old}->{out.new} back {_r(out.rejoin_s)}s {' '.join(out.notes)}",
                   flush=True)

@@ -25,6 +25,7 @@ class ImageOptions:
     compression: Compression = "zlib"
     dry_run: bool = False
     depsolve: bool = True  # the depsolve gate in the preflight (--no-depsolve skips it)
+    login: bool = True  # refuse an image nobody can log in to (the lab's VMs have a guest agent)
 
 
 @dataclass

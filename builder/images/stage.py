@@ -137,7 +137,8 @@ def _boot_files(ctx: Context, role: str, plan: Plan, base_key: str,
 def build_images(ctx: Context, opts: ImageOptions) -> Result:
     """Build (or reuse) the role's images in every requested format."""
     roles.get(opts.role)
-    preflight.require_login(ctx.cluster)
+    if opts.login:
+        preflight.require_login(ctx.cluster)
     report = run_preflight(ctx, opts)
     plan = plan_for(ctx, opts, report)
     rpms = rpm_digests(ctx)

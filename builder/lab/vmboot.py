@@ -61,7 +61,7 @@ def ensure_images(lab: Lab, role_names: set[str]) -> dict[str, qemu.Boot]:
         t0 = time.monotonic()
         imagestage.build_images(ctx, ImageOptions(role=role, formats=("qcow2",),
                                                   backend=PLATFORM, compression=COMPRESSION,
-                                                  depsolve=False))
+                                                  depsolve=False, login=False))
         log.info("vm: %s image ready in %.1f s", role, time.monotonic() - t0)
         out[role] = qemu.Boot(
             image=imagestage.image_path(ctx, role, "qcow2"),

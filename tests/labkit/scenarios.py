@@ -226,11 +226,19 @@ def etcd_member_loss(lab: Lab, hold_s: float) -> Outcome:
     return out
 
 
+def _qemu_pids(lab: Lab, name: str) -> list[int]:
+    """The vm engine's node: its QEMU process (guest memory it touched is in its PSS)."""
+    from builder.lab import qemu, vmboot
+
+    pid = qemu.pid(vmboot.vm(lab, name))
+    return [pid] if pid is not None else []
+
+
 def memory_mb(lab: Lab) -> float:
     """Proportional set size of every lab process (all namespaces), in MB."""
     total_kb = 0
     for node in lab.net.nodes:
-        for pid in net.pids_in(lab.runner, node.netns):
+        for pid in net.pids_in(lab.runner, node.netns) + _qemu_pids(lab, node.name):
             try:
                 text = Path(f"/proc/{pid}/smaps_rollup").read_text()
             except OSError:
