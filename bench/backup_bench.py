@@ -4,9 +4,14 @@ pgbench data at --scale (70 is about 1 GB), then: a pgBackRest full backup (repo
 lz4, process-max 2, over the TLS servers) against a plain pg_basebackup of the same data (in
 the primary's namespace, to a local folder); a differential backup after 10% of
 pgbench_accounts was updated; `lab restore --latest` of the whole cluster; the WAL archive lag
-(now - pg_stat_archiver.last_archived_time, sampled each second) under a pgbench writer.
+(now - pg_stat_archiver.last_archived_time, sampled each second) under a pgbench writer;
+full backups again with other process-max and compress-type settings (what makes pgBackRest
+slower or faster than pg_basebackup here); then the total-loss drill twice (every db node lost
+under a writer, SIGKILL and a clean shutdown, reinstalled, restore --latest): acknowledged rows
+lost against the rows of the last archive_timeout.
 
-Usage (root): python3 bench/backup_bench.py [--scale N] [--writer-seconds S]
+Usage (root): python3 bench/backup_bench.py [--scale N] [--writer-seconds S] [--no-variants]
+              [--no-site-loss]
 Uses cluster bakb, 10.82.2.0/24, host ports 32021-32023.
 """
 
@@ -26,6 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 import labclusters
+from labkit import backupdrill
 
 from builder.lab import backup, restore
 from builder.lab import lab as labmod
@@ -88,11 +94,40 @@ def archive_lag(lab: labmod.Lab, env: dict[str, str], seconds: int) -> list[floa
     return lags
 
 
+VARIANTS = [("process-max 1, lz4", ["--process-max=1"]),
+            ("process-max 4, lz4", ["--process-max=4"]),
+            ("process-max 2, compress none", ["--compress-type=none"]),
+            ("process-max 4, compress none", ["--process-max=4", "--compress-type=none"])]
+
+
+def variants(lab: labmod.Lab) -> list[tuple[str, str, str]]:
+    rows = []
+    for name, options in VARIANTS:
+        t, b = timed(lambda o=options: backup.run_backup(lab, "full", *o))
+        rows.append((f"pgBackRest full backup, {name}",
+                     f"{b['size'] / 1e6:.0f} MB -> {b['repo_size'] / 1e6:.0f} MB",  # type: ignore[index]
+                     f"{t:.1f} s"))
+    return rows
+
+
+def site_loss(lab: labmod.Lab, clean: bool, write_s: float) -> tuple[str, str, str]:
+    out = backupdrill.site_loss(lab, clean, write_s, timeout=900)
+    how = "clean shutdown" if clean else "SIGKILL"
+    return (f"total loss ({how}) under a writer, restore --latest onto reinstalled nodes",
+            (f"{out['acked']} rows acknowledged ({out['rate']}/s), {out['lost']} lost "
+             f"({out['lost_span_s']} s of writes); last archive_timeout ({out['window_s']} s) "
+             f"held {out['window_rows']}"),
+            f"reinstalled {out['reimage_s']} s, every node streaming {out['recovered_s']} s")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--scale", type=int, default=70)
     ap.add_argument("--writer-seconds", type=int, default=60)
+    ap.add_argument("--no-variants", action="store_true")
+    ap.add_argument("--no-site-loss", action="store_true")
     opts = ap.parse_args()
+    extra: list[tuple[str, str, str]] = []
     with labclusters.booted(DATA, timeout=240) as lab:
         env = pg_env(lab)
         t_init, _ = timed(lambda: subprocess.run([f"{BIN}/pgbench", "-i", "-q", "-s",
@@ -106,7 +141,13 @@ def main() -> None:
             [f"{BIN}/psql", "-Xqc", churn], env=env, check=True, capture_output=True))
         t_diff, diff = timed(lambda: backup.run_backup(lab, "diff"))
         lags = archive_lag(lab, env, opts.writer_seconds)
+        if not opts.no_variants:
+            extra += variants(lab)
         t_restore, done = timed(lambda: restore.restore(lab, None, timeout=900))
+        if not opts.no_site_loss:
+            window = lab.cluster.backup.archive_timeout
+            extra.append(site_loss(lab, False, window + 10))
+            extra.append(site_loss(lab, True, 20))
     rows = [
         ("pgbench -i", f"scale {opts.scale}", f"{t_init:.1f} s"),
         ("pgBackRest full backup", f"{full['size'] / 1e6:.0f} MB -> {full['repo_size'] / 1e6:.0f} MB in the repository (lz4, encrypted)", f"{t_full:.1f} s"),  # type: ignore[index]
@@ -115,6 +156,7 @@ def main() -> None:
         ("pgBackRest diff backup", f"{diff['repo_size'] / 1e6:.1f} MB stored", f"{t_diff:.1f} s"),  # type: ignore[index]
         ("lab restore --latest (whole cluster)", f"data back {done['restore_s']} s, leading {done['leader_s']} s", f"{t_restore:.1f} s"),  # type: ignore[index]
         ("WAL archive lag under pgbench -c 2", f"{len(lags)} samples", f"median {sorted(lags)[len(lags) // 2]:.1f} s, max {max(lags):.1f} s" if lags else "no samples"),
+        *extra,
     ]
     when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     intro = (f"One run, {when}, on the shared 2-core machine (other engineers' labs and tests "

@@ -62,11 +62,12 @@ def stanza_create(lab: Lab) -> None:
     pgbackrest(lab, "check")
 
 
-def run_backup(lab: Lab, kind: str = "full") -> dict[str, Any]:
-    """One backup of whichever node is the primary; returns it as `info` describes it."""
+def run_backup(lab: Lab, kind: str = "full", *options: str) -> dict[str, Any]:
+    """One backup of whichever node is the primary (`options` over the configuration's, e.g.
+    --process-max=4 for the bench); returns it as `info` describes it."""
     if kind not in TYPES:
         raise PghaError(f"unknown backup type {kind!r}", hint=f"one of {', '.join(TYPES)}")
-    pgbackrest(lab, "backup", f"--type={kind}")
+    pgbackrest(lab, "backup", f"--type={kind}", *options)
     last = last_backup(lab)
     if last is None:
         raise PghaError("pgbackrest reported success but info lists no backup",
