@@ -42,7 +42,7 @@ import labclusters
 
 from builder.lab import faults, lifecycle, nodes, vip
 from builder.lab import lab as labmod
-from builder.lab.health import wait_until
+from builder.lab.health import http, wait_until
 from builder.lab.readiness import leader, wait_failover_ready
 
 ROOT = Path(__file__).resolve().parent
@@ -122,6 +122,13 @@ def _start_by_hand(lab: labmod.Lab, name: str, svc: dict[str, Any]) -> None:
     (root / "run/pgha" / f"{svc['name']}.pid").write_text(f"{proc.pid}\n")
 
 
+def _streams(lab: labmod.Lab, name: str) -> bool:
+    code, body = http("GET", lab.rest_url(lab.net.node(name), "/patroni"), timeout=2,
+                      context=lab.rest_context())
+    return code == 200 and isinstance(body, dict) and body.get("state") == "running" and \
+        body.get("replication_state") == "streaming"
+
+
 def _empty(folder: Path) -> None:
     for child in folder.iterdir():
         shutil.rmtree(child) if child.is_dir() and not child.is_symlink() else child.unlink()
@@ -160,6 +167,9 @@ def hand_replace(lab: labmod.Lab, name: str, timeout: float = 900) -> dict[str, 
     wait_until(f"{name}'s etcd healthy", lambda: _answers(lab, via, own), timeout, 0.2)
     t_etcd = time.monotonic()
     _start_by_hand(lab, name, svcs["patroni"])
+    # Its own Patroni (started above, so a new one) streaming: the old member key in the DCS
+    # may still say "streaming" until its TTL ends, so the cluster view alone would be early.
+    wait_until(f"{name}'s new Patroni streaming", lambda: _streams(lab, name), timeout, 0.5)
     wait_failover_ready(lab, timeout)
     return {"etcd_s": round(t_etcd - t0, 1), "hand_s": round(time.monotonic() - t0, 1)}
 
