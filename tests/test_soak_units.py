@@ -147,9 +147,11 @@ def test_split_brain_is_interleaved_acks_of_two_primaries_not_a_failover() -> No
 def test_stale_reads_are_measured_against_acknowledged_writes() -> None:
     writes = [w(0, i, i, i + 0.1) for i in range(1, 40)] + [w(1, 1, 0, 0.1)]
     fresh = Op("r0", 20.05, 20.2, "ok", seen=[19, 1])
-    stale = Op("r0", 30.0, 30.1, "ok", seen=[5, 1])  # misses seq 6, acknowledged at 6.1
+    stale = Op("r0", 30.0, 30.1, "ok", server="10.0.0.12", seen=[5, 1])  # misses seq 6 (6.1)
     out = checker.stale(writes, [fresh, stale, Op("r0", 31, 32, "error")], bound=10)
     assert out["reads_ok"] == 2 and out["over_bound"] == 1 and out["max_s"] == 23.9
+    assert out["worst"] == {"at_s": 30.0, "server": "10.0.0.12"}
+    assert out["over_by_server"] == {"10.0.0.12": [30.0, 30.0, 1]}
     assert checker.stale(writes, [fresh], bound=10)["max_s"] == 0.0
     behind = Op("r0", 20.05, 20.2, "ok", seen=[18, 1])  # misses seq 19, acknowledged at 19.1
     assert checker.stale(writes, [behind], bound=10)["max_s"] == pytest.approx(0.95)

@@ -118,7 +118,7 @@ def stale(writes: list[Op], reads: list[Op], bound: float) -> dict[str, Any]:
         seqs, ends = acked[op.id // ID_STRIDE]
         seqs.append(op.id % ID_STRIDE)
         ends.append(op.end)
-    ages = []
+    ages: list[tuple[float, Op]] = []
     for op in reads:
         if op.outcome != "ok":
             continue
@@ -128,11 +128,26 @@ def stale(writes: list[Op], reads: list[Op], bound: float) -> dict[str, Any]:
             i = bisect.bisect_right(seqs, seen)
             if i < len(seqs) and ends[i] < op.start:
                 age = max(age, op.start - ends[i])
-        ages.append(age)
-    over = [a for a in ages if a > bound]
+        ages.append((age, op))
+    over = [op for a, op in ages if a > bound]
+    worst = max(ages, key=lambda x: x[0], default=None)
     return {"reads_ok": len(ages), "bound_s": bound, "over_bound": len(over),
-            "max_s": round(max(ages, default=0.0), 3),
-            "p99_s": round(percentile(ages, 0.99) or 0.0, 3)}
+            "max_s": round(worst[0] if worst else 0.0, 3),
+            "p99_s": round(percentile([a for a, _ in ages], 0.99) or 0.0, 3),
+            # where to look: the stalest read (when it began, which server answered) and
+            # the span of the reads over the bound, per server
+            "worst": {"at_s": round(worst[1].start, 3), "server": worst[1].server}
+            if worst and worst[0] else None,
+            "over_by_server": {srv: [round(min(o.start for o in ops), 1),
+                                     round(max(o.start for o in ops), 1), len(ops)]
+                               for srv, ops in _by_server(over).items()}}
+
+
+def _by_server(ops: list[Op]) -> dict[str, list[Op]]:
+    out: dict[str, list[Op]] = defaultdict(list)
+    for op in ops:
+        out[op.server].append(op)
+    return dict(out)
 
 
 def writes_resumed(writes: list[Op], start: float, until: float) -> tuple[float | None, float]:

@@ -244,7 +244,9 @@ def summary(r: dict[str, Any]) -> str:
             for a, v in r.get("replicas", {}).items()]
     lines.append("  replicas after the run: " + (", ".join(reps) or "not checked"))
     lines.append(f"  split brain: {len(r['split_brain'])}; stale reads over {s['bound_s']:g}s: "
-                 f"{s['over_bound']} (max {s['max_s']}s, p99 {s['p99_s']}s)")
+                 f"{s['over_bound']} (max {s['max_s']}s, p99 {s['p99_s']}s)"
+                 + "".join(f"; {srv} served them from {a}s to {b}s ({n})"
+                           for srv, (a, b, n) in s.get("over_by_server", {}).items()))
     for f in r["faults"]:
         lines.append(f"  {f['start_s']:7.1f}s #{f['index']} {f['kind']} {'+'.join(f['nodes'])}"
                      f" held {f['held_s']:.1f}s: writes resumed {_s(f['writes_resumed_s'])}, "
