@@ -218,6 +218,34 @@ def run(scales: list[int]) -> tuple[list[dict[str, object]], dict[str, Any]]:
     return rows, lb
 
 
+def systemd_add_remove() -> list[str]:
+    """db4 added (`lab add`) and removed (`lab remove`) on the systemd engine under a writer:
+    each machine's changed seed applied inside it; lab `lifes`, 10.81.4.0/24."""
+    data = labclusters.cluster_data("lifes", "10.81.4", (31041, 31042, 31043))
+    db4 = {"name": "db4", "roles": ["db"], "address": "10.81.4.14"}
+    lab = labclusters.make_lab(data, OUTPUT)
+    bigger = labclusters.make_lab({**data, "nodes": [*data["nodes"], db4]}, OUTPUT)
+    labmod.down(lab)
+    lines = []
+    try:
+        labmod.up(lab, timeout=300, engine="systemd")
+        for what, the_lab, change in (
+                ("add db4", bigger, lambda: lifecycle.add(bigger, "db4", 300)),
+                ("remove db4", lab, lambda: lifecycle.remove(lab, "db4", 300))):
+            figures = changekit.measure(the_lab, change)
+            done = figures.pop("result")
+            lines.append(f"{what}: {done.get('ready_s', done['total_s'])} s, etcd "
+                         f"{lifecycle.etcd_line(done['etcd'])}, longest write outage "
+                         f"{figures['longest_write_outage_s']} s, {len(figures['lost'])} of "
+                         f"{figures['acked']} acknowledged rows lost, "
+                         f"{figures['primary_changes']} primary changes")
+            print(lines[-1], flush=True)
+    finally:
+        labmod.down(bigger)
+        labmod.down(lab)
+    return lines
+
+
 def table(rows: list[dict[str, object]], lb: dict[str, Any]) -> str:
     lines = [("| pgbench scale | database | `lab replace`: rejoin | by hand: etcdctl member "
               "remove/add, etcd + Patroni started (etcd part) | `patronictl reinit` alone | "
@@ -238,7 +266,13 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scales", default="0,70", help="pgbench scales, 0 = empty database")
     parser.add_argument("--no-write", action="store_true", help="print only")
+    parser.add_argument("--systemd", action="store_true",
+                        help="only `lab add` and `lab remove` of db4 on the systemd engine "
+                             "(prints; writes nothing)")
     args = parser.parse_args()
+    if args.systemd:
+        systemd_add_remove()
+        return 0
     rows, lb = run([int(s) for s in args.scales.split(",")])
     text = table(rows, lb)
     print(text)
