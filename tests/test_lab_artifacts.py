@@ -45,7 +45,7 @@ def built() -> Iterator[tuple[Path, labmod.Lab, dict[str, str]]]:
     the_lab = labmod.Lab.of(labmod.lab_cluster(cluster), output, source=cluster)
     labmod.down(the_lab)
     try:
-        labmod.up(the_lab, timeout=90)
+        labmod.up(the_lab, timeout=180)
         yield folder, the_lab, user_rpms
     finally:
         labmod.down(the_lab)
