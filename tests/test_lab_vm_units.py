@@ -154,3 +154,18 @@ def test_images_dry_run_for_the_lab_platform(tmp_path: Path) -> None:
 def test_lab_up_offers_the_vm_engine() -> None:
     result = CliRunner().invoke(cli, ["lab", "up", "--help"])
     assert "vm: each node a QEMU" in " ".join(result.output.split())
+
+
+def test_debian12_plan_keys_on_what_goes_into_the_disk(tmp_path: Path) -> None:
+    """The plan's inputs (its cache key) name the Debian tree, the stand-ins RPM, the venv and
+    the emulation drop-in; it publishes a kernel and an initramfs beside the images."""
+    cluster = labmod.lab_cluster(Cluster.model_validate(DATA), engine="vm")
+    ctx = Context.create(cluster, tmp_path)
+    plan = debianimage.plan(ctx, common.ImageOptions(role="db", backend="debian12"),
+                            preflight.Report())
+    assert plan.inputs["rootfs"] == rootfs.key(rootfs.VM_PACKAGES)
+    assert plan.inputs["files"] == debianimage.SLOW_START
+    assert set(plan.boot_files) == {"vmlinuz", "initrd"}
+    assert all(p.parent == common.work_dir(ctx, "db") for p in plan.boot_files.values())
+    assert [c[0] for c in plan.commands] == ["debootstrap", "mount", "rpm", "mke2fs",
+                                             "qemu-img"]
