@@ -20,6 +20,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import labclusters
 import pytest
@@ -131,9 +132,9 @@ def test_certificate_expiring(lab: labmod.Lab) -> None:
     print(f"resolved after {wait_quiet(lab, 30):.1f} s")
 
 
-def report(name: str, result: dict[str, float], state: str = "fired") -> None:
+def report(name: str, result: dict[str, Any], state: str = "fired") -> None:
     print(f"{name}: {state} after {result['fire_s']} s (bound {result['bound_s']} s), "
-          f"resolved {result['resolve_s']} s after the heal")
+          f"resolved {result['resolve_s']} s after the heal; also fired: {result['also']}")
 
 
 def test_wal_archive_failing(lab: labmod.Lab) -> None:

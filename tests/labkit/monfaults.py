@@ -18,8 +18,9 @@ import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
-from builder.lab import backup, datafs, faults, monitor, net, vip
+from builder.lab import backup, datafs, faults, monitor, vip
 from builder.lab.health import wait_until
 from builder.lab.lab import Lab
 from builder.lab.readiness import leader
@@ -54,10 +55,19 @@ def bound(lab: Lab, name: str) -> int:
 
 def wait_alerts(lab: Lab, expected: set[Pair], within: float, state: str = "firing") -> float:
     """Seconds until every expected pair is in `state`; AssertionError after `within`."""
-    t0 = time.monotonic()
+    return watch_alerts(lab, expected, within, state)[0]
+
+
+def watch_alerts(lab: Lab, expected: set[Pair], within: float,
+                 state: str = "firing") -> tuple[float, set[Pair]]:
+    """(seconds until every expected pair is in `state`, every other pair that fired while
+    waiting); AssertionError after `within`."""
+    t0, others = time.monotonic(), set()
     while time.monotonic() - t0 < within:
-        if expected <= alerts_in(lab, state):
-            return time.monotonic() - t0
+        now = alerts_in(lab, state)
+        others |= alerts_in(lab) - expected
+        if expected <= now:
+            return time.monotonic() - t0, others
         time.sleep(0.5)
     raise AssertionError(f"{sorted(expected - alerts_in(lab, state))} not {state} within "
                          f"{within:.0f} s (firing: {sorted(alerts_in(lab))})")
@@ -75,20 +85,22 @@ def wait_quiet(lab: Lab, within: float, only: set[Pair] | None = None) -> float:
     raise AssertionError(f"still active {within:.0f} s after the heal: {sorted(left)}")
 
 
-def prove(lab: Lab, inject: Callable[[Lab], Fault], quiet_within: float = 60) -> dict[str, float]:
+def prove(lab: Lab, inject: Callable[[Lab], Fault], quiet_within: float = 60) -> dict[str, Any]:
     """Inject, wait for the expected alerts within the bound (counted from the moment the
-    fault is in place, when `inject` returns), heal, wait until quiet:
-    {"fire_s", "bound_s", "resolve_s"}; AssertionError if an alert is late or stays."""
+    fault is in place, when `inject` returns), heal, wait until quiet: {"fire_s", "bound_s",
+    "resolve_s", "also"} (`also`: the other alerts that fired meanwhile); AssertionError if an
+    alert is late or stays."""
     fault = inject(lab)
     limit = bound(lab, fault.bound_alert) + fault.delay_s
     try:
-        fired = wait_alerts(lab, fault.expected, limit, fault.state)
+        fired, also = watch_alerts(lab, fault.expected, limit, fault.state)
     finally:
         fault.heal()
     t1 = time.monotonic()
     wait_quiet(lab, quiet_within, fault.expected if fault.state == "pending" else None)
     return {"fire_s": round(fired, 1), "bound_s": round(limit, 1),
-            "resolve_s": round(time.monotonic() - t1, 1)}
+            "resolve_s": round(time.monotonic() - t1, 1),
+            "also": sorted(f"{a}{{{n}}}" if n else a for a, n in also)}
 
 
 def write_wal(lab: Lab, megabytes: int = 1) -> None:
@@ -197,10 +209,11 @@ def _postgres_pids(lab: Lab, name: str) -> list[int]:
 
 
 def no_sync_standby(lab: Lab) -> Fault:
-    """Both replicas' PostgreSQL hang (every process SIGSTOPped): they stop acknowledging WAL,
-    the primary's walsenders give up after wal_sender_timeout and Patroni registers no quorum
-    or synchronous standby (commits wait meanwhile). In place once the primary lists no
-    streaming standby. Heal: SIGCONT, they stream again and Patroni registers them."""
+    """Both replicas' PostgreSQL hang (every process SIGSTOPped): they stop acknowledging WAL
+    and their Patroni cannot report them as standbys; the primary's walsenders give up after
+    wal_sender_timeout and Patroni registers no quorum or synchronous standby (commits wait
+    meanwhile). The bound counts from the SIGSTOP. Heal: SIGCONT, they stream again and Patroni
+    registers them."""
     primary = _primary(lab)
     pids = [pid for n in lab.db_nodes if n.name != primary for pid in _postgres_pids(lab, n.name)]
     assert pids, "no replica PostgreSQL"
@@ -211,16 +224,6 @@ def no_sync_standby(lab: Lab) -> Fault:
         for pid in pids:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGCONT)
-
-    def no_standby() -> bool:
-        rows = lab.sql().query(lab.ports()["rw"], "SELECT count(*) FROM pg_stat_replication "
-                               "WHERE state = 'streaming'")
-        return bool(rows[0][0] == 0)
-    try:
-        wait_until("no streaming standby", no_standby, 180, 1)
-    except BaseException:
-        heal()
-        raise
     return Fault({("PghaNoSyncStandby", "")}, "PghaNoSyncStandby", heal)
 
 
@@ -290,18 +293,26 @@ def vip_on_two_nodes(lab: Lab) -> Fault:
 
 
 def vip_on_no_node(lab: Lab) -> Fault:
-    """The VIP removed from its holder's interface behind keepalived's back (what a network
-    service that re-applies the interface's configuration does): keepalived still thinks it
-    is MASTER, so no node holds it. Heal: keepalived reloaded (SIGHUP), which sets the
-    addresses of its MASTER instance again."""
-    holder = vip.wait_holder(lab)
-    node = lab.net.node(holder)
-    net.ip(lab.runner, "-n", node.netns, "addr", "del", f"{lab.vip}/{lab.net.prefix}", "dev",
-           vip.NIC)
-    pid = int((lab.node_dirs(holder).root / "run" / "keepalived.pid").read_text())
+    """HAProxy hangs (SIGSTOP) on both load balancers: keepalived's check of HAProxy fails on
+    each, both enter FAULT and release the VIP, so no node holds it. (Deleting the VIP behind
+    keepalived's back is no fault here: keepalived sees the address go and puts it back.) The
+    bound counts once the VIP is gone. Heal: SIGCONT; the checks pass, one node takes it."""
+    vip.wait_holder(lab)
+    pids = [pid for n in lab.lb_nodes
+            for pid in faults.pids_matching(lab, n.name, lab.layout.haproxy_bin)]
+    for pid in pids:
+        os.kill(pid, signal.SIGSTOP)
 
     def heal() -> None:
-        os.kill(pid, signal.SIGHUP)
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
+        vip.wait_holder(lab, 60)
+    try:
+        wait_until("the VIP on no node", lambda: not vip.holders(lab), 60)
+    except BaseException:
+        heal()
+        raise
     return Fault({("PghaVipNotHeld", "")}, "PghaVipNotHeld", heal)
 
 
