@@ -4,6 +4,7 @@ session-wide real build of the default cluster for the integration tests to insp
 from __future__ import annotations
 
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -12,7 +13,26 @@ from support import RecordingRunner
 from builder.core.context import Context
 from builder.model import loading as config
 from builder.model.cluster import Cluster
-from builder.stages import pipeline
+from builder.stages import pipeline, signing
+
+
+@pytest.fixture(scope="session", autouse=True)
+def one_signing_key(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Every build in this test run signs with one cluster key, made once for real by the
+    product's own generator (an RSA key takes 1-10 s on the shared machine); builds copy it
+    instead of making their own. tests/test_signing.py checks generation itself."""
+    made = tmp_path_factory.mktemp("signing") / "keyring"
+    real = signing.generate_key
+    real(Context.create(config.load(None), made.parent / "out"), made)
+
+    def copy(ctx: Context, target: Path) -> None:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copytree(made, target, symlinks=True)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(signing, "generate_key", copy)
+        mp.setattr(signing, "real_generate_key", real, raising=False)
+        yield made
 
 
 def have(*tools: str) -> bool:

@@ -20,7 +20,8 @@ from builder.core.context import Context
 from builder.images import cloudimage, imagebuild
 from builder.model import roles
 from builder.model.cluster import Cluster
-from builder.model.repos import PGDG_KEY, ResolvedRepo
+from builder.model.repos import PGDG_KEY, ResolvedRepo, pgha_repo
+from builder.model.signing import NODE_KEY_PATH
 from builder.pxe import tree
 from builder.stages import kickstart, render, specs
 from builder.stages.installsrc import InstallSource
@@ -103,7 +104,8 @@ def test_every_rendered_place_agrees_with_the_model(any_ctx: Context) -> None:
         assert ks_repos(tree.render_host(ctx, node)) == expected_ks(repos), node.name
     assert ini_repos(cloudimage.repo_file(ctx, False), "pgha-build-") == expected_ini(repos)
     text, noreplace = node_repo_file(ctx)
-    assert ini_repos(text) == expected_ini([r for r in repos if r.on_nodes])
+    pgha = pgha_repo(ctx.cluster.repos, ctx.cluster.name)
+    assert ini_repos(text) == expected_ini([*[r for r in repos if r.on_nodes], pgha])
     assert noreplace, "the nodes' .repo file is %config(noreplace): an admin's edit survives"
     sources = {k: tomllib.loads(v) for k, v in cloudimage.composer_sources(ctx).items()}
     for r in repos:
@@ -180,9 +182,12 @@ def test_cloud_image_imports_the_keys_the_nodes_keep(ctx: Context, tmp_path: Pat
     argv = cloudimage.customize_argv(ctx, tmp_path / "d.qcow2", "db", tmp_path / "r", None)
     imports = [argv[i + 1] for i, a in enumerate(argv) if a == "--run-command"
                and argv[i + 1].startswith("rpm --import ")]
-    assert imports == [f"rpm --import {k}" for k in keys] and PGDG_KEY in keys
+    # the pgha key first (uploaded from the build): dnf checks the pgha RPMs against it
+    assert imports == [f"rpm --import {k}" for k in [NODE_KEY_PATH, *keys]] and PGDG_KEY in keys
     install = next(i for i, a in enumerate(argv) if "install pgha-role-db" in a)
     assert all(argv.index(f"rpm --import {k}") < install for k in keys)
     offline = cloudimage.customize_argv(ctx, tmp_path / "d.qcow2", "db", tmp_path / "r",
                                         str(tmp_path))
-    assert not any(a.startswith("rpm --import") for a in offline)
+    # offline: no network key; the pgha key is a file from the build, imported all the same
+    assert [a for a in offline if a.startswith("rpm --import")] == [
+        f"rpm --import {NODE_KEY_PATH}"]

@@ -186,6 +186,7 @@ def main() -> None:
 COMMAND_MODULES = {
     "init": "model_cmds", "check": "model_cmds", "show": "model_cmds", "schema": "model_cmds",
     "specs": "build_cmds", "rpms": "build_cmds", "kickstart": "build_cmds", "build": "build_cmds",
+    "mirror": "build_cmds",
     "seeds": "seed_cmds", "render": "seed_cmds", "plan": "seed_cmds",
     "images": "image_cmds", "pxe": "image_cmds", "serve": "image_cmds",
     "lab": "lab_cmds",

@@ -78,3 +78,29 @@ def build(app: App, force: bool) -> None:
     if digest is not None:
         fastpath.record(app.output, digest, ctx.out.root)
     click.echo(f"built cluster '{ctx.cluster.name}' in {ctx.out.root}")
+
+
+@cli.command()
+@click.option("--no-groups", is_flag=True,
+              help="Leave the kickstarts' package groups (@^minimal-environment) to the install "
+                   "media instead of mirroring their members and the BaseOS comps.")
+@pass_app
+def mirror(app: App, no_groups: bool) -> None:
+    """Make OUTPUT/<cluster>/mirror/: one signed repository of every package the cluster
+    installs (the pgha RPMs and their whole dependency closure from the cluster's repos, as dnf
+    resolves each role's kickstart), each package's signature checked, plus the GPG key files.
+
+    Run it on a connected build host (RHEL 8.10 with the subscription, or any host with dnf
+    that reaches the repositories); copy the folder to the closed site, serve it, and set
+    repos.mirror to its URL: kickstarts, images, PXE and the nodes' pgha.repo then use it alone
+    (docs/airgap.md).
+    """
+    from builder.stages import mirror as mirror_stage
+    from builder.stages import pipeline
+
+    ctx = app.context()
+    pipeline.run_steps(ctx, [pipeline.SPECS, pipeline.RPMS, pipeline.MANIFEST])
+    result = mirror_stage.build_mirror(ctx, groups=not no_groups)
+    for line in ctx.messages[-1:]:
+        click.echo(line)
+    click.echo(f"mirror: serve {result.root} and set repos.mirror to its URL (docs/airgap.md)")

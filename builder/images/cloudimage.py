@@ -22,7 +22,9 @@ from builder.core.fsutil import atomic_write, sha256_file
 from builder.images import common as images
 from builder.images import preflight
 from builder.model import roles
-from builder.stages import render, repofiles
+from builder.model.repos import KEY_DIR
+from builder.model.signing import KEY_FILE, NODE_KEY_PATH
+from builder.stages import mirror, render, repofiles, signing
 
 GUEST_REPO_DIR = "/var/tmp/pgha-build"
 REPO_FILE = "/etc/yum.repos.d/pgha-build.repo"
@@ -31,9 +33,12 @@ REPO_FILE = "/etc/yum.repos.d/pgha-build.repo"
 BUILD_PREFIX = "pgha-build-"
 
 
-def local_repo(repo_id: str, url: str) -> list[str]:
-    """This tool's own unsigned RPMs (and a --deps-repo): local, copied in, no signature."""
-    return [f"[{repo_id}]", f"name={repo_id}", f"baseurl={url}", "enabled=1", "gpgcheck=0",
+def local_repo(repo_id: str, url: str, gpgkey: str | None = None) -> list[str]:
+    """A repository copied into the image: this tool's own RPMs, checked against the cluster's
+    pgha key (imported first), and a --deps-repo (not checked: its packages keep their own
+    signatures, which dnf checks only with their keys imported; see docs/rhel8.md)."""
+    check = ["gpgcheck=1", "repo_gpgcheck=1", f"gpgkey={gpgkey}"] if gpgkey else ["gpgcheck=0"]
+    return [f"[{repo_id}]", f"name={repo_id}", f"baseurl={url}", "enabled=1", *check,
             "module_hotfixes=1"]
 
 
@@ -41,7 +46,8 @@ def repo_file(ctx: Context, deps_repo: bool) -> str:
     """The dnf .repo used only while customising (removed afterwards): the pgha RPMs, then a
     local --deps-repo or else the cluster's repositories exactly as the nodes keep them, with
     their ids prefixed so they never clash with /etc/yum.repos.d/pgha.repo from pgha-common."""
-    sections = [local_repo("pgha-build", f"file://{GUEST_REPO_DIR}/rpms")]
+    sections = [local_repo("pgha-build", f"file://{GUEST_REPO_DIR}/rpms",
+                           f"file://{NODE_KEY_PATH}")]
     if deps_repo:
         sections.append(local_repo("pgha-build-deps", f"file://{GUEST_REPO_DIR}/deps"))
     else:
@@ -67,7 +73,16 @@ def customize_argv(ctx: Context, disk: Path, role: str, repo_path: Path,
                  f"{GUEST_REPO_DIR}/deps"), "--no-network"]
     repos = build_repo_ids(ctx, deps_repo is not None)
     # With the network, import the signing keys the nodes keep (offline: see docs/rhel8.md).
-    keys = [] if deps_repo else repofiles.gpg_keys(ctx.cluster.repo_list())
+    keys = [] if deps_repo else [k for k in repofiles.gpg_keys(ctx.cluster.repo_list())
+                                 if k != NODE_KEY_PATH]
+    # The pgha key first: dnf checks the pgha RPMs against it (gpgcheck=1, repo_gpgcheck=1).
+    argv += ["--mkdir", str(Path(NODE_KEY_PATH).parent),
+             "--upload", f"{ctx.out.rpms / KEY_FILE}:{NODE_KEY_PATH}",
+             "--chmod", f"0644:{NODE_KEY_PATH}",
+             "--run-command", f"rpm --import {NODE_KEY_PATH}"]
+    # With repos.mirror: the sources' keys travel from the mirror as files (nothing fetched).
+    for name in mirror.kickstart_keys(ctx):
+        argv += ["--upload", f"{mirror.mirror_dir(ctx) / 'keys' / name}:{KEY_DIR}/{name}"]
     argv += ["--upload", f"{repo_path}:{REPO_FILE}",
              *[a for key in keys for a in ("--run-command", f"rpm --import {shlex.quote(key)}")],
              "--run-command", (f"dnf -y --disablerepo='*' --enablerepo='{repos}' "
@@ -164,12 +179,15 @@ def blueprint(ctx: Context, role: str) -> str:
 
 
 def composer_sources(ctx: Context) -> dict[str, str]:
-    """composer-cli source files (repository id -> TOML): the pgha RPMs (local, unsigned) and
-    the cluster's repositories. BaseOS and AppStream are needed only when composer does not
-    already use these mirrors as its system repositories."""
+    """composer-cli source files (repository id -> TOML): the pgha RPMs (signed: the cluster's
+    public key inline, composer checks packages and repomd.xml) and the cluster's repositories.
+    BaseOS and AppStream are needed only when composer does not already use these mirrors as
+    its system repositories."""
     header = render.header()
+    key = signing.signing_key(ctx).public
     out = {"pgha": (f'# {header}\nid = "pgha"\nname = "pgha"\ntype = "yum-baseurl"\n'
-                    f"url = {json.dumps(ctx.cluster.repos.pgha)}\ncheck_gpg = false\n"
+                    f"url = {json.dumps(ctx.cluster.repos.pgha)}\ncheck_gpg = true\n"
+                    f"check_repogpg = true\ngpgkeys = [{json.dumps(key)}]\n"
                     "check_ssl = true\nsystem = false\n")}
     for repo in ctx.cluster.repo_list():
         out[repo.id] = repofiles.composer_source(repo, header)

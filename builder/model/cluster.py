@@ -22,6 +22,7 @@ from builder.model.f5 import F5
 from builder.model.imageformats import Format
 from builder.model.monitoring import Monitoring
 from builder.model.repos import DEFAULTS, Repo, Repos, ResolvedRepo, pgdg_url, resolve
+from builder.model.signing import Signing
 from builder.model.types import (
     DomainName,
     GucName,
@@ -269,6 +270,8 @@ class Cluster(Strict):
     patroni: Patroni = Field(default_factory=Patroni)
     repos: Repos = Field(default_factory=Repos)
     admin: Admin = Field(default_factory=Admin)
+    signing: Signing = Field(default_factory=Signing,
+                             description="the key that signs the pgha RPMs and repository")
     release: Int = Field(
         default=1, ge=1, le=99999,
         description="Release of the role RPMs (pgha-role-<role>-<version>-<release>): raise it "

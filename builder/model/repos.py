@@ -18,6 +18,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from builder.model.signing import NODE_KEY_PATH
 from builder.model.types import RpmName, Url
 
 PGDG_BASE = "https://download.postgresql.org/pub/repos/yum"
@@ -79,6 +80,11 @@ class Repos(BaseModel):
         default="appstream",
         description="where haproxy and keepalived come from: RHEL AppStream (1.8) or PGDG extras")
     pgha: Url = Field(default="http://10.77.0.1:8080/repo/", description="this tool's RPMs")
+    mirror: Url | None = Field(
+        default=None,
+        description="URL of the mirror `pgha-build mirror` made (output/<cluster>/mirror/): "
+                    "kickstarts, images, PXE and pgha.repo then use it alone, its keys "
+                    "imported from files; the repositories above stay its sources")
 
     @model_validator(mode="before")
     @classmethod
@@ -124,7 +130,49 @@ NAMES = {"baseos": ("BaseOS", "RHEL 8 BaseOS"), "appstream": ("AppStream", "RHEL
          "pgdg_extras": ("pgdg-extras", "PGDG extras (etcd)")}
 
 
+def pgha_repo(repos: Repos, cluster_name: str) -> ResolvedRepo:
+    """This tool's own repository as the nodes keep it: signed packages and repomd.xml, checked
+    against the cluster's key (docs/signing.md)."""
+    return ResolvedRepo(key="pgha", id="pgha", name=f"pgha-build packages of cluster {cluster_name}",
+                        url=repos.pgha, gpgcheck=True, gpgkey=f"file://{NODE_KEY_PATH}",
+                        repo_gpgcheck=True, includepkgs=(), on_nodes=True)
+
+
+MIRROR_ID = "pgha-mirror"
+KEY_DIR = "/etc/pki/rpm-gpg"
+
+
+def key_file_name(url: str) -> str:
+    """The file name a key keeps in the mirror's keys/ and in /etc/pki/rpm-gpg on nodes."""
+    return url.rstrip("/").rsplit("/", 1)[-1]
+
+
+def mirror_repo(repos: Repos, postgres_version: int) -> ResolvedRepo:
+    """The one repository of a mirror: every source's packages, checked against every source's
+    key (as files on the node) and the pgha key, which also signs the mirror's repomd.xml."""
+    keys: list[str] = []
+    for repo in source_repos(repos, postgres_version):
+        if repo.gpgkey and (repo.gpgcheck or repo.repo_gpgcheck):
+            path = f"file://{KEY_DIR}/{key_file_name(repo.gpgkey)}"
+            if path not in keys:
+                keys.append(path)
+    keys.append(f"file://{NODE_KEY_PATH}")
+    assert repos.mirror is not None
+    return ResolvedRepo(key="mirror", id=MIRROR_ID, name="pgha-build mirror (every package the "
+                        "cluster installs)", url=repos.mirror, gpgcheck=True,
+                        gpgkey=" ".join(keys), repo_gpgcheck=True, includepkgs=(),
+                        on_nodes=True)
+
+
 def resolve(repos: Repos, postgres_version: int) -> list[ResolvedRepo]:
+    """The repositories every renderer writes: the mirror alone when `repos.mirror` is set,
+    else the sources."""
+    if repos.mirror:
+        return [mirror_repo(repos, postgres_version)]
+    return source_repos(repos, postgres_version)
+
+
+def source_repos(repos: Repos, postgres_version: int) -> list[ResolvedRepo]:
     """BaseOS, AppStream, PGDG <major>, PGDG common, PGDG extras: in this order."""
     pgdg = repos.pgdg or Repo(url=pgdg_url(postgres_version), **DEFAULTS["pgdg"])
     names = {**NAMES, "pgdg": (f"pgdg{postgres_version}", f"PGDG PostgreSQL {postgres_version}")}

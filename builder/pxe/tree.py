@@ -31,7 +31,7 @@ from builder.core.state import Artifact, cached_stage, input_key
 from builder.model import minorpolicy, roles
 from builder.model.cluster import Node
 from builder.pxe import seedauth, serve
-from builder.stages import installsrc, kickstart
+from builder.stages import installsrc, kickstart, signing
 from builder.stages.seeds import SEED_FILES, render
 
 HOST_TEMPLATE = Path("kickstart/hosts/host.ks.j2")
@@ -56,9 +56,11 @@ def host_context(ctx: Context, node: Node) -> dict[str, object]:
     node_roles = [roles.get(r) for r in node.roles]
     volume = next((r.data_volume for r in node_roles if r.data_volume), None)
     context = render.base_context(ctx.cluster)
-    return {**context, "node": node, "role": node_roles[0],
+    packages = [r.package for r in node_roles]
+    return {**context, **signing.kickstart_context(ctx, packages), "node": node,
+            "role": node_roles[0],
             "data_volume": render.render_string(volume, context) if volume else None,
-            "packages": [r.package for r in node_roles], "device": node.mac or "link",
+            "packages": packages, "device": node.mac or "link",
             "netmask": str(ctx.cluster.network.cidr.netmask),
             "fqdn": f"{node.name}.{ctx.cluster.network.domain}",
             "seed_url": f"{serve.seed_base(ctx.cluster)}/seeds/{node.name}/",
@@ -172,7 +174,9 @@ def dnsmasq_conf(ctx: Context, nodes: list[Node], tftp_root: Path) -> str:
 
 
 def _tftp_files(ctx: Context, nodes: list[Node], repo: str) -> dict[str, str]:
-    files = {"pxelinux.cfg/default": PXELINUX_DEFAULT, "grub/grub.cfg": grub_main_cfg(nodes)}
+    files = {"pxelinux.cfg/default": PXELINUX_DEFAULT, "grub/grub.cfg": grub_main_cfg(nodes),
+             # the public key the host kickstarts carry, for checking by hand (docs/signing.md)
+             signing.KEY_FILE: signing.signing_key(ctx).public}
     for node in nodes:
         mac = mac_dashes(str(node.mac))
         files[f"pxelinux.cfg/01-{mac}"] = pxelinux_cfg(ctx, node, repo)

@@ -88,6 +88,8 @@ def secret_reason(rel: str, entry: dict[str, Any]) -> str | None:
         return "it is a per-host kickstart (holds that host's secrets)"
     if name in ("secrets.yaml", "secrets.yml"):
         return "it is the cluster's secrets file"
+    if rel.startswith("signing/"):
+        return "it is the cluster's RPM signing keyring (only rpms/RPM-GPG-KEY-pgha is public)"
     if (rel.startswith("pki/") and rel != "pki/ca.crt") or name.endswith((".key", ".pem")):
         return "it is part of the cluster's PKI (private keys; only pki/ca.crt is public)"
     return None

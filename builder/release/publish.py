@@ -23,7 +23,7 @@ from builder.release.checks import check_items, entry_problem, secret_reason
 from builder.release.forge import Forge, Release, RemoteAsset, UsageError
 from builder.release.items import Item
 
-PUBLISHED_KINDS = {"rpm", "srpm", "kickstart", "image", "ca-cert"}
+PUBLISHED_KINDS = {"rpm", "srpm", "kickstart", "image", "ca-cert", "gpgkey"}
 MAX_ASSET_SIZE = 2 * 1024**3  # GitHub: each asset must be under 2 GiB
 MAX_ASSETS = 1000  # GitHub: at most 1000 assets per release
 TMP_SUFFIX = ".pgha-tmp"

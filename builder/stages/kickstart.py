@@ -18,7 +18,7 @@ from builder.core.fsutil import atomic_write
 from builder.core.state import Artifact, artifact, cached_stage, input_key
 from builder.model import roles
 from builder.model.roles import Role
-from builder.stages import render
+from builder.stages import render, signing
 
 ROLE_TEMPLATE = Path("kickstart/role.ks.j2")
 
@@ -28,8 +28,9 @@ def role_context(ctx: Context, role: Role) -> dict[str, object]:
     carried = roles.carried(ctx.cluster.nodes, role.name)
     data_volume = next((r.data_volume for r in carried if r.data_volume), None)
     volume = render.render_string(data_volume, context) if data_volume else None
-    return {**context, "role": role, "carried": carried,
-            "packages": [r.package for r in carried], "data_volume": volume}
+    packages = [r.package for r in carried]
+    return {**context, **signing.kickstart_context(ctx, packages), "role": role,
+            "carried": carried, "packages": packages, "data_volume": volume}
 
 
 def render_role(ctx: Context, role: Role) -> str:

@@ -35,7 +35,7 @@ from builder.model import roles
 from builder.model.cluster import SCHEMA_VERSION, Cluster
 
 MANIFEST_VERSION = 2
-NOT_ARTIFACTS = (".state", ".work", "secrets.yaml", "pki", "serve.key", "lab", "manifest.json",
+NOT_ARTIFACTS = (".state", ".work", "secrets.yaml", "pki", "serve.key", "signing", "lab", "manifest.json",
                  "SHA256SUMS")
 
 

@@ -103,7 +103,5 @@ def base_context(cluster: Cluster) -> dict[str, Any]:
         "stanza": backup.stanza(cluster),
         "repos": cluster.repo_list(),
         "gpg_keys": repofiles.gpg_keys(cluster.repo_list()),
-        "node_repo_file": repofiles.dnf_repo_file(
-            [r for r in cluster.repo_list() if r.on_nodes],
-            header() + "; the cluster's repositories"),
+        "node_repo_file": repofiles.node_repo_file(cluster, header()),
     }

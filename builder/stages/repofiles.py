@@ -17,7 +17,8 @@ import json
 import re
 from collections.abc import Iterable
 
-from builder.model.repos import ResolvedRepo
+from builder.model.cluster import Cluster
+from builder.model.repos import ResolvedRepo, pgha_repo
 from builder.stages.quoting import QuotingError
 
 _LINE_BREAKS = re.compile(r"[\x00-\x1f\x7f\u0085\u2028\u2029]")
@@ -53,6 +54,16 @@ def dnf_repo_file(repos: Iterable[ResolvedRepo], header: str) -> str:
     return "\n".join(out) + "\n"
 
 
+def node_repo_file(cluster: Cluster, header: str) -> str:
+    """/etc/yum.repos.d/pgha.repo: the cluster's repositories kept on nodes, then this tool's
+    own (signed, gpgcheck and repo_gpgcheck on; skipped while `pgha-build serve` is down so that
+    the others still update)."""
+    text = dnf_repo_file([r for r in cluster.repo_list() if r.on_nodes],
+                         header + "; the cluster's repositories")
+    pgha = dnf_section(pgha_repo(cluster.repos, cluster.name))
+    return text + "\n" + "\n".join([*pgha, "skip_if_unavailable=1"]) + "\n"
+
+
 def composer_source(repo: ResolvedRepo, header: str) -> str:
     lines = [f"# {header}"]
     if repo.includepkgs:
@@ -62,7 +73,7 @@ def composer_source(repo: ResolvedRepo, header: str) -> str:
               'type = "yum-baseurl"', f"url = {json.dumps(repo.url)}",
               f"check_gpg = {str(repo.gpgcheck).lower()}",
               f"check_repogpg = {str(repo.repo_gpgcheck).lower()}", "check_ssl = true",
-              f"gpgkeys = [{json.dumps(repo.gpgkey)}]" if repo.gpgkey else "gpgkeys = []",
+              f"gpgkeys = [{', '.join(json.dumps(k) for k in (repo.gpgkey or '').split())}]",
               "system = false"]
     return "\n".join(_checked(lines)) + "\n"
 
@@ -72,7 +83,8 @@ def gpg_keys(repos: Iterable[ResolvedRepo]) -> list[str]:
     keys: list[str] = []
     for repo in repos:
         if repo.on_nodes and repo.gpgkey and (repo.gpgcheck or repo.repo_gpgcheck):
-            key = repo.gpgkey.removeprefix("file://")
-            if key not in keys:
-                keys.append(key)
+            for url in repo.gpgkey.split():  # a mirror's repository names several
+                key = url.removeprefix("file://")
+                if key not in keys:
+                    keys.append(key)
     return keys

@@ -20,6 +20,7 @@ from builder.core.fsutil import replacing, sha256_file
 from builder.core.log import log
 from builder.core.run import require
 from builder.core.state import Artifact, artifact, cached_stage, input_key, up_to_date
+from builder.stages import signing
 from builder.stages.specs import Package, Spec, SpecsResult
 
 DIST = ".el8"
@@ -62,7 +63,7 @@ class RpmsResult:
         return [self.rpms[n] for n in names]
 
 
-def _build_one(ctx: Context, spec_: Spec) -> None:
+def _build_one(ctx: Context, spec_: Spec, key: signing.SigningKey) -> None:
     """rpmbuild in a private _topdir: a fresh mkdtemp folder (0700), removed afterwards.
 
     Nothing predictable in /tmp (no lock, no fixed name a symlink could be planted at); builds
@@ -78,9 +79,10 @@ def _build_one(ctx: Context, spec_: Spec) -> None:
                        env={"SOURCE_DATE_EPOCH": str(ctx.epoch), "HOME": str(topdir),
                             "LC_ALL": "C", "TZ": "UTC"})
         rpm, srpm = rpm_names(pkg)
+        built_rpm, built_srpm = topdir / "RPMS" / "noarch" / rpm, topdir / "SRPMS" / srpm
+        signing.sign_rpms(ctx, key, [built_rpm, built_srpm])
         ctx.out.rpms.mkdir(parents=True, exist_ok=True)
-        for built, name in ((topdir / "RPMS" / "noarch" / rpm, rpm),
-                            (topdir / "SRPMS" / srpm, srpm)):
+        for built, name in ((built_rpm, rpm), (built_srpm, srpm)):
             with replacing(ctx.out.rpms / name) as tmp:
                 shutil.copyfile(built, tmp)
                 os.utime(tmp, (ctx.epoch, ctx.epoch))  # repodata records file times
@@ -88,9 +90,10 @@ def _build_one(ctx: Context, spec_: Spec) -> None:
         shutil.rmtree(topdir, ignore_errors=True)
 
 
-def _package_key(ctx: Context, spec: Spec) -> str:
+def _package_key(ctx: Context, spec: Spec, key: signing.SigningKey) -> str:
     return input_key("rpm", __version__, sha256_file(spec.spec), sha256_file(spec.source),
-                     ctx.epoch, rpmbuild_defines(Path("T")))
+                     ctx.epoch, rpmbuild_defines(Path("T")), key.fingerprint,
+                     key.sign_time(ctx.epoch))
 
 
 def build_rpms(ctx: Context) -> RpmsResult:
@@ -98,10 +101,11 @@ def build_rpms(ctx: Context) -> RpmsResult:
     rpmbuild is its own process in its own _topdir); refresh repodata if anything did. One
     owner (state "rpm-<pkg>") per package, "repodata" for the metadata."""
     specs = ctx.result("specs", SpecsResult).specs
-    keys = {s.package.name: _package_key(ctx, s) for s in specs}
+    key = signing.signing_key(ctx)
+    keys = {s.package.name: _package_key(ctx, s, key) for s in specs}
     stale = [s for s in specs
              if ctx.force or not up_to_date(ctx.out, f"rpm-{s.package.name}", keys[s.package.name])]
-    _build_all(ctx, stale)
+    _build_all(ctx, stale, key)
     built = [s.package.name for s in stale]
     arts: list[Artifact] = []
     rpms, srpms = {}, {}
@@ -115,7 +119,12 @@ def build_rpms(ctx: Context) -> RpmsResult:
         arts += cached_stage(ctx, f"rpm-{pkg.name}", keys[pkg.name], pkg_arts,
                              lambda: None, force=pkg.name in built)
     _drop_stale(ctx, {a.path for a in arts})
-    arts += _repodata(ctx, [a for a in arts if a.kind in ("rpm", "srpm")], bool(built))
+    arts += _repodata(ctx, [a for a in arts if a.kind in ("rpm", "srpm")], bool(built), key)
+    pub = ctx.out.rpms / signing.KEY_FILE
+    arts += cached_stage(ctx, "gpgkey", input_key("gpgkey", key.public),
+                         [artifact(ctx.out, "gpgkey", pub)] if pub.is_file() else [],
+                         lambda: [artifact(ctx.out, "gpgkey",
+                                           signing.write_public_key(ctx, key, ctx.out.rpms))])
     if built:
         ctx.messages.append(f"rpms: built {', '.join(built)}")
     else:
@@ -123,7 +132,7 @@ def build_rpms(ctx: Context) -> RpmsResult:
     return RpmsResult(rpms, srpms, ctx.out.rpms, arts)
 
 
-def _build_all(ctx: Context, specs: list[Spec]) -> None:
+def _build_all(ctx: Context, specs: list[Spec], key: signing.SigningKey) -> None:
     """rpmbuild the specs, as many at once as there are CPUs; the first failure is raised
     after the others finished (their packages are then rebuilt by the next run: no state is
     recorded for any of them)."""
@@ -135,10 +144,10 @@ def _build_all(ctx: Context, specs: list[Spec]) -> None:
     workers = max(1, min(len(specs), os.cpu_count() or 1))
     if workers == 1:
         for spec in specs:
-            _build_one(ctx, spec)
+            _build_one(ctx, spec, key)
         return
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="rpmbuild") as pool:
-        futures = [pool.submit(_build_one, ctx, spec) for spec in specs]
+        futures = [pool.submit(_build_one, ctx, spec, key) for spec in specs]
     for future in futures:
         future.result()
 
@@ -153,8 +162,11 @@ def _drop_stale(ctx: Context, keep: set[str]) -> None:
             path.unlink()
 
 
-def _repodata(ctx: Context, rpms: list[Artifact], changed: bool) -> list[Artifact]:
-    key = input_key("repodata", sorted((a.path, a.sha256) for a in rpms), ctx.epoch)
+def _repodata(ctx: Context, rpms: list[Artifact], changed: bool,
+              signer: signing.SigningKey) -> list[Artifact]:
+    """createrepo_c, then repomd.xml.asc (a detached signature for dnf's repo_gpgcheck)."""
+    key = input_key("repodata", sorted((a.path, a.sha256) for a in rpms), ctx.epoch,
+                    signer.fingerprint)
     repomd = artifact(ctx.out, "repodata", ctx.out.rpms / "repodata" / "repomd.xml")
 
     def write() -> list[Artifact]:
@@ -162,6 +174,7 @@ def _repodata(ctx: Context, rpms: list[Artifact], changed: bool) -> list[Artifac
         ctx.runner.run(["createrepo_c", "--quiet", "--no-database",
                         "--revision", str(ctx.epoch), "--set-timestamp-to-revision",
                         str(ctx.out.rpms)])
+        signing.sign_file(ctx, signer, ctx.out.rpms / "repodata" / "repomd.xml")
         files = sorted((ctx.out.rpms / "repodata").iterdir())
         return [repomd] + [artifact(ctx.out, "repodata", f) for f in files
                            if f.name != "repomd.xml"]
