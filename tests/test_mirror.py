@@ -104,7 +104,7 @@ def mirrored(upstream: dict[str, object], tmp_path_factory: pytest.TempPathFacto
 def test_the_mirror_holds_exactly_the_closure(mirrored: tuple[Path, Path, str]) -> None:
     cfile, out, said = mirrored
     ctx = Context.create(config.load(cfile), out)
-    root = mirror.mirror_dir(ctx)
+    root = signing.mirror_dir(ctx)
     names = {mirror._rpm_name(p.name) for p in (root / "Packages").glob("*.rpm")}
     gate = {n for r in depsolve.run(ctx) for n in r.resolved}
     # the gate leaves groups to the media; the mirror adds their members (comps in BaseOS)
@@ -124,7 +124,7 @@ def test_the_mirror_holds_exactly_the_closure(mirrored: tuple[Path, Path, str]) 
 
 def test_every_role_resolves_from_the_mirror_alone(mirrored: tuple[Path, Path, str],
                                                    upstream: dict[str, object]) -> None:
-    cfile, out, _ = mirrored
+    _, out, _ = mirrored
     root = out / "chainmir" / "mirror"
     data = cluster_data(upstream, mirror=root.as_uri() + "/")
     ctx = Context.create(config.from_data(data), out)
@@ -158,7 +158,7 @@ def test_a_tampered_upstream_package_is_refused(upstream: dict[str, object],
     pipeline.run_steps(ctx, [pipeline.SPECS, pipeline.RPMS])
     with pytest.raises(PghaError, match="pgdg-common fail their signature check"):
         mirror.build_mirror(ctx)
-    assert not mirror.mirror_dir(ctx).exists()  # nothing half-written
+    assert not signing.mirror_dir(ctx).exists()  # nothing half-written
 
 
 URL = re.compile(r"\b(?:https?|ftp|file)://[^\s'\"<>)\]]+")

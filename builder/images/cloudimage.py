@@ -24,7 +24,7 @@ from builder.images import preflight
 from builder.model import roles
 from builder.model.repos import KEY_DIR
 from builder.model.signing import KEY_FILE, NODE_KEY_PATH
-from builder.stages import mirror, render, repofiles, signing
+from builder.stages import render, repofiles, signing
 
 GUEST_REPO_DIR = "/var/tmp/pgha-build"
 REPO_FILE = "/etc/yum.repos.d/pgha-build.repo"
@@ -81,8 +81,8 @@ def customize_argv(ctx: Context, disk: Path, role: str, repo_path: Path,
              "--chmod", f"0644:{NODE_KEY_PATH}",
              "--run-command", f"rpm --import {NODE_KEY_PATH}"]
     # With repos.mirror: the sources' keys travel from the mirror as files (nothing fetched).
-    for name in mirror.kickstart_keys(ctx):
-        argv += ["--upload", f"{mirror.mirror_dir(ctx) / 'keys' / name}:{KEY_DIR}/{name}"]
+    for name in signing.mirror_keys(ctx):
+        argv += ["--upload", f"{signing.mirror_dir(ctx) / 'keys' / name}:{KEY_DIR}/{name}"]
     argv += ["--upload", f"{repo_path}:{REPO_FILE}",
              *[a for key in keys for a in ("--run-command", f"rpm --import {shlex.quote(key)}")],
              "--run-command", (f"dnf -y --disablerepo='*' --enablerepo='{repos}' "

@@ -21,6 +21,7 @@ from builder.model.backup import Backup
 from builder.model.f5 import F5
 from builder.model.imageformats import Format
 from builder.model.monitoring import Monitoring
+from builder.model.pydeps import PythonDep
 from builder.model.repos import DEFAULTS, Repo, Repos, ResolvedRepo, pgdg_url, resolve
 from builder.model.signing import Signing
 from builder.model.types import (
@@ -270,6 +271,10 @@ class Cluster(Strict):
     patroni: Patroni = Field(default_factory=Patroni)
     repos: Repos = Field(default_factory=Repos)
     admin: Admin = Field(default_factory=Admin)
+    python_deps: list[PythonDep] = Field(
+        default_factory=list, max_length=20,
+        description="pure-Python packages no repository provides, built from their sdist "
+                    "into the pgha repository (e.g. python3.12-dns for patroni-etcd)")
     signing: Signing = Field(default_factory=Signing,
                              description="the key that signs the pgha RPMs and repository")
     release: Int = Field(

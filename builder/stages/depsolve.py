@@ -42,6 +42,7 @@ _UNABLE = re.compile(r"Unable to find a match: (.+)$", re.MULTILINE)
 _FILTERED = re.compile(r"^All matches were filtered out by (\S+) filtering for argument: (\S+)",
                        re.MULTILINE)
 _PROBLEM = re.compile(r"^\s*- (.+)$", re.MULTILINE)
+_PYTHON_DEP = re.compile(r"nothing provides (python3\.\d+-[A-Za-z0-9._+-]+)")
 _ROW = re.compile(r"^ (\S+)\s+(noarch|x86_64|i686)\s+(\S+)\s+(\S+)\s+\S+ \S+\s*$", re.MULTILINE)
 
 
@@ -234,12 +235,16 @@ def run(ctx: Context, role_names: list[str] | None = None,
             results.append(solve(ctx, role_request(ctx, name, media), work))
     failed = [f"{r.role}: {p}" for r in results for p in r.problems]
     if failed:
+        python = sorted(set(_PYTHON_DEP.findall("\n".join(failed))))
+        extra = (f"; {', '.join(python)}: if no repository has it and it is pure Python, "
+                 "build it from its sdist into the pgha repository (python_deps in the "
+                 "cluster file, docs/rhel8.md)") if python else ""
         raise DepsolveFailed(
             f"depsolve failed: {len(failed)} unresolvable item(s) in {len(names)} role(s)",
             problems=failed,
             hint="each line names what is missing: add the repository that carries it to "
                  "repos (docs/rhel8.md lists which repository carries what), or choose a "
-                 "release that has it")
+                 "release that has it" + extra)
     return results
 
 

@@ -55,10 +55,6 @@ class MirrorResult:
     comps: bool
 
 
-def mirror_dir(ctx: Context) -> Path:
-    return ctx.out.root / "mirror"
-
-
 def source_context(ctx: Context) -> Context:
     """The context whose kickstarts name the sources (the mirror setting off)."""
     repos = ctx.cluster.repos.model_copy(update={"mirror": None})
@@ -165,7 +161,7 @@ def build_mirror(ctx: Context, media: dict[str, str] | None = None,
     names = sorted({r for n in ctx.cluster.nodes for r in n.roles})
     keys = source_keys(ctx)
     comps = _comps(ctx) if groups else None
-    target = mirror_dir(ctx)
+    target = signing.mirror_dir(ctx)
     target.parent.mkdir(parents=True, exist_ok=True)
     stage = Path(tempfile.mkdtemp(prefix=".mirror-", dir=target.parent))
     try:
@@ -220,16 +216,3 @@ def _finish(ctx: Context, stage: Path, found: dict[Path, str],
         lines.append(f"{path.name}\t{repo}\t{hashlib.sha256(path.read_bytes()).hexdigest()}")
     atomic_write(stage / "packages.txt", "\n".join(lines) + "\n")
     log.info("mirror: %d package(s) checked and indexed", len(found))
-
-
-def kickstart_keys(ctx: Context) -> dict[str, str]:
-    """With repos.mirror: the sources' key files (name -> armored text) the kickstarts carry
-    and write to /etc/pki/rpm-gpg (import from files, nothing fetched); else empty."""
-    if not ctx.cluster.repos.mirror:
-        return {}
-    keys = mirror_dir(ctx) / "keys"
-    if not keys.is_dir():
-        raise PghaError(f"repos.mirror is set but {keys} does not exist",
-                        hint="run `pgha-build mirror` on the connected build host first (or copy "
-                             "its output/<cluster>/mirror/ here), or unset repos.mirror")
-    return {p.name: p.read_text() for p in sorted(keys.iterdir()) if p.name != signing.KEY_FILE}

@@ -20,28 +20,9 @@ from builder.core.fsutil import replacing, sha256_file
 from builder.core.log import log
 from builder.core.run import require
 from builder.core.state import Artifact, artifact, cached_stage, input_key, up_to_date
-from builder.stages import signing
+from builder.stages import pydeps, signing
+from builder.stages.rpmbuild import DIST, rpmbuild_defines
 from builder.stages.specs import Package, Spec, SpecsResult
-
-DIST = ".el8"
-
-
-def rpmbuild_defines(topdir: Path) -> list[str]:
-    defines = {
-        "_topdir": str(topdir),
-        "dist": DIST,
-        "_buildhost": "pgha-build",
-        "use_source_date_epoch_as_buildtime": "1",
-        "clamp_mtime_to_source_date_epoch": "1",
-        "_binary_payload": "w6.xzdio",
-        "_source_payload": "w6.xzdio",
-        "_docdir_fmt": "%%{NAME}",
-        "_dbpath": str(topdir / "rpmdb"),
-    }
-    args = []
-    for name, value in defines.items():
-        args += ["--define", f"{name} {value}"]
-    return args
 
 
 def rpm_names(pkg: Package) -> tuple[str, str]:
@@ -118,6 +99,7 @@ def build_rpms(ctx: Context) -> RpmsResult:
         # Built above when stale: recording it is all that is left (force: record anew).
         arts += cached_stage(ctx, f"rpm-{pkg.name}", keys[pkg.name], pkg_arts,
                              lambda: None, force=pkg.name in built)
+    arts += pydeps.build_all(ctx, key)
     _drop_stale(ctx, {a.path for a in arts})
     arts += _repodata(ctx, [a for a in arts if a.kind in ("rpm", "srpm")], bool(built), key)
     pub = ctx.out.rpms / signing.KEY_FILE

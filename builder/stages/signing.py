@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import tempfile
 import threading
 from collections.abc import Iterator
@@ -29,7 +28,7 @@ from pathlib import Path
 from builder.core.context import Context
 from builder.core.errors import PghaError
 from builder.core.log import log
-from builder.core.run import require
+from builder.core.run import Runner, require
 from builder.model.signing import KEY_FILE, NODE_KEY_PATH
 
 KEY_ALGO = "rsa3072"  # RHEL 8's rpm 4.14 verifies RSA (and DSA) signatures, not EdDSA
@@ -69,8 +68,8 @@ def gpg_home(home: Path, own_agent: bool) -> Iterator[Path]:
         yield link
     finally:
         if own_agent and shutil.which("gpgconf"):
-            subprocess.run(["gpgconf", "--homedir", str(link), "--kill", "gpg-agent"],
-                           capture_output=True, check=False)
+            Runner().run(["gpgconf", "--homedir", str(link), "--kill", "gpg-agent"],
+                         check=False)
         shutil.rmtree(short, ignore_errors=True)
 
 
@@ -195,8 +194,24 @@ def write_public_key(ctx: Context, key: SigningKey, folder: Path) -> Path:
 def kickstart_context(ctx: Context, role_packages: list[str]) -> dict[str, object]:
     """What kickstart/partials/post-pgha-verify.ks.j2 needs: the public key, where nodes keep
     it, and the pgha packages that must be installed and signed by it."""
-    from builder.stages import mirror
-
     packages = ["pgha-common", *[p for p in role_packages if p != "pgha-common"]]
     return {"pgha_key": signing_key(ctx), "pgha_key_path": NODE_KEY_PATH,
-            "pgha_packages": packages, "carried_keys": mirror.kickstart_keys(ctx)}
+            "pgha_packages": packages, "carried_keys": mirror_keys(ctx)}
+
+
+def mirror_dir(ctx: Context) -> Path:
+    """Where `pgha-build mirror` writes the mirror (builder/stages/mirror.py)."""
+    return ctx.out.root / "mirror"
+
+
+def mirror_keys(ctx: Context) -> dict[str, str]:
+    """With repos.mirror: the sources' key files (name -> armored text) the kickstarts carry
+    and write to /etc/pki/rpm-gpg (imported from files, nothing fetched); else empty."""
+    if not ctx.cluster.repos.mirror:
+        return {}
+    keys = mirror_dir(ctx) / "keys"
+    if not keys.is_dir():
+        raise PghaError(f"repos.mirror is set but {keys} does not exist",
+                        hint="run `pgha-build mirror` on the connected build host first (or copy "
+                             "its output/<cluster>/mirror/ here), or unset repos.mirror")
+    return {p.name: p.read_text() for p in sorted(keys.iterdir()) if p.name != KEY_FILE}
