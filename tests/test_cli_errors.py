@@ -102,7 +102,7 @@ F5_CLUSTER = {"name": "shop", "load_balancer": {"kind": "f5", "virtual_ip": "10.
               "nodes": [{"name": f"db{i}", "roles": ["db"], "address": f"10.77.0.{10 + i}"}
                         for i in (1, 2, 3)]}
 WRITERS = ["build", "specs", "rpms", "kickstart", "seeds", "render", "pxe", "images", "serve",
-           "f5", "release"]
+           "f5", "release", "mirror"]
 
 
 @pytest.mark.parametrize("case", ["a file", "below a file"])

@@ -101,8 +101,14 @@ def _secret_key(ctx: Context, home: Path, key_id: str | None) -> tuple[str, int]
 def generate_key(ctx: Context, target: Path) -> None:
     """Make the cluster's key (no passphrase: the folder is the protection, like pki/ca.key)
     in a new folder, then move it to `target` (no half-made key is ever found there)."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fresh = Path(tempfile.mkdtemp(prefix=".signing-", dir=target.parent))
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fresh = Path(tempfile.mkdtemp(prefix=".signing-", dir=target.parent))
+    except OSError as exc:
+        raise PghaError(f"signing: cannot make the cluster's signing key in {target}: "
+                        f"{exc.strerror}",
+                        hint="make the output folder writable (-o), or name the organisation's "
+                             "key (signing.key_id)") from None
     try:
         with gpg_home(fresh, own_agent=True) as short:
             uid = f"pgha-build cluster {ctx.cluster.name} RPM signing"
