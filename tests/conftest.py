@@ -35,6 +35,15 @@ def one_signing_key(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         yield made
 
 
+@pytest.fixture(scope="session")
+def standin_repos(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """The RHEL 8 / PGDG stand-in repositories (tests/rhel8_repos.py), built once per run for
+    the depsolve, mirror and python_deps tests; a test that changes one works on a copy."""
+    import rhel8_repos
+
+    return rhel8_repos.build_all(tmp_path_factory.mktemp("rhel8-standins"))
+
+
 def have(*tools: str) -> bool:
     return all(shutil.which(t) for t in tools)
 

@@ -62,7 +62,8 @@ def sign_repo(repo: Path, home: Path, fpr: str, comps: Path | None = None) -> No
 
 
 @pytest.fixture(scope="module")
-def upstream(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
+def upstream(tmp_path_factory: pytest.TempPathFactory,
+             standin_repos: dict[str, Path]) -> dict[str, object]:
     """The stand-in repositories, each signed by one stand-in upstream key; its public key as
     a file; BaseOS with comps (minimal-environment -> core -> bash, policycoreutils)."""
     base = tmp_path_factory.mktemp("upstream")
@@ -72,7 +73,10 @@ def upstream(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
         fpr = next(ln.split(":")[9] for ln in gpg(home, "--with-colons", "--list-keys")
                    .splitlines() if ln.startswith("fpr:"))
         (base / "UPSTREAM-KEY").write_text(gpg(home, "--armor", "--export", fpr))
-        paths = rhel8_repos.build_all(base / "repos")
+        paths = {}
+        for key, path in standin_repos.items():  # a signed copy of each
+            paths[key] = base / "repos" / key
+            shutil.copytree(path, paths[key], ignore=shutil.ignore_patterns("repodata"))
         (base / "comps.xml").write_text(COMPS)
         for key, path in paths.items():
             sign_repo(path, home, fpr, base / "comps.xml" if key == "baseos" else None)

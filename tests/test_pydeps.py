@@ -106,10 +106,11 @@ def test_the_sdist_becomes_a_signed_noarch_rpm_in_the_pgha_repo(built: Context,
     assert out.split() == ["x", "2.6.1"]
 
 
-def test_it_closes_the_gap_the_gate_finds(built: Context, tmp_path: Path) -> None:
+def test_it_closes_the_gap_the_gate_finds(built: Context, standin_repos: dict[str, Path],
+                                          tmp_path: Path) -> None:
     """AppStream without python3.12-dns (the EL-8 case): the gate names it; with python_deps
     the pgha repository provides it and the db role resolves."""
-    paths = rhel8_repos.build_all(tmp_path / "repos")
+    paths = dict(standin_repos)
     rhel8_repos.without(paths["appstream"], tmp_path / "appstream", "python3.12-dns")
     paths["appstream"] = tmp_path / "appstream"
     repos = rhel8_repos.cluster_repos(paths)

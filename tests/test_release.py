@@ -344,12 +344,14 @@ def test_release_of_a_real_build(built: Any, fake_github: FakeForge, sleeps: lis
     assert result.exit_code == 0, everything(result)
     manifest = json.loads(built.out.manifest.read_text())
     expected = {Path(e["path"]).name for e in manifest["artifacts"]
-                if e["kind"] in ("rpm", "srpm", "kickstart", "image", "ca-cert")
+                if e["kind"] in ("rpm", "srpm", "kickstart", "image", "ca-cert", "gpgkey")
                 and not e["secret"]
                 and not e.get("host")} | {"SHA256SUMS", "manifest.json"}
     assert set(fake_github.names()) == expected
     assert any(n.endswith(".src.rpm") for n in expected)
     assert "ca.crt" in expected  # the cluster CA certificate is public; its key never goes up
+    assert "RPM-GPG-KEY-pgha" in expected  # the signing key's public half; signing/ never
+    assert not any("signing" in n or "private-keys" in n for n in fake_github.names())
     secret_names = {Path(e["path"]).name for e in manifest["artifacts"] if e["secret"]}
     assert not secret_names & set(fake_github.names())
     again = release(out, fake_github)

@@ -40,6 +40,8 @@ TOOL_PACKAGES: dict[str, tuple[str, str]] = {
     "rpmbuild": ("rpm", "rpm-build"),
     "rpm": ("rpm", "rpm"),
     "rpm2cpio": ("rpm", "rpm"),
+    "rpmsign": ("rpm", "rpm-sign"),
+    "gpg": ("gpg gpg-agent", "gnupg2"),
     "createrepo_c": ("createrepo-c", "createrepo_c"),
     "rpmlint": ("rpmlint", "rpmlint"),
     "xorriso": ("xorriso", "xorriso"),

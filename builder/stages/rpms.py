@@ -82,6 +82,8 @@ def build_rpms(ctx: Context) -> RpmsResult:
     rpmbuild is its own process in its own _topdir); refresh repodata if anything did. One
     owner (state "rpm-<pkg>") per package, "repodata" for the metadata."""
     specs = ctx.result("specs", SpecsResult).specs
+    if shutil.which("gpg") is None:
+        require("rpmbuild", "rpmsign")  # with both missing, name the build tool first
     key = signing.signing_key(ctx)
     keys = {s.package.name: _package_key(ctx, s, key) for s in specs}
     stale = [s for s in specs
