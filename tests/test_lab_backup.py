@@ -79,15 +79,15 @@ def test_a_damaged_block_fails_pg_checksums(lab: labmod.Lab) -> None:
     base = str(lab.node_dirs(node).root / verify.SCRATCH)
     try:
         verify.restore_copy(lab, node, base, "latest", None)
-        rel = verify.run_pg(lab, node, "psql", "-h", base, "-U", lab.layout.postgres_user,
+        rel = restore.run_pg(lab, node, "psql", "-h", base, "-U", lab.layout.postgres_user,
                             "-d", "postgres", "-XAtc", "SELECT pg_relation_filepath('rp')")[1]
-        verify.run_pg(lab, node, "pg_ctl", "-D", f"{base}/data", "-m", "fast", "-w", "stop")
-        assert verify.checksums(lab, node, f"{base}/data")["bad"] == 0
+        restore.run_pg(lab, node, "pg_ctl", "-D", f"{base}/data", "-m", "fast", "-w", "stop")
+        assert restore.checksums(lab, node, f"{base}/data")["bad"] == 0
         with open(f"{base}/data/{rel.strip()}", "r+b") as f:  # free space of page 0
             f.seek(4000)
             f.write(b"\xff" * 16)
         with pytest.raises(PghaError, match="pg_checksums failed"):
-            verify.checksums(lab, node, f"{base}/data")
+            restore.checksums(lab, node, f"{base}/data")
     finally:
         verify.drop_copy(lab, node, base)
 
@@ -104,6 +104,7 @@ def test_dropped_table_is_restored_to_just_before_t(lab: labmod.Lab) -> None:
     sql.query(rw, "DROP TABLE drill")
     done = restore.restore(lab, target, timeout=240)
     print(f"\nrestore to {target}: {done}")
+    assert done["checksums"]["bad"] == 0 and done["checksums"]["blocks"] > 0  # checked first
     rows = [r[0] for r in lab.sql().query(rw, "SELECT id FROM drill ORDER BY id")]
     assert rows == list(range(1, 41))  # every row before T, none after
     wait_failover_ready(lab, 120)

@@ -161,9 +161,11 @@ def restore(app: App, target: str | None, name: str | None, latest: bool, timeou
 
     kind, value = _target(target, name, latest)
     done = restoremod.restore(running_lab(app), value, timeout, kind=kind)
-    click.echo(f"restored to {done['target']} on {done['node']}: data back after "
-               f"{done['restore_s']}s, leading after {done['leader_s']}s, new full backup "
-               f"{done['backup']}, every node streaming after {done['ready_s']}s")
+    ck = done["checksums"]
+    click.echo(f"restored to {done['target']} on {done['node']}: data back (pg_checksums: "
+               f"{ck['blocks']} blocks, {ck['bad']} bad) after {done['restore_s']}s, leading "
+               f"after {done['leader_s']}s, new full backup {done['backup']}, every node "
+               f"streaming after {done['ready_s']}s")
 
 
 @click.command()

@@ -16,6 +16,7 @@ The steps are the runbook of docs/backup.md, as commands on the lab's nodes:
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import time
@@ -149,6 +150,28 @@ def _local_settings(lab: Lab, name: str, data: str, sock: str) -> str:
             f"-c archive_command='{push}'")
 
 
+def run_pg(lab: Lab, node: str, *argv: str, check: bool = True) -> tuple[int, str]:
+    """A PostgreSQL program (from the lab's bin dir) as postgres on `node`: exit code, output."""
+    exe = f"{lab.layout.pg_bin_dir}/{argv[0]}"
+    proc = lab.runner.run(backup.as_postgres(lab, node, [exe, *argv[1:]]), check=check)
+    out = proc.stdout.decode(errors="replace") + proc.stderr.decode(errors="replace")
+    return proc.returncode, out
+
+
+def checksums(lab: Lab, node: str, data: str) -> dict[str, int]:
+    """pg_checksums --check over the stopped copy: files and blocks read, bad checksums."""
+    code, out = run_pg(lab, node, "pg_checksums", "--check", "-D", data, check=False)
+    found = {k: int(v) for k, v in re.findall(r"(Files scanned|Blocks scanned|Bad checksums):"
+                                             r"\s+(\d+)", out)}
+    if code != 0 or found.get("Bad checksums", 1) != 0:
+        raise PghaError("pg_checksums failed on the restored copy: "
+                        + " / ".join(out.strip().splitlines()[-3:]),
+                        hint="data checksums must be on (initdb --data-checksums) and every "
+                        "block valid: take a new full backup and keep the repository")
+    return {"files": found.get("Files scanned", 0), "blocks": found.get("Blocks scanned", 0),
+            "bad": found["Bad checksums"]}
+
+
 def restore(lab: Lab, target: str | None, timeout: float = 300,
             kind: str = "time") -> dict[str, Any]:
     """The whole cluster back to `target`: a time pgBackRest reads (kind "time", e.g.
@@ -170,6 +193,7 @@ def restore(lab: Lab, target: str | None, timeout: float = 300,
     clear_dcs(lab, dbs[0])
     first = dbs[0]
     restore_node(lab, first, target, kind)
+    checked = checksums(lab, first, _data_dir(lab, first))  # before it goes live
     t_restored = time.monotonic()
     nodes.boot(labmod.PYTHON, lab.node_dirs(first), lab.net.node(first).netns, timeout)
     wait_until(f"{first} leading the restored cluster", lambda: leader(lab) == first, timeout)
@@ -181,6 +205,6 @@ def restore(lab: Lab, target: str | None, timeout: float = 300,
     labmod.up(lab, dbs[1:], timeout=timeout)
     t_ready = time.monotonic()
     return {"node": first, "repository": repo.name,
-            "target": "latest" if target is None else f"{kind} {target}",
+            "target": "latest" if target is None else f"{kind} {target}", "checksums": checked,
             "restore_s": round(t_restored - t0, 1), "leader_s": round(t_leader - t0, 1),
             "backup": full["label"], "ready_s": round(t_ready - t0, 1)}

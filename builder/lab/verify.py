@@ -36,14 +36,6 @@ if TYPE_CHECKING:
 SCRATCH = "var/lib/pgha-verify"
 
 
-def run_pg(lab: Lab, node: str, *argv: str, check: bool = True) -> tuple[int, str]:
-    """A PostgreSQL program (from the lab's bin dir) as postgres on `node`: exit code, output."""
-    exe = f"{lab.layout.pg_bin_dir}/{argv[0]}"
-    proc = lab.runner.run(backup.as_postgres(lab, node, [exe, *argv[1:]]), check=check)
-    out = proc.stdout.decode(errors="replace") + proc.stderr.decode(errors="replace")
-    return proc.returncode, out
-
-
 def _settings(data: str, sock: str) -> str:
     """pg_ctl -o for the copy: alone, unreachable, never archiving into the repository."""
     return (f"-c listen_addresses='' -c unix_socket_directories='{sock}' "
@@ -61,7 +53,7 @@ def restore_copy(lab: Lab, node: str, base: str, kind: str, target: str | None) 
         shutil.chown(path, lab.layout.postgres_user, lab.layout.postgres_user)
     backup.pgbackrest(lab, "restore", f"--pg1-path={data}", "--reset-pg1-host",
                       *restore.target_args(kind, target), node=node)
-    run_pg(lab, node, "pg_ctl", "-D", data, "-l", log_file, "-w", "-t", "600", "-o",
+    restore.run_pg(lab, node, "pg_ctl", "-D", data, "-l", log_file, "-w", "-t", "600", "-o",
            _settings(data, base), "start", check=False)
     restore.wait_promoted(lab, node, data, base, log_file,
                           after="the cluster was not touched; the copy is removed")
@@ -70,8 +62,8 @@ def restore_copy(lab: Lab, node: str, base: str, kind: str, target: str | None) 
 
 def amcheck(lab: Lab, node: str, sock: str) -> dict[str, int]:
     """pg_amcheck over every database of the running copy: relations and pages checked."""
-    code, out = run_pg(lab, node, "pg_amcheck", "-h", sock, "-U", lab.layout.postgres_user,
-                     "--all", "--install-missing", "--heapallindexed", "--progress",
+    code, out = restore.run_pg(lab, node, "pg_amcheck", "-h", sock, "-U",
+                               lab.layout.postgres_user, "--all", "--install-missing", "--heapallindexed", "--progress",
                      check=False)
     if code != 0:
         raise PghaError(f"pg_amcheck found corruption in the restored copy (exit {code}): "
@@ -81,20 +73,6 @@ def amcheck(lab: Lab, node: str, sock: str) -> dict[str, int]:
     done = re.findall(r"(\d+)/\d+ relations \(100%\),\s+(\d+)/\d+ pages", out)
     relations, pages = (int(done[-1][0]), int(done[-1][1])) if done else (0, 0)
     return {"relations": relations, "pages": pages}
-
-
-def checksums(lab: Lab, node: str, data: str) -> dict[str, int]:
-    """pg_checksums --check over the stopped copy: files and blocks read, bad checksums."""
-    code, out = run_pg(lab, node, "pg_checksums", "--check", "-D", data, check=False)
-    found = {k: int(v) for k, v in re.findall(r"(Files scanned|Blocks scanned|Bad checksums):"
-                                             r"\s+(\d+)", out)}
-    if code != 0 or found.get("Bad checksums", 1) != 0:
-        raise PghaError("pg_checksums failed on the restored copy: "
-                        + " / ".join(out.strip().splitlines()[-3:]),
-                        hint="data checksums must be on (initdb --data-checksums) and every "
-                        "block valid: take a new full backup and keep the repository")
-    return {"files": found.get("Files scanned", 0), "blocks": found.get("Blocks scanned", 0),
-            "bad": found["Bad checksums"]}
 
 
 def verify(lab: Lab, kind: str = "latest", target: str | None = None,
@@ -110,13 +88,14 @@ def verify(lab: Lab, kind: str = "latest", target: str | None = None,
     try:
         out["restore_s"] = round(restore_copy(lab, node, base, kind, target), 1)
         if query is not None:
-            _code, text = run_pg(lab, node, "psql", "-h", base, "-U", lab.layout.postgres_user,
-                               "-d", "postgres", "-XAt", "-v", "ON_ERROR_STOP=1", "-c", query)
+            _code, text = restore.run_pg(lab, node, "psql", "-h", base, "-U",
+                                         lab.layout.postgres_user, "-d", "postgres", "-XAt",
+                                         "-v", "ON_ERROR_STOP=1", "-c", query)
             out["rows"] = text.splitlines()
         t1 = time.monotonic()
         out["amcheck"] = amcheck(lab, node, base)
-        run_pg(lab, node, "pg_ctl", "-D", f"{base}/data", "-m", "fast", "-w", "stop")
-        out["checksums"] = checksums(lab, node, f"{base}/data")
+        restore.run_pg(lab, node, "pg_ctl", "-D", f"{base}/data", "-m", "fast", "-w", "stop")
+        out["checksums"] = restore.checksums(lab, node, f"{base}/data")
         out["check_s"] = round(time.monotonic() - t1, 1)
     finally:
         drop_copy(lab, node, base)
@@ -125,7 +104,7 @@ def verify(lab: Lab, kind: str = "latest", target: str | None = None,
 
 def drop_copy(lab: Lab, node: str, base: str) -> None:
     """The copy stopped (if it still runs) and removed."""
-    run_pg(lab, node, "pg_ctl", "-D", f"{base}/data", "-m", "immediate", "-w", "stop",
+    restore.run_pg(lab, node, "pg_ctl", "-D", f"{base}/data", "-m", "immediate", "-w", "stop",
            check=False)
     shutil.rmtree(base, ignore_errors=True)
 
