@@ -117,11 +117,13 @@ def test_installed_agent_accepts_every_builder_seed(build, installed):
 
 
 def test_installed_agent_applies_a_builder_seed(build, installed, tmp_path):
-    """The builder's db1 seed, with its services swapped for a trivial one (the real etcd and
-    Patroni need the lab): every file and directory lands with its owner and mode."""
+    """The builder's db1 seed, with its services swapped for a trivial one and no etcd join (the
+    real etcd and Patroni need the lab): every file and directory lands with its owner and mode."""
     seed = json.loads((build / "seeds/db1/pgha/seed.json").read_text())
     port = free_port()
     seed["services"] = [http_service("etcd", port)]
+    # no real etcd to join or to wait for a leader from (tests/test_agent_etcdjoin.py does that)
+    seed.pop("etcd_join", None)
     seed["health"] = [{"kind": "tcp", "host": "127.0.0.1", "port": port, "service": "etcd"}]
     seed_dir = write_seed_dir(tmp_path / "seed", seed)
     iso = tmp_path / "db1.iso"

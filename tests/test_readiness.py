@@ -165,7 +165,7 @@ def test_agent_failover_probe_asks_the_member_itself(patroni_api: str) -> None:
     assert health.probe(check)[0] is True
 
 
-def test_agent_settles_loop_wait_once_ready(patroni_api: str, caplog) -> None:
+def test_agent_settles_loop_wait_once_ready(patroni_api: str, caplog, monkeypatch) -> None:
     """The boot's 1 s HA loop ends: the agent PATCHes the cluster file's loop_wait with the REST
     API's credentials, once; a value already right is left alone; a refused PATCH is a
     warning (the cluster runs), and no password reaches the log."""
@@ -174,6 +174,8 @@ def test_agent_settles_loop_wait_once_ready(patroni_api: str, caplog) -> None:
     from test_agent_units import health  # noqa: F401  (puts the agent package on sys.path)
 
     settle = importlib.import_module("pgha_agent.settle")
+    # an agent run earlier in this process (log.setup) stops its logger from propagating
+    monkeypatch.setattr(importlib.import_module("pgha_agent.log").LOG, "propagate", True)
 
     check = {"kind": "failover", "url": patroni_api, "settle_loop_wait": 5,
              "username": "patroni", "password": "s3cret"}

@@ -72,10 +72,19 @@ def quorum_problems(old: dict[str, str], new: dict[str, str]) -> list[str]:
              f"{len(old) - need} at a time (build, apply, then the next)")]
 
 
-def _env(text: str) -> dict[str, str]:
-    pairs = (line.split("=", 1) for line in text.splitlines()
-             if "=" in line and not line.lstrip().startswith("#"))
-    return {k.strip(): v for k, v in pairs}
+def _env(text: str) -> dict[str, str] | None:
+    """KEY=VALUE pairs of an environment file, or None when the text is not one: every line
+    that is not blank or a comment must be NAME=VALUE (haproxy.cfg's `uri /replica?lag=65536`
+    has an "=" too, and its server lines must still count)."""
+    pairs: dict[str, str] = {}
+    for line in text.splitlines():
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        key, sep, value = line.partition("=")
+        if not sep or not key.strip().isidentifier():
+            return None
+        pairs[key.strip()] = value
+    return pairs
 
 
 def _matters(old: str, new: str) -> bool:
