@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from builder.core.errors import PghaError
@@ -36,6 +37,11 @@ def repo_node(lab: Lab) -> NodeNet:
     return lab.net.node(found[0].name)
 
 
+# The folder the postgres-user commands start in: the caller's (a clone under /root, mode
+# 0700) is not postgres's to enter, and psql/pgbackrest would add a warning to their output.
+POSTGRES_CWD = Path("/")
+
+
 def as_postgres(lab: Lab, node: str, argv: list[str]) -> list[str]:
     """argv run in the node's namespace as the postgres user (what systemd's User= does)."""
     user = lab.layout.postgres_user
@@ -52,7 +58,7 @@ def pgbackrest(lab: Lab, *args: str, node: str | None = None, check: bool = True
     name = node or repo_node(lab).name
     argv = [lab.layout.pgbackrest_bin, f"--config={config_of(lab, name)}",
             f"--stanza={backupmodel.stanza(lab.cluster)}", "--log-level-console=warn", *args]
-    proc = lab.runner.run(as_postgres(lab, name, argv), check=check)
+    proc = lab.runner.run(as_postgres(lab, name, argv), check=check, cwd=POSTGRES_CWD)
     return proc.stdout.decode(errors="replace")
 
 

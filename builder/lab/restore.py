@@ -69,7 +69,8 @@ def clear_dcs(lab: Lab, name: str) -> None:
 
 def _pg(lab: Lab, name: str, *args: str, check: bool = True) -> str:
     exe = os.path.join(lab.layout.pg_bin_dir, args[0])
-    proc = lab.runner.run(backup.as_postgres(lab, name, [exe, *args[1:]]), check=check)
+    proc = lab.runner.run(backup.as_postgres(lab, name, [exe, *args[1:]]), check=check,
+                          cwd=backup.POSTGRES_CWD)
     return proc.stdout.decode(errors="replace")
 
 
@@ -153,7 +154,10 @@ def _local_settings(lab: Lab, name: str, data: str, sock: str) -> str:
 def run_pg(lab: Lab, node: str, *argv: str, check: bool = True) -> tuple[int, str]:
     """A PostgreSQL program (from the lab's bin dir) as postgres on `node`: exit code, output."""
     exe = f"{lab.layout.pg_bin_dir}/{argv[0]}"
-    proc = lab.runner.run(backup.as_postgres(lab, node, [exe, *argv[1:]]), check=check)
+    # from /: the caller's folder (a clone under /root, mode 0700) is not postgres's to enter,
+    # and psql would add "could not change directory" to the output parsed here
+    proc = lab.runner.run(backup.as_postgres(lab, node, [exe, *argv[1:]]), check=check,
+                          cwd=backup.POSTGRES_CWD)
     out = proc.stdout.decode(errors="replace") + proc.stderr.decode(errors="replace")
     return proc.returncode, out
 
