@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -79,12 +80,24 @@ def pids_of(lab: Lab, name: str, program: str) -> list[int]:
             if Path(_comm(p).split(" ")[0]).name == program]
 
 
+def freeze(pids: list[int]) -> Callable[[], None]:
+    """SIGSTOP each process (a hang: it keeps its sockets and answers nobody); returns the
+    thaw, which sends SIGCONT to those still there."""
+    for pid in pids:
+        os.kill(pid, signal.SIGSTOP)
+
+    def thaw() -> None:
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
+    return thaw
+
+
 def stop_walsenders(lab: Lab, name: str) -> list[int]:
     """SIGSTOP the primary's walsenders: its replicas stop receiving WAL (a lagging replica;
     `tc netem` is not available here). The scenario then kills the primary."""
     pids = pids_matching(lab, name, "walsender")
-    for pid in pids:
-        os.kill(pid, signal.SIGSTOP)
+    freeze(pids)
     return pids
 
 

@@ -16,9 +16,6 @@ beside the database failovers; they need a lab with a virtual IP and two load ba
 
 from __future__ import annotations
 
-import contextlib
-import os
-import signal
 import time
 from collections.abc import Callable
 
@@ -87,17 +84,14 @@ def partition_holder(lab: Lab) -> Outcome:
 def hang_haproxy(lab: Lab) -> Outcome:
     """SIGSTOP HAProxy on the VIP holder: it keeps its sockets and the kernel still accepts
     TCP connections for it, but it serves nobody. keepalived's check must notice."""
-    stopped: list[int] = []
+    thaws: list[Callable[[], None]] = []
 
     def hang(name: str) -> None:
-        stopped.extend(faults.pids_matching(lab, name, lab.layout.haproxy_bin))
-        for pid in stopped:
-            os.kill(pid, signal.SIGSTOP)
+        thaws.append(faults.freeze(faults.pids_matching(lab, name, lab.layout.haproxy_bin)))
 
     def resume(name: str) -> None:
-        for pid in stopped:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGCONT)
+        for thaw in thaws:
+            thaw()
 
     return run(lab, "hang HAProxy (SIGSTOP) on the VIP holder", hang, resume)
 

@@ -12,9 +12,7 @@ once the replica is promoted; the VIP on two nodes: once the second node holds i
 
 from __future__ import annotations
 
-import contextlib
 import os
-import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -145,16 +143,10 @@ def replication_lag(lab: Lab) -> Fault:
     victim = next(n.name for n in lab.db_nodes if n.name != primary)
     pids = faults.pids_matching(lab, victim, "walreceiver")
     assert pids, f"no walreceiver on {victim}"
-    for pid in pids:
-        os.kill(pid, signal.SIGSTOP)
+    thaw = faults.freeze(pids)
     lag = int(monitoring.tokens(lab.cluster)["lag"])
     write_wal(lab, megabytes=3 * lag // 1_000_000 + 1)
-
-    def heal() -> None:
-        for pid in pids:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGCONT)
-    return Fault({("PghaReplicationLag", victim)}, "PghaReplicationLag", heal)
+    return Fault({("PghaReplicationLag", victim)}, "PghaReplicationLag", thaw)
 
 
 NFT_TABLE = "pgha_monitoring_fault"
@@ -217,14 +209,7 @@ def no_sync_standby(lab: Lab) -> Fault:
     primary = _primary(lab)
     pids = [pid for n in lab.db_nodes if n.name != primary for pid in _postgres_pids(lab, n.name)]
     assert pids, "no replica PostgreSQL"
-    for pid in pids:
-        os.kill(pid, signal.SIGSTOP)
-
-    def heal() -> None:
-        for pid in pids:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGCONT)
-    return Fault({("PghaNoSyncStandby", "")}, "PghaNoSyncStandby", heal)
+    return Fault({("PghaNoSyncStandby", "")}, "PghaNoSyncStandby", faults.freeze(pids))
 
 
 def split_brain(lab: Lab) -> Fault:
@@ -235,13 +220,10 @@ def split_brain(lab: Lab) -> Fault:
     primary = _primary(lab)
     pids = faults.pids_matching(lab, primary, f"{lab.layout.patroni_bin} ")
     assert pids, f"no Patroni on {primary}"
-    for pid in pids:
-        os.kill(pid, signal.SIGSTOP)
+    thaw = faults.freeze(pids)
 
     def heal() -> None:
-        for pid in pids:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGCONT)
+        thaw()
         wait_until("a leader", lambda: leader(lab) is not None, 60)
     try:
         wait_until("a second primary", lambda: leader(lab) not in (None, primary),
@@ -300,13 +282,10 @@ def vip_on_no_node(lab: Lab) -> Fault:
     vip.wait_holder(lab)
     pids = [pid for n in lab.lb_nodes
             for pid in faults.pids_matching(lab, n.name, lab.layout.haproxy_bin)]
-    for pid in pids:
-        os.kill(pid, signal.SIGSTOP)
+    thaw = faults.freeze(pids)
 
     def heal() -> None:
-        for pid in pids:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGCONT)
+        thaw()
         vip.wait_holder(lab, 60)
     try:
         wait_until("the VIP on no node", lambda: not vip.holders(lab), 60)
